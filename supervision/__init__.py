@@ -1,0 +1,71 @@
+"""thespian-otp's supervision core: OTP-style supervisors, a name registry and a monitor on thespian.
+
+```python
+from supervision import Runtime, Server, SupervisorSpec, ChildSpec
+
+class Echo(Server):
+    def handle(self, message):
+        return message
+
+with Runtime(base="multiprocTCPBase") as rt:
+    rt.start(SupervisorSpec(name="root", children=[ChildSpec(name="echo", actor=Echo)]))
+    assert rt.ask("echo", "hi", timeout=2.0) == "hi"
+```
+"""
+
+from supervision.errors import (
+    ActorCrashed,
+    AlreadyRegistered,
+    AskTimeout,
+    BadRequest,
+    ConfigError,
+    DeadLetter,
+    MessageNotPicklable,
+    NoSuchName,
+    Recoverable,
+    RemoteError,
+    RuntimeNotRunning,
+    SpecError,
+    StartFailed,
+    SupervisionError,
+    UnknownMessage,
+)
+from supervision.introspect import ChildTable, Tree, TreeNode
+from supervision.messages import Answer, ChildInfo, CountChildren, Down, StartChild, TerminateChild, WhichChildren
+from supervision.runtime import Runtime
+from supervision.server import ReplyHandle, Server
+from supervision.specs import Backoff, ChildSpec, SupervisorSpec
+
+__all__ = [
+    "ActorCrashed",
+    "AlreadyRegistered",
+    "Answer",
+    "AskTimeout",
+    "Backoff",
+    "BadRequest",
+    "ChildInfo",
+    "ChildSpec",
+    "ChildTable",
+    "ConfigError",
+    "CountChildren",
+    "DeadLetter",
+    "Down",
+    "MessageNotPicklable",
+    "NoSuchName",
+    "Recoverable",
+    "RemoteError",
+    "ReplyHandle",
+    "Runtime",
+    "RuntimeNotRunning",
+    "Server",
+    "SpecError",
+    "StartChild",
+    "StartFailed",
+    "SupervisionError",
+    "SupervisorSpec",
+    "TerminateChild",
+    "Tree",
+    "TreeNode",
+    "UnknownMessage",
+    "WhichChildren",
+]

@@ -1,0 +1,126 @@
+"""Which OS process an actor runs in, and whether that process is still alive.
+
+thespian's multiprocQueueBase never reports a SIGKILLed actor (THESPIAN_NOTES.md), so the
+runtime checks actor processes itself. A `ProcessIdentity` is a pid plus the process's start
+time, so a reused pid is never mistaken for the old actor, and a zombie (killed, not yet
+reaped) counts as dead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import sys
+
+import attrs
+
+_HOST = socket.gethostname()
+_PR_SET_PDEATHSIG = 1
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) from /proc, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may contain spaces
+    rest = data[data.rindex(b")") + 2 :].split()
+    return rest[0].decode(), int(rest[19])
+
+
+def _psutil_stat(pid: int) -> tuple[str, int] | None:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        status = proc.status()
+        started = int(proc.create_time() * 100)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return ("Z" if status == psutil.STATUS_ZOMBIE else "R"), started
+
+
+_HAVE_PROC = os.path.exists("/proc/self/stat")
+_stat = _proc_stat if _HAVE_PROC else _psutil_stat
+
+
+@attrs.frozen
+class ProcessIdentity:
+    pid: int
+    start_time: int
+    host: str = _HOST
+
+    @classmethod
+    def current(cls) -> "ProcessIdentity":
+        found = _stat(os.getpid())
+        return cls(os.getpid(), found[1] if found else 0)
+
+    @classmethod
+    def of(cls, pid: int) -> "ProcessIdentity | None":
+        found = _stat(pid)
+        return cls(pid, found[1]) if found else None
+
+    @property
+    def is_local(self) -> bool:
+        return self.host == _HOST
+
+    def is_alive(self) -> bool:
+        """False when the process is gone, a zombie, or the pid now belongs to another process.
+
+        A process on another host cannot be checked from here and counts as alive."""
+        if not self.is_local:
+            return True
+        found = _stat(self.pid)
+        if found is None:
+            return False
+        state, started = found
+        return state not in ("Z", "X", "x") and started == self.start_time
+
+    def kill(self, sig: int = signal.SIGKILL) -> bool:
+        """Send `sig` if this is still the same live process; True if it was sent."""
+        if not self.is_local or not self.is_alive():
+            return False
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when the process that forked it dies (Linux).
+
+    This links an actor process to its supervisor's process as OTP links a child to its
+    supervisor: a killed supervisor takes its subtree with it, and nothing is left orphaned."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+
+
+def this_host() -> str:
+    return _HOST
+
+
+def group_members(group: int) -> list[int]:
+    """Live (not zombie) processes whose process group is `group`."""
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or os.getpgid(proc.info["pid"]) != group:
+                continue
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+        members.append(proc.info["pid"])
+    return members

@@ -1,0 +1,313 @@
+"""Every message the runtime sends between actors: module-level frozen attrs classes, picklable.
+
+User-facing messages (`Down`, `Answer`, the supervisor requests) are importable from
+`supervision`; the rest is the runtime's internal protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from supervision.errors import ErrorInfo
+from supervision.liveness import ProcessIdentity
+
+# --- requests and replies ---------------------------------------------------------------
+
+
+@attrs.frozen
+class Envelope:
+    """A message to a named actor. With `corr` it is a request and the reply goes to `reply_to`.
+
+    The reply-to address travels inside the message because thespian's dead letters do not
+    carry the original sender; the monitor uses it to answer for a dead target."""
+
+    payload: Any
+    target: str
+    corr: str | None = None
+    reply_to: Any = None  # ActorAddress
+    #: how long the caller waits (seconds); a gateway keeps the request no longer
+    ttl: float | None = None
+
+    @property
+    def is_request(self) -> bool:
+        return self.corr is not None
+
+
+@attrs.frozen
+class Reply:
+    corr: str
+    value: Any
+
+
+@attrs.frozen
+class ErrorReply:
+    corr: str
+    error: ErrorInfo
+
+
+@attrs.frozen
+class Answer:
+    """The outcome of `Server.ask(...)` made without a callback, delivered to `handle`.
+
+    `tag` is what the asker passed; `error` is set (and `value` is None) on failure."""
+
+    tag: Any
+    value: Any = None
+    error: ErrorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error.to_exception()
+        return self.value
+
+
+# --- monitoring ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Down:
+    """Sent to watchers of `name` when the actor registered under it dies or stops."""
+
+    name: str
+    reason: str
+    address: Any = None
+
+
+@attrs.frozen
+class Watch:
+    name: str
+
+
+@attrs.frozen
+class Unwatch:
+    name: str
+
+
+# --- supervisor API (payloads of requests to a supervisor's name) --------------------------
+
+
+@attrs.frozen
+class StartChild:
+    """Start a child of a simple_one_for_one supervisor from its template.
+
+    Reply: the new child's registered name."""
+
+    args: tuple = ()
+    kwargs: dict = attrs.field(factory=dict, hash=False)
+    name: str | None = None
+
+
+@attrs.frozen
+class TerminateChild:
+    """Stop a child (its shutdown policy applies) and remove it. Reply: None."""
+
+    name: str
+
+
+@attrs.frozen
+class WhichChildren:
+    """Reply: a tuple of `ChildInfo`, in start order."""
+
+
+@attrs.frozen
+class CountChildren:
+    """Reply: a dict with specs, active, supervisors and workers counts (as OTP)."""
+
+
+@attrs.frozen
+class ChildInfo:
+    name: str
+    kind: str
+    actor_class: str
+    status: str
+    pid: int | None
+    restarts: int
+
+
+# --- lifecycle (internal) -----------------------------------------------------------------
+
+
+@attrs.frozen
+class SystemContext:
+    """What every actor of a runtime needs to know, handed down the tree at start."""
+
+    base: str
+    kernel: Any  # ActorAddress
+    monitor: Any  # ActorAddress | None
+    owner: ProcessIdentity | None
+    liveness_interval: float
+    in_process: bool
+
+
+@attrs.frozen
+class Init:
+    name: str
+    spec: Any  # ChildSpec | SupervisorSpec
+    parent_name: str
+    context: SystemContext
+    parent_pid: int | None = None
+
+
+@attrs.frozen
+class Started:
+    name: str
+    identity: ProcessIdentity | None
+
+
+@attrs.frozen
+class InitFailed:
+    name: str
+    error: ErrorInfo
+
+
+@attrs.frozen
+class Terminate:
+    """Stop gracefully: a Server runs `terminate`, a supervisor stops its children in order."""
+
+    reason: str = "shutdown"
+
+
+@attrs.frozen
+class Exiting:
+    """Told to the parent just before an actor exits on its own, so the parent knows why."""
+
+    name: str
+    reason: str
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen
+class MonitorChanged:
+    """The monitor was restarted: use this address and re-register children."""
+
+    monitor: Any
+
+
+# --- registry (internal) ------------------------------------------------------------------
+
+
+@attrs.frozen
+class RegistryEntry:
+    name: str
+    address: Any
+    identity: ProcessIdentity | None
+    supervisor: str
+    kind: str
+    actor_class: str
+
+
+@attrs.frozen
+class Register:
+    entry: RegistryEntry
+    corr: str
+
+
+@attrs.frozen
+class Unregister:
+    name: str
+    address: Any
+    reason: str
+
+
+@attrs.frozen
+class Lookup:
+    name: str
+    corr: str
+    watch: bool = True
+
+
+@attrs.frozen
+class Resolved:
+    corr: str
+    name: str
+    address: Any
+    identity: ProcessIdentity | None
+
+
+@attrs.frozen
+class NodeRow:
+    """A supervisor's report about one child, kept by the monitor for `tree()`."""
+
+    name: str
+    parent: str
+    kind: str
+    actor_class: str
+    restart: str
+    strategy: str | None
+    status: str
+    pid: int | None
+    restarts: int
+    position: int
+    last_exit: str | None = None
+
+
+@attrs.frozen
+class NodeRemoved:
+    name: str
+
+
+@attrs.frozen
+class CountEvent:
+    """A server reports an event to count in the tree: 'recoverable' or 'crash'."""
+
+    name: str
+    kind: str
+
+
+@attrs.frozen
+class GetTree:
+    pass
+
+
+# --- kernel (internal) --------------------------------------------------------------------
+
+
+@attrs.frozen
+class StartTree:
+    spec: Any
+
+
+@attrs.frozen
+class StopTree:
+    name: str
+
+
+@attrs.frozen
+class Shutdown:
+    pass
+
+
+@attrs.frozen
+class Resolve:
+    """Runtime -> kernel: where does `name` live? Reply: `Resolved` or NoSuchName."""
+
+    name: str
+
+
+@attrs.frozen
+class Ping:
+    pass
+
+
+# --- timers (internal) --------------------------------------------------------------------
+
+
+@attrs.frozen
+class Tick:
+    pass
+
+
+@attrs.frozen
+class StepTimer:
+    seq: int
+
+
+@attrs.frozen
+class AskTimer:
+    corr: str

@@ -1,0 +1,190 @@
+"""The monitor: the registry's host, thespian's dead-letter handler, and the source of `Down` notices.
+
+Started by the runtime as the first child of its kernel (`sys.monitor`). It
+
+- holds the name registry (see `registry.py`): supervisors register each child when it has
+  started and unregister it when it exits; lookups check that the holder's process is alive;
+- turns dead letters into replies: a request (an `Envelope` with a correlation id and a
+  reply-to address) that thespian could not deliver goes back to the original sender as a
+  `DeadLetter` error naming the target, the message type and the reason;
+- sends `Down(name, reason)` to the watchers of a name when its actor dies;
+- sweeps the registry on a timer, so actors that died without anyone noticing (a subtree
+  killed with its supervisor; thespian's queue base, which reports nothing) still go away;
+- keeps what supervisors report about their children, and the per-actor counters, for `tree()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+from thespian.actors import DeadEnvelope
+
+from supervision.logs import logger
+from supervision.errors import AlreadyRegistered, DeadLetter, NoSuchName
+from supervision.introspect import Counters, build_tree
+from supervision.messages import (
+    CountEvent,
+    Down,
+    Envelope,
+    ErrorReply,
+    GetTree,
+    Init,
+    Lookup,
+    NodeRemoved,
+    NodeRow,
+    Register,
+    RegistryEntry,
+    Reply,
+    Resolved,
+    Unregister,
+    Unwatch,
+    Watch,
+)
+from supervision.process import Process
+from supervision.registry import Registry
+from supervision.router import type_name
+
+log = logger("supervision.monitor")
+
+#: Seconds between sweeps of the registry for actors that died unnoticed.
+SWEEP_INTERVAL = 1.0
+
+
+class Monitor(Process):
+    system_handlers = {
+        **Process.system_handlers,
+        Register: "_on_register",
+        Unregister: "_on_unregister",
+        Lookup: "_on_lookup",
+        Watch: "_on_watch",
+        Unwatch: "_on_unwatch",
+        NodeRow: "_on_node_row",
+        NodeRemoved: "_on_node_removed",
+        CountEvent: "_on_count_event",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.registry = Registry()
+        self.rows: dict[str, NodeRow] = {}
+        self.counters: dict[str, Counters] = {}
+        self.sweep_interval = SWEEP_INTERVAL
+
+    def on_init(self, message: Init) -> None:
+        self.handleDeadLetters()
+        if not self.in_process:
+            self.arm_timer(self.clock() + self.sweep_interval)
+        self.report_started()
+
+    # --- registry ---------------------------------------------------------------------------------
+
+    def _on_register(self, message: Register, sender: Any) -> None:
+        try:
+            replaced = self.registry.register(message.entry)
+        except AlreadyRegistered as exc:
+            self.send_error(Envelope(None, "", message.corr, sender), sender, exc)
+            return
+        for entry in replaced:
+            self._down(entry, "the actor is dead (replaced by a new registration)")
+        self.send(sender, Reply(message.corr, None))
+
+    def _on_unregister(self, message: Unregister, sender: Any) -> None:
+        for entry in self.registry.remove(message.name, message.address):
+            reason = message.reason if entry.name == message.name else f"its supervisor {message.name} died"
+            self._down(entry, reason)
+
+    def _on_lookup(self, message: Lookup, sender: Any) -> None:
+        entry = self._live_entry(message.name)
+        if entry is None:
+            row = self.rows.get(message.name)
+            hint = ""
+            if row is not None and row.status in ("starting", "restarting", "exited"):
+                hint = f"it is {row.status}; retry shortly"
+            self.send_error(Envelope(None, "", message.corr, sender), sender, NoSuchName(message.name, hint))
+            return
+        if message.watch:
+            self.registry.watch(message.name, sender)
+        self.send(sender, Resolved(message.corr, entry.name, entry.address, entry.identity))
+
+    def _live_entry(self, name: str) -> RegistryEntry | None:
+        entry = self.registry.lookup(name)
+        if entry is not None and entry.identity is not None and not entry.identity.is_alive():
+            for removed in self.registry.remove(entry.name, entry.address):
+                self._down(removed, "killed")
+            return None
+        return entry
+
+    def _on_watch(self, message: Watch, sender: Any) -> None:
+        if self._live_entry(message.name) is None or not self.registry.watch(message.name, sender):
+            self.send(sender, Down(message.name, "noproc"))
+
+    def _on_unwatch(self, message: Unwatch, sender: Any) -> None:
+        self.registry.unwatch(message.name, sender)
+
+    def _down(self, entry: RegistryEntry, reason: str) -> None:
+        log.debug("%s is down: %s", entry.name, reason)
+        for watcher in self.registry.take_watchers(entry.name):
+            self.send(watcher, Down(entry.name, reason, entry.address))
+
+    def on_tick(self, now: float) -> float | None:
+        for entry in self.registry.dead_entries():
+            for removed in self.registry.remove(entry.name, entry.address):
+                self._down(removed, "killed")
+        return now + self.sweep_interval
+
+    # --- dead letters --------------------------------------------------------------------------------
+
+    def _on_dead_envelope(self, message: DeadEnvelope, sender: Any) -> None:
+        letter = message.deadMessage
+        if isinstance(letter, Envelope):
+            target = letter.target or str(message.deadAddress)
+            self._count(letter.target, "dead_letters")
+            if letter.corr is not None and letter.reply_to is not None:
+                error = DeadLetter(target, type_name(letter.payload), "the actor is dead", undelivered=True)
+                self.send_error(letter, None, error)
+            else:
+                log.info("dead letter: %s to %r dropped (the actor is dead)", type_name(letter.payload), target)
+        elif isinstance(letter, (Down, Reply, ErrorReply, Resolved)):
+            self.registry.forget_watcher(message.deadAddress)  # the watcher itself died
+        else:
+            log.info("dead letter: %s to %s dropped", type_name(letter), message.deadAddress)
+        name = self.registry.name_of(message.deadAddress)
+        if name is not None:
+            entry = self.registry.lookup(name)
+            if entry is not None and (entry.identity is None or not entry.identity.is_alive()):
+                for removed in self.registry.remove(name, message.deadAddress):
+                    self._down(removed, "killed")
+
+    # --- the tree --------------------------------------------------------------------------------------
+
+    def _on_node_row(self, message: NodeRow, sender: Any) -> None:
+        self.rows[message.name] = message
+
+    def _on_node_removed(self, message: NodeRemoved, sender: Any) -> None:
+        self.rows.pop(message.name, None)
+
+    def _on_count_event(self, message: CountEvent, sender: Any) -> None:
+        self._count(message.name, "recoverable_errors" if message.kind == "recoverable" else "crashes")
+
+    def _count(self, name: str, field: str) -> None:
+        current = self.counters.get(name, Counters())
+        self.counters[name] = attrs.evolve(current, **{field: getattr(current, field) + 1})
+
+    def on_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
+        if isinstance(payload, GetTree):
+            self.send_reply(envelope, sender, self.snapshot())
+        else:
+            from supervision.errors import UnknownMessage
+
+            self.send_error(envelope, sender, UnknownMessage(self.name, type_name(payload)))
+
+    def snapshot(self) -> Any:
+        return build_tree(self.rows, self.counters, root=self.kernel_name, base=self.context.base if self.context else "")
+
+    @property
+    def kernel_name(self) -> str:
+        from supervision.kernel import KERNEL_NAME
+
+        return KERNEL_NAME

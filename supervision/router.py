@@ -1,0 +1,267 @@
+"""Sending to actors by name from inside an actor, message-driven, with an address cache.
+
+A `Router` lives inside one actor. It resolves names through the monitor (`Lookup` with a
+watch, so the monitor tells it with `Down` when the actor dies), caches the address, and keeps
+every request it sent until the reply, a `Down` for the target, or the deadline, so that no
+request waits for a reply that will never come:
+
+- a request whose target dies gets a `DeadLetter` error;
+- a request to a name that is not registered gets `NoSuchName`;
+- a request with no reply by its deadline gets `AskTimeout`.
+
+Before each send the cached target's process is checked (a pid and start time read from
+/proc, microseconds) so a cached address of a killed actor is re-resolved instead of used.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+import attrs
+
+from supervision.logs import logger
+from supervision.errors import AskTimeout, DeadLetter, ErrorInfo, NoSuchName
+from supervision.messages import (
+    Answer,
+    Down,
+    Envelope,
+    ErrorReply,
+    Lookup,
+    Reply,
+    Resolved,
+)
+
+if TYPE_CHECKING:
+    from supervision.process import Process
+
+log = logger("supervision.router")
+
+_ids = itertools.count(1)
+
+
+def new_corr(prefix: str = "") -> str:
+    return f"{prefix}{os.getpid()}-{next(_ids)}"
+
+
+def type_name(message: Any) -> str:
+    return type(message).__name__
+
+
+@attrs.define
+class _Pending:
+    """A request this router sent and still waits for (or, when forwarded, still guards)."""
+
+    corr: str
+    name: str
+    message_type: str
+    deadline: float
+    timeout: float = 0.0
+    address: Any = None
+    #: local asks: called with an Answer; forwarded requests: None
+    on_answer: Callable[[Answer], None] | None = None
+    tag: Any = None
+    #: forwarded requests: where the original caller waits
+    reply_to: Any = None
+
+
+@attrs.define
+class _Outgoing:
+    envelope: Envelope
+    pending: _Pending | None
+
+
+class Router:
+    def __init__(self, owner: "Process", clock: Callable[[], float] = time.monotonic) -> None:
+        self.owner = owner
+        self.clock = clock
+        self.cache: dict[str, Resolved] = {}
+        self.waiting: dict[str, deque[_Outgoing]] = {}
+        self.lookups: dict[str, str] = {}
+        self.pending: dict[str, _Pending] = {}
+        self.dead_letters = 0
+
+    # --- sending -------------------------------------------------------------------------
+
+    def tell(self, name: str, payload: Any) -> None:
+        self._route(_Outgoing(Envelope(payload, name), None))
+
+    def ask(
+        self,
+        name: str,
+        payload: Any,
+        timeout: float,
+        on_answer: Callable[[Answer], None],
+        tag: Any = None,
+    ) -> str:
+        corr = new_corr("a")
+        pending = _Pending(
+            corr, name, type_name(payload), self.clock() + timeout, timeout, on_answer=on_answer, tag=tag
+        )
+        self.pending[corr] = pending
+        self.owner.arm_timer(pending.deadline)
+        self._route(_Outgoing(Envelope(payload, name, corr, self.owner.myAddress), pending))
+        return corr
+
+    def forward(self, envelope: Envelope, ttl: float = 60.0) -> None:
+        """Pass a request on to its target; the reply goes straight to `envelope.reply_to`.
+
+        The router keeps the request until `ttl` so it can answer `DeadLetter` for it if the
+        target dies (thespian's queue base drops such messages silently)."""
+        pending = None
+        if envelope.corr is not None:
+            pending = _Pending(
+                envelope.corr,
+                envelope.target,
+                type_name(envelope.payload),
+                self.clock() + (envelope.ttl or ttl),
+                reply_to=envelope.reply_to,
+            )
+            self.pending[envelope.corr] = pending
+            self.owner.arm_timer(pending.deadline)
+        self._route(_Outgoing(envelope, pending))
+
+    def resolve(self, name: str, on_answer: Callable[[Answer], None]) -> None:
+        """Call `on_answer` with the `Resolved` entry for `name` (from cache or the monitor)."""
+        cached = self._cached(name)
+        if cached is not None:
+            on_answer(Answer(None, cached))
+            return
+        corr = new_corr("r")
+        pending = _Pending(corr, name, "Resolve", self.clock() + 30.0, on_answer=on_answer)
+        self._queue(name, _Outgoing(Envelope(None, name), pending))
+
+    def _cached(self, name: str) -> Resolved | None:
+        entry = self.cache.get(name)
+        if entry is None:
+            return None
+        if entry.identity is not None and not entry.identity.is_alive():
+            del self.cache[name]
+            return None
+        return entry
+
+    def _route(self, outgoing: _Outgoing) -> None:
+        name = outgoing.envelope.target
+        if name in self.waiting:
+            self.waiting[name].append(outgoing)
+            return
+        entry = self._cached(name)
+        if entry is None:
+            self._queue(name, outgoing)
+            return
+        self._deliver(entry, outgoing)
+
+    def _queue(self, name: str, outgoing: _Outgoing) -> None:
+        queue = self.waiting.get(name)
+        if queue is None:
+            queue = self.waiting[name] = deque()
+            self._send_lookup(name)
+        queue.append(outgoing)
+
+    def _send_lookup(self, name: str) -> None:
+        monitor = self.owner.monitor_address
+        corr = new_corr("l")
+        self.lookups[corr] = name
+        if monitor is None:
+            self._resolve_failed(name, NoSuchName(name, "the monitor is not running"))
+            return
+        self.owner.send(monitor, Lookup(name, corr, watch=True))
+
+    def _deliver(self, entry: Resolved, outgoing: _Outgoing) -> None:
+        pending = outgoing.pending
+        if pending is not None and pending.message_type == "Resolve" and pending.on_answer is not None:
+            pending.on_answer(Answer(None, entry))
+            return
+        if pending is not None:
+            pending.address = entry.address
+        self.owner.send(entry.address, outgoing.envelope)
+
+    # --- receiving -----------------------------------------------------------------------
+
+    def on_resolved(self, message: Resolved) -> bool:
+        name = self.lookups.pop(message.corr, None)
+        if name is None:
+            return False
+        self.cache[name] = message
+        for outgoing in self.waiting.pop(name, ()):
+            self._deliver(message, outgoing)
+        return True
+
+    def on_error_reply(self, message: ErrorReply) -> bool:
+        name = self.lookups.pop(message.corr, None)
+        if name is not None:
+            self._resolve_failed(name, message.error.to_exception())
+            return True
+        pending = self.pending.pop(message.corr, None)
+        if pending is None or pending.on_answer is None:
+            return pending is not None
+        pending.on_answer(Answer(pending.tag, error=message.error))
+        return True
+
+    def on_reply(self, message: Reply) -> bool:
+        pending = self.pending.pop(message.corr, None)
+        if pending is None:
+            return False
+        if pending.on_answer is not None:
+            pending.on_answer(Answer(pending.tag, message.value))
+        return True
+
+    def on_down(self, message: Down) -> None:
+        entry = self.cache.get(message.name)
+        if entry is not None and (message.address is None or entry.address == message.address):
+            del self.cache[message.name]
+        for pending in list(self.pending.values()):
+            if pending.name != message.name:
+                continue
+            if message.address is not None and pending.address is not None and pending.address != message.address:
+                continue
+            if pending.address is None:
+                continue  # not sent yet: it is waiting for a lookup
+            self._fail(pending, DeadLetter(message.name, pending.message_type, f"the actor died ({message.reason})"))
+
+    def on_monitor_changed(self) -> None:
+        """The monitor restarted: its watches are gone, so forget cached addresses and redo lookups."""
+        self.cache.clear()
+        names = list(self.lookups.values())
+        self.lookups.clear()
+        for name in names:
+            self._send_lookup(name)
+
+    def expire(self) -> float | None:
+        """Fail requests past their deadline; return the next deadline, if any."""
+        now = self.clock()
+        upcoming: float | None = None
+        for pending in list(self.pending.values()):
+            if pending.deadline <= now:
+                self.pending.pop(pending.corr, None)
+                if pending.on_answer is not None:
+                    error = AskTimeout(pending.name, pending.timeout, pending.message_type)
+                    pending.on_answer(Answer(pending.tag, error=ErrorInfo.from_exception(error, with_traceback=False)))
+            elif upcoming is None or pending.deadline < upcoming:
+                upcoming = pending.deadline
+        return upcoming
+
+    # --- failures ------------------------------------------------------------------------
+
+    def _resolve_failed(self, name: str, error: BaseException) -> None:
+        for outgoing in self.waiting.pop(name, ()):
+            if outgoing.pending is None:
+                self.dead_letters += 1
+                log.info("%s: dropped %s to %r: %s", self.owner.name, type_name(outgoing.envelope.payload), name, error)
+                continue
+            if outgoing.pending.message_type == "Resolve":
+                outgoing.pending.on_answer(Answer(None, error=ErrorInfo.from_exception(error, with_traceback=False)))
+                continue
+            self._fail(outgoing.pending, error)
+
+    def _fail(self, pending: _Pending, error: BaseException) -> None:
+        self.pending.pop(pending.corr, None)
+        info = ErrorInfo.from_exception(error, with_traceback=False)
+        if pending.on_answer is not None:
+            pending.on_answer(Answer(pending.tag, error=info))
+        elif pending.reply_to is not None:
+            self.owner.send(pending.reply_to, ErrorReply(pending.corr, info))

@@ -1,0 +1,482 @@
+"""`Runtime`: the user's entry point. Start an actor system in process, start trees, talk to actors by name.
+
+```python
+with Runtime(base="multiprocTCPBase") as rt:
+    rt.start(SupervisorSpec(name="root", children=[ChildSpec(name="echo", actor=Echo)]))
+    rt.ask("echo", "hi", timeout=2.0)   # -> "hi"
+```
+
+Contracts (DESIGN.md section 3):
+- `ask` returns the reply or raises a typed error (`NoSuchName`, `DeadLetter`, `AskTimeout`,
+  `ActorCrashed`, or the actor's own `Recoverable`): never `None` for a missing reply, never a
+  wait past `timeout`.
+- `stop()` (or leaving the `with` block) stops the trees in reverse order within the sum of
+  their shutdown budgets and leaves no process of the actor system behind. Stopping twice is fine.
+
+How a request travels: the runtime resolves a name once through the kernel and caches the
+address with the actor's process identity; later asks go straight to the actor (two messages,
+as a raw thespian ask). While waiting it checks the target's process, so an actor killed in
+the middle of a request gives `DeadLetter` at once rather than a timeout. On
+multiprocQueueBase, where one send to a dead actor wedges thespian's external interface,
+every request goes through the kernel instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import pickle
+import signal
+import threading
+import time
+import weakref
+from typing import Any
+
+from thespian.actors import ActorSystem, ActorSystemException
+from thespian.actors import ExternalContext
+
+from supervision import bases
+from supervision.logs import logger
+from supervision.errors import (
+    AskTimeout,
+    ConfigError,
+    DeadLetter,
+    MessageNotPicklable,
+    NoSuchName,
+    RuntimeNotRunning,
+    SpecError,
+    StartFailed,
+    SupervisionError,
+)
+from supervision.introspect import ChildTable, Tree
+from supervision.kernel import KERNEL_NAME, MONITOR_NAME, Kernel, kernel_spec
+from supervision.liveness import ProcessIdentity, group_members
+from supervision.messages import (
+    CountChildren,
+    Envelope,
+    ErrorReply,
+    Exiting,
+    GetTree,
+    Init,
+    InitFailed,
+    Ping,
+    Reply,
+    Resolve,
+    Resolved,
+    Shutdown,
+    StartChild,
+    Started,
+    StartTree,
+    StopTree,
+    SystemContext,
+    TerminateChild,
+    WhichChildren,
+)
+from supervision.router import new_corr, type_name
+from supervision.specs import ChildSpec, SupervisorSpec, validate_name
+from supervision.supervisor import AddChild
+
+log = logger("supervision.runtime")
+
+#: While waiting for a reply, how often to check that the target's process is alive.
+LIVENESS_SLICE = 0.05
+#: How long the actor system may take to come up.
+BOOT_TIMEOUT = 30.0
+#: How long thespian's own shutdown may take before the runtime kills what is left.
+SYSTEM_SHUTDOWN_TIMEOUT = 3.0
+
+
+class Runtime:
+    """An actor system in this process, its kernel, and the trees you start under it.
+
+    Arguments:
+    - `base`: "multiprocTCPBase" (default, recommended), "multiprocQueueBase" or
+      "simpleSystemBase" (in-process, for unit tests).
+    - `admin_port`: TCP base only; default: a free port on loopback. A port something already
+      listens on is refused: the runtime never attaches to a system it did not start.
+    - `intensity`, `period`: the kernel's restart limits for the trees you start.
+    - `liveness_interval`: seconds between supervisors' checks of their children's processes
+      (default 0.1 s on the queue base, 1 s elsewhere, where thespian reports exits itself).
+    - `ask_timeout`: the default `ask` timeout.
+    - `log_level`, `log_file`: where the actors' logs go (default: warnings, to stderr).
+    """
+
+    def __init__(
+        self,
+        base: str = "multiprocTCPBase",
+        *,
+        admin_port: int | None = None,
+        intensity: int = 3,
+        period: float = 5.0,
+        liveness_interval: float | None = None,
+        ask_timeout: float = 5.0,
+        log_level: str | int = "WARNING",
+        log_file: str | None = None,
+    ) -> None:
+        self.info = bases.base_info(base)
+        self.base = self.info.name
+        if admin_port is not None:
+            if self.base != "multiprocTCPBase":
+                raise ConfigError(f"admin_port: only multiprocTCPBase listens on a port, not {self.base}")
+        self._requested_port = admin_port
+        self.kernel_spec = kernel_spec(intensity, period)
+        self.liveness_interval = _check_seconds("liveness_interval", liveness_interval or self.info.liveness_interval)
+        self.ask_timeout = _check_seconds("ask_timeout", ask_timeout)
+        self.log_defs = bases.log_defs(log_level, log_file)
+        self.admin_port: int | None = None
+        self._system: ActorSystem | None = None
+        self._kernel: Any = None
+        self._kernel_identity: ProcessIdentity | None = None
+        self._group: int | None = None
+        self._local = threading.local()
+        self._contexts: list[ExternalContext] = []
+        self._lock = threading.RLock()
+        self._cache: dict[str, Resolved] = {}
+        self._trees: dict[str, Any] = {}
+        self._stopped = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._system is not None and not self._stopped
+
+    def __enter__(self) -> "Runtime":
+        self.boot()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def boot(self) -> "Runtime":
+        """Start the actor system and the kernel (done for you by `start` and `with`)."""
+        with self._lock:
+            if self._stopped:
+                raise RuntimeNotRunning("this runtime was stopped; create a new Runtime")
+            if self._system is not None:
+                return self
+            if self.base == "multiprocTCPBase":
+                self.admin_port = (
+                    bases.check_port(self._requested_port) if self._requested_port is not None else bases.free_port()
+                )
+                os.environ.setdefault("THESPIAN_BASE_IPADDR", bases.LOOPBACK)
+            caps = bases.capabilities(self.info, self.admin_port)
+            try:
+                self._system = ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)
+            except Exception as exc:
+                raise ConfigError(f"could not start the {self.base} actor system: {type(exc).__name__}: {exc}") from exc
+            try:
+                self._kernel = self._system.createActor(Kernel)
+                self._start_kernel()
+            except BaseException:
+                self._shutdown_system()
+                raise
+            _live_runtimes.add(self)
+        return self
+
+    def _start_kernel(self) -> None:
+        context = SystemContext(
+            base=self.base,
+            kernel=self._kernel,
+            monitor=None,
+            owner=None if self.info.in_process else ProcessIdentity.current(),
+            liveness_interval=self.liveness_interval,
+            in_process=self.info.in_process,
+        )
+        ctx = self._context()
+        ctx.tell(self._kernel, Init(KERNEL_NAME, self.kernel_spec, "", context))
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            message = ctx.listen(min(LIVENESS_SLICE, deadline - time.monotonic()))
+            if isinstance(message, Started):
+                self._kernel_identity = message.identity
+                break
+            if isinstance(message, InitFailed):
+                raise StartFailed(KERNEL_NAME, message.error.message)
+        else:
+            raise StartFailed(KERNEL_NAME, f"the kernel did not start within {BOOT_TIMEOUT:g} s")
+        if self._kernel_identity is not None:
+            group = os.getpgid(self._kernel_identity.pid)
+            self._group = group if group != os.getpgid(0) else None
+
+    def start(self, spec: SupervisorSpec | ChildSpec | None = None, timeout: float | None = None) -> "Runtime":
+        """Start the actor system if needed, then the tree `spec` under the kernel. Returns self.
+
+        Raises `StartFailed` (with the reason) if any child's `init` fails; nothing of that tree
+        is left running."""
+        self.boot()
+        if spec is None:
+            return self
+        if not isinstance(spec, (SupervisorSpec, ChildSpec)):
+            raise SpecError("spec", f"must be a SupervisorSpec or ChildSpec; got {type(spec).__name__}")
+        self._check_transferable(spec, "spec")
+        limit = timeout if timeout is not None else spec.start_timeout + 5.0
+        self._call_kernel(StartTree(spec), limit)
+        self._trees[spec.name] = spec
+        return self
+
+    def stop_tree(self, name: str) -> None:
+        """Stop one tree started with `start` (reverse order, shutdown budgets apply)."""
+        spec = self._trees.get(name)
+        budget = spec.shutdown_budget + 2.0 if spec is not None else 30.0
+        self._call_kernel(StopTree(validate_name(name)), budget)
+        self._trees.pop(name, None)
+
+    @property
+    def shutdown_budget(self) -> float:
+        """The longest `stop()` may take: every tree's budget, the monitor's, and the system's."""
+        trees = sum(spec.shutdown_budget for spec in self._trees.values())
+        return trees + self.kernel_spec.shutdown_budget + SYSTEM_SHUTDOWN_TIMEOUT
+
+    def stop(self) -> None:
+        """Stop every tree in reverse start order, then the actor system. Safe to call twice."""
+        with self._lock:
+            if self._system is None or self._stopped:
+                self._stopped = True
+                return
+            self._stopped = True
+            budget = self.shutdown_budget - SYSTEM_SHUTDOWN_TIMEOUT
+            try:
+                if self._kernel_alive():
+                    self._call_kernel(Shutdown(), budget, allow_stopped=True)
+            except SupervisionError as exc:
+                log.warning("ordered shutdown did not finish (%s); killing what is left", exc)
+            finally:
+                self._shutdown_system()
+                _live_runtimes.discard(self)
+
+    def _shutdown_system(self) -> None:
+        system, self._system = self._system, None
+        for ctx in self._contexts:
+            try:
+                ctx.exit_clone()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        self._contexts.clear()
+        self._local = threading.local()
+        if system is None:
+            return
+        done = threading.Event()
+
+        def shutdown() -> None:
+            try:
+                system.shutdown()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("thespian shutdown failed: %s", exc)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=shutdown, name="thespian-shutdown", daemon=True)
+        thread.start()
+        done.wait(SYSTEM_SHUTDOWN_TIMEOUT)
+        self._sweep_group()
+
+    def _sweep_group(self) -> None:
+        """Kill whatever is left of the actor system's processes (its own process group)."""
+        if self._group is None:
+            return
+        group, self._group = self._group, None
+        deadline = time.monotonic() + 2.0
+        while group_members(group):
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                return
+            if time.monotonic() > deadline:
+                log.error("processes of the actor system survive SIGKILL: %s", group_members(group))
+                return
+            time.sleep(0.01)
+
+    # --- talking to actors --------------------------------------------------------------------------
+
+    def ask(self, name: str, message: Any, timeout: float | None = None) -> Any:
+        """Send `message` to the actor registered as `name` and return its reply."""
+        name = validate_name(name, "name")
+        timeout = self._timeout(timeout)
+        self._check_transferable(message, "message")
+        deadline = time.monotonic() + timeout
+        if not self.info.direct_sends:
+            return self._request(self._kernel, Envelope(message, name, ttl=timeout), deadline, None, name)
+        retried = False
+        while True:
+            entry = self._resolve(name, deadline)
+            try:
+                return self._request(entry.address, Envelope(message, name), deadline, entry.identity, name)
+            except DeadLetter as exc:
+                self._cache.pop(name, None)
+                if getattr(exc, "undelivered", False) and not retried:
+                    retried = True  # it never reached the actor: safe to send to its successor
+                    continue
+                raise
+
+    def tell(self, name: str, message: Any) -> None:
+        """Send `message` to `name` without waiting. Raises `NoSuchName` if nothing is registered."""
+        name = validate_name(name, "name")
+        self._check_transferable(message, "message")
+        if not self.info.direct_sends:
+            self._send(self._kernel, Envelope(message, name))
+            return
+        entry = self._resolve(name, time.monotonic() + self.ask_timeout)
+        self._send(entry.address, Envelope(message, name))
+
+    def whereis(self, name: str) -> Resolved:
+        """The registry entry of `name` (address and process identity); raises `NoSuchName`."""
+        name = validate_name(name, "name")
+        self._cache.pop(name, None)
+        return self._resolve(name, time.monotonic() + self.ask_timeout)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Fault injection: send `sig` (default SIGKILL) to the process of the actor `name`.
+
+        Returns the pid. Only for multiproc bases."""
+        if self.info.in_process:
+            raise ConfigError(f"kill: actors of {self.base} run in this process; use a multiproc base")
+        identity = self.whereis(name).identity
+        if identity is None or not identity.kill(sig):
+            raise NoSuchName(name, "its process is already gone")
+        return identity.pid
+
+    # --- introspection ------------------------------------------------------------------------------
+
+    def tree(self, timeout: float | None = None) -> Tree:
+        """A snapshot of the whole tree: names, classes, pids, status, restart and error counts."""
+        return self.ask(MONITOR_NAME, GetTree(), timeout)
+
+    def which_children(self, supervisor: str, timeout: float | None = None) -> ChildTable:
+        return ChildTable(supervisor, self.ask(supervisor, WhichChildren(), timeout))
+
+    def count_children(self, supervisor: str, timeout: float | None = None) -> dict[str, int]:
+        return self.ask(supervisor, CountChildren(), timeout)
+
+    def start_child(self, supervisor: str, *args: Any, name: str | None = None, timeout: float | None = None, **kwargs: Any) -> str:
+        """Start a child of a simple_one_for_one supervisor from its template; returns its name."""
+        return self.ask(supervisor, StartChild(tuple(args), dict(kwargs), name), timeout or 30.0)
+
+    def add_child(self, supervisor: str, spec: ChildSpec | SupervisorSpec, timeout: float | None = None) -> str:
+        """Add and start a child spec under a (not simple_one_for_one) supervisor; returns its name."""
+        self._check_transferable(spec, "spec")
+        return self.ask(supervisor, AddChild(spec), timeout or spec.start_timeout + 5.0)
+
+    def terminate_child(self, supervisor: str, name: str, timeout: float | None = None) -> None:
+        """Stop a child (its shutdown policy applies) and remove it from its supervisor."""
+        self.ask(supervisor, TerminateChild(validate_name(name, "name")), timeout or 60.0)
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _context(self) -> ExternalContext:
+        if self._system is None:
+            raise RuntimeNotRunning("the runtime is not running; use `with Runtime(...) as rt` or rt.start()")
+        if self.info.in_process:
+            # simpleSystemBase runs its actors only inside the main handle's calls; its
+            # private contexts never drive the system, so every thread shares the main handle
+            return self._system
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = ExternalContext(self._system._systemBase.external_clone())
+            self._local.ctx = ctx
+            self._contexts.append(ctx)
+        return ctx
+
+    def _reply_address(self, ctx: ExternalContext) -> Any:
+        address = getattr(self._local, "address", None)
+        if address is None:
+            corr = new_corr("p")
+            self._send(self._kernel, Envelope(Ping(), KERNEL_NAME, corr), ctx)
+            address = self._await(ctx, corr, time.monotonic() + BOOT_TIMEOUT, None, KERNEL_NAME, "Ping")
+            self._local.address = address
+        return address
+
+    def _call_kernel(self, payload: Any, timeout: float, allow_stopped: bool = False) -> Any:
+        if not allow_stopped and self._stopped:
+            raise RuntimeNotRunning("the runtime was stopped")
+        return self._request(self._kernel, Envelope(payload, KERNEL_NAME), time.monotonic() + timeout, None, KERNEL_NAME)
+
+    def _resolve(self, name: str, deadline: float) -> Resolved:
+        entry = self._cache.get(name)
+        if entry is not None and (entry.identity is None or entry.identity.is_alive()):
+            return entry
+        entry = self._request(self._kernel, Envelope(Resolve(name), KERNEL_NAME), deadline, None, KERNEL_NAME)
+        self._cache[name] = entry
+        return entry
+
+    def _request(self, address: Any, envelope: Envelope, deadline: float, identity: ProcessIdentity | None, name: str) -> Any:
+        ctx = self._context()
+        corr = new_corr("x")
+        reply_to = self._reply_address(ctx)
+        envelope = Envelope(envelope.payload, envelope.target, corr, reply_to, envelope.ttl)
+        self._send(address, envelope, ctx)
+        return self._await(ctx, corr, deadline, identity, name, type_name(envelope.payload))
+
+    def _send(self, address: Any, message: Any, ctx: ExternalContext | None = None) -> None:
+        ctx = ctx or self._context()
+        if address is self._kernel and not self._kernel_alive():
+            raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
+        try:
+            ctx.tell(address, message)
+        except ActorSystemException as exc:
+            raise DeadLetter(getattr(message, "target", "?"), type_name(message), f"thespian could not send it: {exc}", undelivered=True) from exc
+
+    def _await(self, ctx: ExternalContext, corr: str, deadline: float, identity: ProcessIdentity | None, name: str, message_type: str) -> Any:
+        timeout = max(0.0, deadline - time.monotonic())
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AskTimeout(name, round(timeout, 3), message_type)
+            # short slices: to check processes between them, and because simpleSystemBase's
+            # listen sleeps until its next timer even when a reply is already waiting
+            message = ctx.listen(min(remaining, LIVENESS_SLICE))
+            if message is None:
+                if identity is not None and not identity.is_alive():
+                    raise DeadLetter(name, message_type, "the actor died while handling the request")
+                if not self._kernel_alive():
+                    raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
+                continue
+            if isinstance(message, Reply) and message.corr == corr:
+                return message.value
+            if isinstance(message, ErrorReply) and message.corr == corr:
+                raise message.error.to_exception()
+            if isinstance(message, (Reply, ErrorReply)):
+                continue  # a late reply to an ask that already gave up
+            if isinstance(message, Exiting) and message.name == KERNEL_NAME:
+                log.error("the kernel exited: %s", message.reason)
+                continue
+            log.debug("runtime: unexpected %s dropped", type_name(message))
+
+    def _kernel_alive(self) -> bool:
+        if self._system is None:
+            return False
+        return self._kernel_identity is None or self._kernel_identity.is_alive()
+
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self.ask_timeout
+        return _check_seconds("timeout", timeout)
+
+    def _check_transferable(self, value: Any, what: str) -> None:
+        """On multiproc bases everything is pickled: fail here, clearly, not in thespian."""
+        if self.info.in_process:
+            return
+        try:
+            pickle.loads(pickle.dumps(value))
+        except Exception as exc:  # noqa: BLE001 - any pickling failure
+            raise MessageNotPicklable(type_name(value), f"{what} does not survive pickling ({type(exc).__name__}: {exc})") from None
+
+
+def _check_seconds(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value) or value <= 0:
+        raise SpecError(field, f"must be a positive number of seconds; got {value!r}")
+    return float(value)
+
+
+_live_runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_runtimes() -> None:
+    for runtime in list(_live_runtimes):
+        try:
+            runtime.stop()
+        except Exception:  # noqa: BLE001 - interpreter exit
+            pass

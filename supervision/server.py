@@ -1,0 +1,254 @@
+"""`Server`: the gen_server of thespian-otp. Subclass it, implement `handle`, supervise it by name.
+
+```python
+class Counter(Server):
+    def init(self, start=0):
+        self.count = start
+    def handle(self, message):
+        if message == "incr":
+            self.count += 1
+            return self.count
+        raise UnknownMessage(self.name, type(message).__name__)   # the default
+```
+
+How errors are classified (DESIGN.md story 2):
+- `handle` returns: the value is the reply.
+- `handle` raises a `Recoverable` (bad input, unknown id, wrong state): the caller gets that
+  typed error, it is logged once with context and counted, the actor keeps its state.
+- `handle` raises anything else: a crash. The caller gets `ActorCrashed`, the actor exits and
+  its supervisor restarts it; requests already queued behind it get `DeadLetter`.
+
+Inside an actor, never block: `self.ask(...)` sends a request and its answer arrives later,
+either to a callback (`then=`) or to `handle` as an `Answer`. Reply later with `defer()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import attrs
+
+from supervision.logs import logger
+from supervision.errors import ActorCrashed, DeadLetter, ErrorInfo, Recoverable, UnknownMessage
+from supervision.messages import (
+    Answer,
+    CountEvent,
+    Down,
+    Envelope,
+    ErrorReply,
+    Init,
+    Reply,
+    Unwatch,
+    Watch,
+)
+from supervision.process import Process
+from supervision.router import type_name
+from supervision.specs import validate_name
+
+log = logger("supervision.server")
+
+
+@attrs.frozen
+class ReplyHandle:
+    """Where and how to answer a request later (picklable: it may be handed to another actor)."""
+
+    corr: str | None
+    reply_to: Any
+    message_type: str
+
+    @property
+    def expects_reply(self) -> bool:
+        return self.reply_to is not None
+
+
+@attrs.frozen
+class _UserTimer:
+    message: Any
+
+
+class Server(Process):
+    """Base class for supervised worker actors. Override `init`, `handle`, `terminate`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._current: tuple[Envelope | None, Any] | None = None
+        self._deferred = False
+        self._crashed: str | None = None
+        self._terminated = False
+        self._watched: set[str] = set()
+
+    # --- the user's callbacks ------------------------------------------------------------------
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        """Called once in the actor's process with the ChildSpec's args; raise to fail the start."""
+
+    def handle(self, message: Any) -> Any:
+        """Handle one message; the return value is the reply. Default: `UnknownMessage`."""
+        raise UnknownMessage(self.name, type_name(message))
+
+    def terminate(self, reason: str) -> None:
+        """Called when the actor stops on purpose (shutdown, `stop()`); not after a crash or a kill."""
+
+    # --- helpers for handle ----------------------------------------------------------------------
+
+    def tell(self, name: str, message: Any) -> None:
+        """Send `message` to the actor registered as `name`; no reply."""
+        self.router.tell(validate_name(name), message)
+
+    def ask(
+        self,
+        name: str,
+        message: Any,
+        *,
+        timeout: float = 5.0,
+        then: Callable[[Answer], None] | None = None,
+        tag: Any = None,
+    ) -> None:
+        """Send a request to `name`. The outcome (reply or typed error) arrives later as an
+        `Answer`: passed to `then` if given, otherwise delivered to `handle`."""
+        if then is None:
+            def then(answer: Answer) -> None:
+                self._run_guarded(None, None, answer, internal=True)
+
+        else:
+            callback = then
+
+            def then(answer: Answer) -> None:
+                self._call_guarded(callback, answer)
+
+        self.router.ask(validate_name(name), message, timeout, then, tag)
+
+    def defer(self) -> ReplyHandle:
+        """Reply later: call inside `handle`, keep the handle, `reply(handle, value)` when ready."""
+        if self._current is None:
+            raise RuntimeError("defer() is only valid while handling a message")
+        envelope, sender = self._current
+        self._deferred = True
+        if envelope is None:
+            return ReplyHandle(None, sender, "message")
+        return ReplyHandle(envelope.corr, envelope.reply_to or sender if envelope.corr else None, type_name(envelope.payload))
+
+    def reply(self, handle: ReplyHandle, value: Any) -> None:
+        if handle.reply_to is None:
+            return
+        self.send(handle.reply_to, Reply(handle.corr, value) if handle.corr else value)
+
+    def reply_error(self, handle: ReplyHandle, error: BaseException) -> None:
+        if handle.reply_to is None:
+            return
+        self.send(handle.reply_to, ErrorReply(handle.corr or "", ErrorInfo.from_exception(error, with_traceback=False)))
+
+    def watch(self, name: str) -> None:
+        """Receive `Down(name, reason)` in `handle` when the actor registered as `name` dies.
+
+        A watch fires once, as an Erlang monitor; a name that is not registered fires at once."""
+        self._watched.add(validate_name(name))
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, Watch(name))
+
+    def unwatch(self, name: str) -> None:
+        self._watched.discard(name)
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, Unwatch(name))
+
+    def send_after(self, delay: float, message: Any) -> None:
+        """Deliver `message` to this actor's `handle` after `delay` seconds."""
+        self.wakeupAfter(max(0.0, float(delay)), _UserTimer(message))
+
+    def stop(self, reason: str = "normal") -> None:
+        """Stop this actor on purpose (a transient child stopped with "normal" is not restarted)."""
+        self._run_terminate(reason)
+        self.exit(reason)
+
+    # --- the machinery ----------------------------------------------------------------------------
+
+    def on_init(self, message: Init) -> None:
+        self.init(*message.spec.args, **message.spec.kwargs)
+        self.report_started()
+
+    def on_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
+        if self._crashed is not None or self._exiting:
+            self._refuse(payload, envelope, sender)
+            return
+        self._run_guarded(envelope, sender, payload)
+
+    def _run_guarded(self, envelope: Envelope | None, sender: Any, payload: Any, internal: bool = False) -> None:
+        """Run `handle(payload)`; `internal` deliveries (timers, answers, Down) expect no reply."""
+        self._current = (envelope, sender)
+        self._deferred = False
+        expects_reply = not internal and (envelope is None or envelope.corr is not None)
+        try:
+            result = self.handle(payload)
+        except Recoverable as exc:
+            self._recoverable(exc, payload)
+            if expects_reply:
+                self.send_error(envelope, sender, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a crash, by definition
+            self._crash(exc, payload, envelope, sender)
+            return
+        finally:
+            self._current = None
+        if not self._deferred and expects_reply:
+            self.send_reply(envelope, sender, result)
+
+    def _call_guarded(self, callback: Callable[[Answer], None], answer: Answer) -> None:
+        try:
+            callback(answer)
+        except Recoverable as exc:
+            self._recoverable(exc, answer)
+        except Exception as exc:  # noqa: BLE001
+            self._crash(exc, answer, None, None)
+
+    def _recoverable(self, exc: Recoverable, payload: Any) -> None:
+        log.info("%s: %s on %s: %s", self.name, type(exc).__name__, type_name(payload), exc)
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, CountEvent(self.name, "recoverable"))
+
+    def _crash(self, exc: Exception, payload: Any, envelope: Envelope | None, sender: Any) -> None:
+        reason = f"crash: {type(exc).__name__}: {exc}"
+        log.error("%s crashed handling %s: %s", self.name, type_name(payload), reason[7:], exc_info=exc)
+        if envelope is not None and envelope.corr is not None:
+            self.send_error(envelope, sender, ActorCrashed(self.name, type(exc).__name__, str(exc), type_name(payload)))
+        elif envelope is None and sender is not None:
+            self.send_error(None, sender, ActorCrashed(self.name, type(exc).__name__, str(exc), type_name(payload)))
+        self._crashed = reason
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, CountEvent(self.name, "crash"))
+        self.exit(reason, ErrorInfo.from_exception(exc))
+
+    def _refuse(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
+        """A request that arrived after this actor crashed or began to stop."""
+        reason = "the actor crashed" if self._crashed else "the actor is stopping"
+        if envelope is not None and envelope.corr is not None:
+            self.send_error(envelope, sender, DeadLetter(self.name, type_name(payload), reason, undelivered=True))
+
+    def on_timer(self, payload: Any) -> None:
+        if isinstance(payload, _UserTimer) and self._crashed is None and not self._exiting:
+            self._run_guarded(None, None, payload.message, internal=True)
+
+    def on_down(self, message: Down) -> None:
+        if message.name in self._watched:
+            self._watched.discard(message.name)
+            self._run_guarded(None, None, message, internal=True)
+
+    def _on_terminate(self, message: Any, sender: Any) -> None:
+        self._run_terminate(message.reason)
+        self.exit(message.reason)
+
+    def on_exit_request(self) -> None:
+        if self._crashed is None:
+            self._run_terminate("shutdown")
+
+    def _run_terminate(self, reason: str) -> None:
+        if self._terminated:
+            return
+        self._terminated = True
+        try:
+            self.terminate(reason)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: terminate(%r) raised %s: %s", self.name, reason, type(exc).__name__, exc)
+
+    def on_unmatched_reply(self, message: Reply | ErrorReply, sender: Any) -> None:
+        log.debug("%s: late reply %s dropped", self.name, message.corr)

@@ -1,0 +1,146 @@
+"""Actors and helpers shared by the tests (module level, so they pickle across processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import attrs
+
+from supervision import BadRequest, Recoverable, Server
+
+MULTIPROC_BASES = ["multiprocTCPBase", "multiprocQueueBase"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last_error = exc
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f" (last error: {last_error!r})" if last_error else ""))
+
+
+class Echo(Server):
+    def handle(self, message):
+        return message
+
+
+class Journal(Server):
+    """Writes 'name pid' to a file when it starts, so tests can see start order."""
+
+    def init(self, path: str):
+        with open(path, "a") as handle:
+            handle.write(f"{self.name} {os.getpid()}\n")
+
+    def handle(self, message):
+        if message == "pid":
+            return os.getpid()
+        return message
+
+
+@attrs.frozen
+class Put:
+    key: str
+    value: int
+
+
+@attrs.frozen
+class Get:
+    key: str
+
+
+class UnknownKey(Recoverable):
+    def __init__(self, key: str):
+        super().__init__(f"no such key {key!r}", key=key)
+
+
+class KeyValue(Server):
+    """A small stateful server with bad-input errors, used to show state survives them."""
+
+    def init(self):
+        self.data: dict[str, int] = {}
+
+    def handle(self, message):
+        if isinstance(message, Put):
+            if not isinstance(message.key, str) or not isinstance(message.value, int):
+                raise BadRequest("Put needs a str key and an int value")
+            self.data[message.key] = message.value
+            return "ok"
+        if isinstance(message, Get):
+            if message.key not in self.data:
+                raise UnknownKey(message.key)
+            return self.data[message.key]
+        if message == "crash":
+            raise RuntimeError("asked to crash")
+        if message == "pid":
+            return os.getpid()
+        if message == "size":
+            return len(self.data)
+        return super().handle(message)
+
+
+class CrashLoop(Server):
+    """Crashes shortly after every start."""
+
+    def init(self):
+        self.send_after(0.01, "crash")
+
+    def handle(self, message):
+        raise RuntimeError("crash loop")
+
+
+class Stubborn(Server):
+    """Ignores stop: its terminate hook never returns."""
+
+    def terminate(self, reason):
+        time.sleep(3600)
+
+    def handle(self, message):
+        if message == "pid":
+            return os.getpid()
+        return message
+
+
+class Quitter(Server):
+    """Stops itself normally when asked."""
+
+    def handle(self, message):
+        if message == "quit":
+            self.stop("normal")
+            return "bye"
+        if message == "crash":
+            raise RuntimeError("boom")
+        if message == "pid":
+            return os.getpid()
+        return message
+
+
+class FailingInit(Server):
+    def init(self):
+        raise ValueError("cannot start")
+
+
+@attrs.frozen
+class Nap:
+    seconds: float
+
+
+class Sleeper(Server):
+    """Blocks in its handler for as long as asked (a slow actor)."""
+
+    def handle(self, message):
+        if isinstance(message, Nap):
+            time.sleep(message.seconds)
+            return "rested"
+        if message == "pid":
+            return os.getpid()
+        return message
