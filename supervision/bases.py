@@ -39,7 +39,7 @@ class BaseInfo:
 
 BASES = {
     "multiprocTCPBase": BaseInfo("multiprocTCPBase", False, True, True, 1.0),
-    "multiprocQueueBase": BaseInfo("multiprocQueueBase", False, False, False, 0.1),
+    "multiprocQueueBase": BaseInfo("multiprocQueueBase", False, False, False, 0.05),
     "simpleSystemBase": BaseInfo("simpleSystemBase", True, True, True, 1.0),
 }
 

@@ -65,11 +65,11 @@ class ConfigError(SupervisionError, ValueError):
 class NoSuchName(SupervisionError, LookupError):
     """Nothing is registered under `name` (never started, stopped, or between restarts)."""
 
-    def __init__(self, name: str, hint: str = "") -> None:
+    def __init__(self, name: str, hint: str = "", restarting: bool = False) -> None:
         text = f"no actor is registered under the name {name!r}"
         if hint:
             text += f"; {hint}"
-        super().__init__(text, name=name)
+        super().__init__(text, name=name, restarting=restarting)
 
 
 class AlreadyRegistered(SupervisionError):

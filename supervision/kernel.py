@@ -14,7 +14,6 @@ The runtime creates one kernel per actor system. The kernel
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from typing import Any
@@ -28,7 +27,9 @@ from supervision.messages import (
     Envelope,
     Init,
     MonitorChanged,
+    Forget,
     Ping,
+    Relay,
     Resolve,
     Shutdown,
     Started,
@@ -94,8 +95,13 @@ class Kernel(Supervisor):
         requester = _Requester(envelope, sender)
         if isinstance(payload, Ping):
             self.send_reply(envelope, sender, sender)
+        elif isinstance(payload, Forget):
+            self.router.forget(payload.name)
+        elif isinstance(payload, Relay):
+            self.router.forward(payload.envelope)
+            self.send_reply(envelope, sender, None)
         elif isinstance(payload, Resolve):
-            self.router.resolve(payload.name, lambda answer: self._answer(requester, answer))
+            self.router.resolve(payload.name, lambda answer: self._answer(requester, answer), payload.wait, payload.stale)
         elif isinstance(payload, StartTree):
             if not isinstance(payload.spec, (ChildSpec, SupervisorSpec)):
                 raise SpecError("spec", f"must be a SupervisorSpec or ChildSpec; got {type(payload.spec).__name__}")

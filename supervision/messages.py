@@ -220,6 +220,10 @@ class Lookup:
     name: str
     corr: str
     watch: bool = True
+    #: if the name is being started or restarted, wait up to this many seconds for it
+    wait: float = 0.0
+    #: an address the asker knows is dead or dying (it answered ActorCrashed or DeadLetter)
+    stale: Any = None
 
 
 @attrs.frozen
@@ -288,11 +292,27 @@ class Resolve:
     """Runtime -> kernel: where does `name` live? Reply: `Resolved` or NoSuchName."""
 
     name: str
+    wait: float = 0.0
+    stale: Any = None
 
 
 @attrs.frozen
 class Ping:
     pass
+
+
+@attrs.frozen
+class Forget:
+    """Runtime -> kernel: the actor of `name` crashed or is dead; do not route to it again."""
+
+    name: str
+
+
+@attrs.frozen
+class Relay:
+    """Runtime -> kernel: forward this tell, then acknowledge (multiprocQueueBase flow control)."""
+
+    envelope: Envelope
 
 
 # --- timers (internal) --------------------------------------------------------------------

@@ -15,7 +15,6 @@ Started by the runtime as the first child of its kernel (`sys.monitor`). It
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import attrs
@@ -68,9 +67,12 @@ class Monitor(Process):
     def __init__(self) -> None:
         super().__init__()
         self.registry = Registry()
+        #: lookups waiting for a name that is being (re)started: name -> [(deadline, lookup, sender)]
+        self.parked: dict[str, list[tuple[float, Lookup, Any]]] = {}
         self.rows: dict[str, NodeRow] = {}
         self.counters: dict[str, Counters] = {}
         self.sweep_interval = SWEEP_INTERVAL
+        self._next_sweep = 0.0
 
     def on_init(self, message: Init) -> None:
         self.handleDeadLetters()
@@ -89,6 +91,8 @@ class Monitor(Process):
         for entry in replaced:
             self._down(entry, "the actor is dead (replaced by a new registration)")
         self.send(sender, Reply(message.corr, None))
+        for _deadline, lookup, asker in self.parked.pop(message.entry.name, ()):
+            self._answer_lookup(lookup, asker, message.entry)
 
     def _on_unregister(self, message: Unregister, sender: Any) -> None:
         for entry in self.registry.remove(message.name, message.address):
@@ -96,17 +100,55 @@ class Monitor(Process):
             self._down(entry, reason)
 
     def _on_lookup(self, message: Lookup, sender: Any) -> None:
+        if message.stale is not None:
+            for removed in self.registry.remove(message.name, message.stale):
+                self._down(removed, "crashed")
         entry = self._live_entry(message.name)
-        if entry is None:
-            row = self.rows.get(message.name)
-            hint = ""
-            if row is not None and row.status in ("starting", "restarting", "exited"):
-                hint = f"it is {row.status}; retry shortly"
-            self.send_error(Envelope(None, "", message.corr, sender), sender, NoSuchName(message.name, hint))
-            return
+        if entry is not None:
+            self._answer_lookup(message, sender, entry)
+        elif message.wait > 0 and self._coming_back(message.name):
+            deadline = self.clock() + message.wait
+            self.parked.setdefault(message.name, []).append((deadline, message, sender))
+            self.arm_timer(deadline)
+        else:
+            self._not_found(message, sender)
+
+    def _answer_lookup(self, message: Lookup, sender: Any, entry: RegistryEntry) -> None:
         if message.watch:
             self.registry.watch(message.name, sender)
         self.send(sender, Resolved(message.corr, entry.name, entry.address, entry.identity))
+
+    def _coming_back(self, name: str) -> bool:
+        """True while a supervisor is (re)starting the actor of `name`, or will: its process died
+        and it is not temporary (its supervisor has not noticed yet, or is deciding)."""
+        row = self.rows.get(name)
+        if row is None:
+            return False
+        if row.status in ("starting", "restarting", "exited"):
+            return True
+        return row.status == "running" and row.restart != "temporary" and self.registry.lookup(name) is None
+
+    def _not_found(self, message: Lookup, sender: Any) -> None:
+        restarting = self._coming_back(message.name)
+        hint = f"it is {self.rows[message.name].status}; retry shortly" if restarting else ""
+        error = NoSuchName(message.name, hint, restarting=restarting)
+        self.send_error(Envelope(None, "", message.corr, sender), sender, error)
+
+    def _expire_parked(self, now: float, give_up: bool = False) -> float | None:
+        upcoming = None
+        for name in list(self.parked):
+            keep = []
+            for deadline, lookup, asker in self.parked[name]:
+                if give_up or deadline <= now or not self._coming_back(name):
+                    self._not_found(lookup, asker)
+                else:
+                    keep.append((deadline, lookup, asker))
+                    upcoming = deadline if upcoming is None else min(upcoming, deadline)
+            if keep:
+                self.parked[name] = keep
+            else:
+                del self.parked[name]
+        return upcoming
 
     def _live_entry(self, name: str) -> RegistryEntry | None:
         entry = self.registry.lookup(name)
@@ -129,10 +171,15 @@ class Monitor(Process):
             self.send(watcher, Down(entry.name, reason, entry.address))
 
     def on_tick(self, now: float) -> float | None:
-        for entry in self.registry.dead_entries():
-            for removed in self.registry.remove(entry.name, entry.address):
-                self._down(removed, "killed")
-        return now + self.sweep_interval
+        if self.in_process:
+            return self._expire_parked(now)
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            for entry in self.registry.dead_entries():
+                for removed in self.registry.remove(entry.name, entry.address):
+                    self._down(removed, "killed")
+        upcoming = self._expire_parked(now)
+        return self._next_sweep if upcoming is None else min(upcoming, self._next_sweep)
 
     # --- dead letters --------------------------------------------------------------------------------
 
@@ -161,9 +208,13 @@ class Monitor(Process):
 
     def _on_node_row(self, message: NodeRow, sender: Any) -> None:
         self.rows[message.name] = message
+        if message.name in self.parked and not self._coming_back(message.name):
+            self._expire_parked(self.clock())
 
     def _on_node_removed(self, message: NodeRemoved, sender: Any) -> None:
         self.rows.pop(message.name, None)
+        if message.name in self.parked:
+            self._expire_parked(self.clock())
 
     def _on_count_event(self, message: CountEvent, sender: Any) -> None:
         self._count(message.name, "recoverable_errors" if message.kind == "recoverable" else "crashes")

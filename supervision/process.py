@@ -14,7 +14,6 @@ owns the parts they share:
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Any, ClassVar

@@ -16,7 +16,6 @@ Before each send the cached target's process is checked (a pid and start time re
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
 from collections import deque
@@ -43,6 +42,13 @@ log = logger("supervision.router")
 
 _ids = itertools.count(1)
 
+#: A cached target's process is checked before a send at most this often (seconds); between
+#: checks, `Down` from the monitor is what invalidates the cache.
+LIVENESS_CHECK_INTERVAL = 0.005
+#: After a `Down` for the target of a pending request, how long to wait for the target's own
+#: answer (a crashed or stopping actor refuses requests itself) before failing it.
+DOWN_GRACE = 0.1
+
 
 def new_corr(prefix: str = "") -> str:
     return f"{prefix}{os.getpid()}-{next(_ids)}"
@@ -67,6 +73,8 @@ class _Pending:
     tag: Any = None
     #: forwarded requests: where the original caller waits
     reply_to: Any = None
+    #: set when the target died: the reason, failed at `deadline`
+    down: str | None = None
 
 
 @attrs.define
@@ -76,10 +84,16 @@ class _Outgoing:
 
 
 class Router:
-    def __init__(self, owner: "Process", clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, owner: "Process", clock: Callable[[], float] = time.monotonic, restart_wait: float = 1.0) -> None:
         self.owner = owner
         self.clock = clock
+        #: how long a send to a name whose actor is restarting waits for it to come back
+        self.restart_wait = restart_wait
         self.cache: dict[str, Resolved] = {}
+        #: addresses known to be dead or dying, passed to the monitor with the next lookup
+        self.stale: dict[str, Any] = {}
+        #: when each cached entry's process was last seen alive
+        self.checked: dict[str, float] = {}
         self.waiting: dict[str, deque[_Outgoing]] = {}
         self.lookups: dict[str, str] = {}
         self.pending: dict[str, _Pending] = {}
@@ -125,23 +139,40 @@ class Router:
             self.owner.arm_timer(pending.deadline)
         self._route(_Outgoing(envelope, pending))
 
-    def resolve(self, name: str, on_answer: Callable[[Answer], None]) -> None:
-        """Call `on_answer` with the `Resolved` entry for `name` (from cache or the monitor)."""
+    def resolve(self, name: str, on_answer: Callable[[Answer], None], wait: float | None = None, stale: Any = None) -> None:
+        """Call `on_answer` with the `Resolved` entry for `name` (from cache or the monitor).
+
+        If the actor is being restarted, wait up to `wait` seconds for it. `stale` is an address
+        the asker saw die or crash: it is never the answer."""
+        if stale is not None:
+            self.forget(name, stale)
         cached = self._cached(name)
         if cached is not None:
             on_answer(Answer(None, cached))
             return
         corr = new_corr("r")
         pending = _Pending(corr, name, "Resolve", self.clock() + 30.0, on_answer=on_answer)
-        self._queue(name, _Outgoing(Envelope(None, name), pending))
+        self._queue(name, _Outgoing(Envelope(None, name), pending), wait, stale)
+
+    def forget(self, name: str, address: Any = None) -> None:
+        """Drop the cached entry of `name` (if it is `address`, when given); the next lookup
+        tells the monitor that address is stale, so it is never handed out again."""
+        entry = self.cache.get(name)
+        if entry is not None and (address is None or entry.address == address):
+            del self.cache[name]
+            self.stale[name] = entry.address
 
     def _cached(self, name: str) -> Resolved | None:
         entry = self.cache.get(name)
         if entry is None:
             return None
-        if entry.identity is not None and not entry.identity.is_alive():
-            del self.cache[name]
-            return None
+        if entry.identity is not None:
+            now = self.clock()
+            if now - self.checked.get(name, 0.0) >= LIVENESS_CHECK_INTERVAL:
+                if not entry.identity.is_alive():
+                    del self.cache[name]
+                    return None
+                self.checked[name] = now
         return entry
 
     def _route(self, outgoing: _Outgoing) -> None:
@@ -155,21 +186,23 @@ class Router:
             return
         self._deliver(entry, outgoing)
 
-    def _queue(self, name: str, outgoing: _Outgoing) -> None:
+    def _queue(self, name: str, outgoing: _Outgoing, wait: float | None = None, stale: Any = None) -> None:
         queue = self.waiting.get(name)
         if queue is None:
             queue = self.waiting[name] = deque()
-            self._send_lookup(name)
-        queue.append(outgoing)
+            queue.append(outgoing)
+            self._send_lookup(name, self.restart_wait if wait is None else wait, stale or self.stale.pop(name, None))
+        else:
+            queue.append(outgoing)
 
-    def _send_lookup(self, name: str) -> None:
+    def _send_lookup(self, name: str, wait: float, stale: Any = None) -> None:
         monitor = self.owner.monitor_address
         corr = new_corr("l")
         self.lookups[corr] = name
         if monitor is None:
             self._resolve_failed(name, NoSuchName(name, "the monitor is not running"))
             return
-        self.owner.send(monitor, Lookup(name, corr, watch=True))
+        self.owner.send(monitor, Lookup(name, corr, watch=True, wait=wait, stale=stale))
 
     def _deliver(self, entry: Resolved, outgoing: _Outgoing) -> None:
         pending = outgoing.pending
@@ -177,6 +210,8 @@ class Router:
             pending.on_answer(Answer(None, entry))
             return
         if pending is not None:
+            if pending.corr not in self.pending:
+                return  # the caller gave up while the name was being resolved
             pending.address = entry.address
         self.owner.send(entry.address, outgoing.envelope)
 
@@ -219,9 +254,13 @@ class Router:
                 continue
             if message.address is not None and pending.address is not None and pending.address != message.address:
                 continue
-            if pending.address is None:
-                continue  # not sent yet: it is waiting for a lookup
-            self._fail(pending, DeadLetter(message.name, pending.message_type, f"the actor died ({message.reason})"))
+            if pending.address is None or pending.down is not None:
+                continue  # not sent yet (waiting for a lookup), or already doomed
+            # fail it shortly, not now: an actor that crashed or is stopping answers requests it
+            # refused (undelivered, safe to resend) itself, and that answer should win
+            pending.down = message.reason
+            pending.deadline = min(pending.deadline, self.clock() + DOWN_GRACE)
+            self.owner.arm_timer(pending.deadline)
 
     def on_monitor_changed(self) -> None:
         """The monitor restarted: its watches are gone, so forget cached addresses and redo lookups."""
@@ -229,7 +268,7 @@ class Router:
         names = list(self.lookups.values())
         self.lookups.clear()
         for name in names:
-            self._send_lookup(name)
+            self._send_lookup(name, self.restart_wait)
 
     def expire(self) -> float | None:
         """Fail requests past their deadline; return the next deadline, if any."""
@@ -237,6 +276,9 @@ class Router:
         upcoming: float | None = None
         for pending in list(self.pending.values()):
             if pending.deadline <= now:
+                if pending.down is not None:
+                    self._fail(pending, DeadLetter(pending.name, pending.message_type, f"the actor died ({pending.down})"))
+                    continue
                 self.pending.pop(pending.corr, None)
                 if pending.on_answer is not None:
                     error = AskTimeout(pending.name, pending.timeout, pending.message_type)

@@ -24,7 +24,6 @@ every request goes through the kernel instead.
 from __future__ import annotations
 
 import atexit
-import logging
 import math
 import os
 import pickle
@@ -40,6 +39,7 @@ from thespian.actors import ExternalContext
 from supervision import bases
 from supervision.logs import logger
 from supervision.errors import (
+    ActorCrashed,
     AskTimeout,
     ConfigError,
     DeadLetter,
@@ -58,10 +58,12 @@ from supervision.messages import (
     Envelope,
     ErrorReply,
     Exiting,
+    Forget,
     GetTree,
     Init,
     InitFailed,
     Ping,
+    Relay,
     Reply,
     Resolve,
     Resolved,
@@ -84,6 +86,12 @@ log = logger("supervision.runtime")
 LIVENESS_SLICE = 0.05
 #: How long the actor system may take to come up.
 BOOT_TIMEOUT = 30.0
+#: How many times a request that certainly did not reach its (dead) actor is sent again to
+#: the actor now registered under the name.
+MAX_RESENDS = 3
+#: After the target's process is seen dead, how long to wait for the monitor's dead-letter
+#: reply, which tells a message that never arrived (safe to resend) from one that was lost.
+DEAD_LETTER_GRACE = 0.1
 #: How long thespian's own shutdown may take before the runtime kills what is left.
 SYSTEM_SHUTDOWN_TIMEOUT = 3.0
 
@@ -98,8 +106,11 @@ class Runtime:
       listens on is refused: the runtime never attaches to a system it did not start.
     - `intensity`, `period`: the kernel's restart limits for the trees you start.
     - `liveness_interval`: seconds between supervisors' checks of their children's processes
-      (default 0.1 s on the queue base, 1 s elsewhere, where thespian reports exits itself).
+      (default 0.05 s on the queue base, 1 s elsewhere, where thespian reports exits itself).
     - `ask_timeout`: the default `ask` timeout.
+    - `restart_wait`: an ask or tell to a name whose actor is being restarted waits up to this
+      long (and at most half its timeout) for the new actor, instead of failing at once with
+      `NoSuchName`. 0 disables the wait.
     - `log_level`, `log_file`: where the actors' logs go (default: warnings, to stderr).
     """
 
@@ -112,6 +123,7 @@ class Runtime:
         period: float = 5.0,
         liveness_interval: float | None = None,
         ask_timeout: float = 5.0,
+        restart_wait: float = 1.0,
         log_level: str | int = "WARNING",
         log_file: str | None = None,
     ) -> None:
@@ -124,6 +136,7 @@ class Runtime:
         self.kernel_spec = kernel_spec(intensity, period)
         self.liveness_interval = _check_seconds("liveness_interval", liveness_interval or self.info.liveness_interval)
         self.ask_timeout = _check_seconds("ask_timeout", ask_timeout)
+        self.restart_wait = 0.0 if restart_wait == 0 else _check_seconds("restart_wait", restart_wait)
         self.log_defs = bases.log_defs(log_level, log_file)
         self.admin_port: int | None = None
         self._system: ActorSystem | None = None
@@ -134,6 +147,7 @@ class Runtime:
         self._contexts: list[ExternalContext] = []
         self._lock = threading.RLock()
         self._cache: dict[str, Resolved] = {}
+        self._stale: dict[str, Any] = {}
         self._trees: dict[str, Any] = {}
         self._stopped = False
 
@@ -297,18 +311,23 @@ class Runtime:
         timeout = self._timeout(timeout)
         self._check_transferable(message, "message")
         deadline = time.monotonic() + timeout
-        if not self.info.direct_sends:
-            return self._request(self._kernel, Envelope(message, name, ttl=timeout), deadline, None, name)
-        retried = False
+        resends = 0
         while True:
-            entry = self._resolve(name, deadline)
+            if self.info.direct_sends:
+                entry = self._resolve(name, deadline)
+                target, identity, envelope = entry.address, entry.identity, Envelope(message, name)
+            else:
+                entry, target, identity, envelope = None, self._kernel, None, Envelope(message, name, ttl=timeout)
             try:
-                return self._request(entry.address, Envelope(message, name), deadline, entry.identity, name)
+                return self._request(target, envelope, deadline, identity, name)
             except DeadLetter as exc:
-                self._cache.pop(name, None)
-                if getattr(exc, "undelivered", False) and not retried:
-                    retried = True  # it never reached the actor: safe to send to its successor
+                self._forget(name, entry)
+                if getattr(exc, "undelivered", False) and resends < MAX_RESENDS and time.monotonic() < deadline:
+                    resends += 1  # it never reached the actor: safe to send to its successor
                     continue
+                raise
+            except ActorCrashed:
+                self._forget(name, entry)  # that actor is on its way out
                 raise
 
     def tell(self, name: str, message: Any) -> None:
@@ -316,7 +335,11 @@ class Runtime:
         name = validate_name(name, "name")
         self._check_transferable(message, "message")
         if not self.info.direct_sends:
-            self._send(self._kernel, Envelope(message, name))
+            # acknowledged by the kernel: thespian's queue base routes through bounded queues
+            # that deadlock (kernel and admin each blocked on the other's full queue) under a
+            # flood of unacknowledged sends
+            deadline = time.monotonic() + self.ask_timeout
+            self._request(self._kernel, Envelope(Relay(Envelope(message, name)), KERNEL_NAME), deadline, None, KERNEL_NAME)
             return
         entry = self._resolve(name, time.monotonic() + self.ask_timeout)
         self._send(entry.address, Envelope(message, name))
@@ -330,12 +353,16 @@ class Runtime:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Fault injection: send `sig` (default SIGKILL) to the process of the actor `name`.
 
-        Returns the pid. Only for multiproc bases."""
+        Returns the pid, after the process is dead for SIGKILL. Only for multiproc bases."""
         if self.info.in_process:
             raise ConfigError(f"kill: actors of {self.base} run in this process; use a multiproc base")
         identity = self.whereis(name).identity
         if identity is None or not identity.kill(sig):
             raise NoSuchName(name, "its process is already gone")
+        if sig == signal.SIGKILL:
+            deadline = time.monotonic() + 1.0
+            while identity.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.0005)  # SIGKILL is asynchronous: return once the process is dead
         return identity.pid
 
     # --- introspection ------------------------------------------------------------------------------
@@ -397,9 +424,22 @@ class Runtime:
         entry = self._cache.get(name)
         if entry is not None and (entry.identity is None or entry.identity.is_alive()):
             return entry
-        entry = self._request(self._kernel, Envelope(Resolve(name), KERNEL_NAME), deadline, None, KERNEL_NAME)
+        stale = self._stale.pop(name, None) or (entry.address if entry is not None else None)
+        # a name whose actor is restarting is waited for, but never for more than half the time left
+        wait = max(0.0, min(self.restart_wait, (deadline - time.monotonic()) / 2))
+        entry = self._request(self._kernel, Envelope(Resolve(name, wait, stale), KERNEL_NAME), deadline, None, KERNEL_NAME)
         self._cache[name] = entry
         return entry
+
+    def _forget(self, name: str, entry: Resolved | None) -> None:
+        """The actor of `name` crashed or is dead: the next lookup must not return it."""
+        if entry is not None:
+            self._cache.pop(name, None)
+            self._stale[name] = entry.address
+        else:
+            # the kernel routes for us; runtime -> kernel messages stay in order, so it forgets
+            # that actor before it routes our next request
+            self._send(self._kernel, Envelope(Forget(name), KERNEL_NAME))
 
     def _request(self, address: Any, envelope: Envelope, deadline: float, identity: ProcessIdentity | None, name: str) -> Any:
         ctx = self._context()
@@ -420,16 +460,20 @@ class Runtime:
 
     def _await(self, ctx: ExternalContext, corr: str, deadline: float, identity: ProcessIdentity | None, name: str, message_type: str) -> Any:
         timeout = max(0.0, deadline - time.monotonic())
+        died_at: float | None = None
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise AskTimeout(name, round(timeout, 3), message_type)
+            if died_at is not None and now - died_at >= DEAD_LETTER_GRACE:
+                raise DeadLetter(name, message_type, "the actor died while handling the request")
             # short slices: to check processes between them, and because simpleSystemBase's
             # listen sleeps until its next timer even when a reply is already waiting
-            message = ctx.listen(min(remaining, LIVENESS_SLICE))
+            message = ctx.listen(min(remaining, LIVENESS_SLICE if died_at is None else 0.01))
             if message is None:
-                if identity is not None and not identity.is_alive():
-                    raise DeadLetter(name, message_type, "the actor died while handling the request")
+                if died_at is None and identity is not None and not identity.is_alive():
+                    died_at = time.monotonic()
                 if not self._kernel_alive():
                     raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
                 continue

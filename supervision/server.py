@@ -24,7 +24,6 @@ either to a callback (`then=`) or to `handle` as an `Answer`. Reply later with `
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable
 
 import attrs
@@ -94,7 +93,7 @@ class Server(Process):
 
     def tell(self, name: str, message: Any) -> None:
         """Send `message` to the actor registered as `name`; no reply."""
-        self.router.tell(validate_name(name), message)
+        self.router.tell(name if name in self.router.cache else validate_name(name), message)
 
     def ask(
         self,

@@ -14,7 +14,6 @@ are then decided in arrival order, ignoring any that a later restart already sup
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 from collections import deque
@@ -335,6 +334,8 @@ class Supervisor(Process):
         child.status = "running"
         log.debug("%s started %s (pid %s)", self.name, child.name, child.identity and child.identity.pid)
         self.report(child)
+        if child.identity is not None and self.context is not None:
+            self.arm_timer(self.clock() + self.context.liveness_interval)
         self._reply_requester(step.requester, value=child.name)
         self.finish_step()
 
@@ -457,6 +458,9 @@ class Supervisor(Process):
         child = self.child_at(sender)
         if child is not None:
             child.exit_reason = message.reason
+            # stop handing out the address of an actor that is on its way out
+            if self.monitor_address is not None:
+                self.send(self.monitor_address, Unregister(child.name, child.address, message.reason))
             self.arm_timer(self.clock() + EXPECTED_EXIT_POLL)
 
     def _on_child_exited(self, message: Any, sender: Any) -> None:

@@ -76,6 +76,8 @@ class KeyValue(Server):
             self.data[message.key] = message.value
             return "ok"
         if isinstance(message, Get):
+            if not isinstance(message.key, str):
+                raise BadRequest("Get needs a str key")
             if message.key not in self.data:
                 raise UnknownKey(message.key)
             return self.data[message.key]
@@ -144,3 +146,46 @@ class Sleeper(Server):
         if message == "pid":
             return os.getpid()
         return message
+
+
+@attrs.frozen
+class Relay:
+    """Ask `target` for `message` from inside an actor and pass the answer back."""
+
+    target: str
+    message: Any
+    timeout: float = 5.0
+
+
+class Asker(Server):
+    """Forwards requests to other actors by name (message-driven asks inside an actor)."""
+
+    def handle(self, message):
+        if isinstance(message, Relay):
+            reply = self.defer()
+
+            def done(answer):
+                if answer.ok:
+                    self.reply(reply, answer.value)
+                else:
+                    self.reply_error(reply, answer.error.to_exception())
+
+            self.ask(message.target, message.message, timeout=message.timeout, then=done)
+            return None
+        if isinstance(message, Watched):
+            self.watch(message.name)
+            self.seen_down = getattr(self, "seen_down", [])
+            return "watching"
+        if message == "downs":
+            return list(getattr(self, "seen_down", []))
+        from supervision import Down
+
+        if isinstance(message, Down):
+            self.seen_down.append((message.name, message.reason))
+            return None
+        return super().handle(message)
+
+
+@attrs.frozen
+class Watched:
+    name: str

@@ -1,0 +1,203 @@
+"""The monitor and dead letters: callers never crash or hang when the actor they talk to dies,
+and actors never die because a caller sent them bad input (DESIGN.md stories 1 and 2)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from supervision import (
+    ActorCrashed,
+    BadRequest,
+    ChildSpec,
+    DeadLetter,
+    NoSuchName,
+    Recoverable,
+    SupervisionError,
+    SupervisorSpec,
+    UnknownMessage,
+)
+from supervision.messages import Envelope
+from tests.support import (
+    MULTIPROC_BASES,
+    Asker,
+    Echo,
+    Get,
+    KeyValue,
+    Nap,
+    Put,
+    Relay,
+    Sleeper,
+    UnknownKey,
+    Watched,
+    wait_for,
+)
+
+
+def tree_node(rt, name):
+    return rt.tree().find(name)
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_handle_survives_fifty_kills_of_its_actor_without_a_caller_failure(make_runtime, base):
+    rt = make_runtime(base).start(SupervisorSpec("root", intensity=1000, period=1.0, children=[ChildSpec("kv", KeyValue)]))
+    handle = "kv"  # the caller keeps a name, never an address
+    outcomes = {"reply": 0, "DeadLetter": 0, "NoSuchName": 0}
+    for i in range(50):
+        rt.kill(handle)
+        started = time.monotonic()
+        try:
+            assert rt.ask(handle, Put("k", i), timeout=5.0) == "ok"
+            outcomes["reply"] += 1
+        except (DeadLetter, NoSuchName) as exc:
+            outcomes[type(exc).__name__] += 1
+        assert time.monotonic() - started < 2.5, "the caller waited far too long"
+    assert sum(outcomes.values()) == 50
+    assert outcomes["reply"] >= 25, outcomes  # the restarted actor usually answers at once
+    wait_for(lambda: tree_node(rt, "kv").status == "running")
+    assert tree_node(rt, "kv").restarts == 50
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_an_actor_killed_in_the_middle_of_a_request_gives_dead_letter_not_a_timeout(make_runtime, base):
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("sleeper", Sleeper)]))
+    pid = rt.ask("sleeper", "pid")
+    killer = threading.Timer(0.3, lambda: __import__("os").kill(pid, 9))
+    killer.start()
+    started = time.monotonic()
+    with pytest.raises(DeadLetter, match="died"):
+        rt.ask("sleeper", Nap(30), timeout=20)
+    assert time.monotonic() - started < 2.0
+    killer.join()
+    assert wait_for(lambda: rt.ask("sleeper", "pid") != pid)
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_crash_during_a_request_replies_actor_crashed_and_restarts_the_actor(make_runtime, base):
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("kv", KeyValue)]))
+    rt.ask("kv", Put("a", 1))
+    with pytest.raises(ActorCrashed, match="RuntimeError: asked to crash") as info:
+        rt.ask("kv", "crash")
+    assert info.value.error_type == "RuntimeError" and info.value.actor == "kv"
+    assert rt.ask("kv", Put("b", 2)) == "ok"  # the next request works (fresh state)
+    with pytest.raises(UnknownKey):
+        rt.ask("kv", Get("a"))
+    node = tree_node(rt, "kv")
+    assert (node.restarts, node.counters.crashes) == (1, 1)
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_recoverable_errors_are_replied_counted_and_keep_the_state(make_runtime, base):
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("kv", KeyValue)]))
+    rt.ask("kv", Put("a", 1))
+    with pytest.raises(UnknownKey, match="'nope'") as info:
+        rt.ask("kv", Get("nope"))
+    assert info.value.key == "nope" and isinstance(info.value, Recoverable)
+    with pytest.raises(BadRequest):
+        rt.ask("kv", Put("a", "not an int"))
+    with pytest.raises(UnknownMessage, match="does not handle dict"):
+        rt.ask("kv", {"what": "is this"})
+    assert rt.ask("kv", Get("a")) == 1
+    wait_for(lambda: tree_node(rt, "kv").counters.recoverable_errors == 3)
+    assert tree_node(rt, "kv").restarts == 0
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_temporary_child_that_died_gives_typed_errors_and_its_stale_address_dead_letters(make_runtime, base):
+    pool = SupervisorSpec("pool", strategy="simple_one_for_one", children=[ChildSpec("t", Echo, restart="temporary")])
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[pool]))
+    name = rt.start_child("pool")
+    stale = rt.whereis(name)
+    rt.kill(name)
+    for _ in range(3):
+        started = time.monotonic()
+        with pytest.raises((DeadLetter, NoSuchName)):
+            rt.ask(name, "hello?", timeout=5)
+        assert time.monotonic() - started < 1.0
+    if rt.info.direct_sends:
+        # a request sent to the dead actor's address comes back from the monitor as a dead letter
+        with pytest.raises(DeadLetter, match="dead"):
+            rt._request(stale.address, Envelope("hello?", name), time.monotonic() + 5, None, name)
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_asks_between_actors_by_name_survive_restarts_and_report_deaths(make_runtime, base):
+    spec = SupervisorSpec("root", children=[ChildSpec("kv", KeyValue), ChildSpec("sleeper", Sleeper), ChildSpec("asker", Asker)])
+    rt = make_runtime(base).start(spec)
+    assert rt.ask("asker", Relay("kv", Put("a", 1))) == "ok"
+    rt.kill("kv")
+    wait_for(lambda: rt.ask("asker", Relay("kv", Put("b", 2))) == "ok", what="by-name ask to the restarted kv")
+    with pytest.raises(UnknownKey):
+        rt.ask("asker", Relay("kv", Get("zzz")))
+    with pytest.raises(NoSuchName):
+        rt.ask("asker", Relay("nobody", "x"))
+    pid = rt.ask("sleeper", "pid")
+    threading.Timer(0.3, lambda: __import__("os").kill(pid, 9)).start()
+    started = time.monotonic()
+    with pytest.raises(DeadLetter):
+        rt.ask("asker", Relay("sleeper", Nap(30), timeout=20), timeout=25)
+    assert time.monotonic() - started < 5.0
+    assert tree_node(rt, "asker").restarts == 0
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_watchers_get_down_when_the_watched_actor_dies(make_runtime, base):
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("echo", Echo), ChildSpec("asker", Asker)]))
+    assert rt.ask("asker", Watched("echo")) == "watching"
+    assert rt.ask("asker", Watched("nobody")) == "watching"
+    rt.kill("echo")
+    downs = wait_for(lambda: len(rt.ask("asker", "downs")) == 2 and rt.ask("asker", "downs"), what="two Down notices")
+    assert ("nobody", "noproc") in downs
+    assert any(name == "echo" for name, _ in downs)
+
+
+# --- fuzzing ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Mystery:
+    payload: object
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20), st.binary(max_size=20))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)), max_leaves=6)
+MESSAGES = st.one_of(
+    VALUES,
+    st.builds(Put, key=VALUES, value=VALUES),
+    st.builds(Get, key=VALUES),
+    st.builds(Mystery, payload=VALUES),
+    st.tuples(VALUES, VALUES),
+)
+
+
+@pytest.fixture(scope="module", params=MULTIPROC_BASES)
+def fuzz_runtime(request):
+    from supervision import Runtime
+
+    rt = Runtime(request.param, log_level="CRITICAL").start(SupervisorSpec("root", children=[ChildSpec("kv", KeyValue)]))
+    rt.ask("kv", Put("keep", 42))
+    yield rt
+    rt.stop()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(message=MESSAGES)
+def test_fuzzed_messages_get_typed_error_replies_and_never_restart_the_actor(fuzz_runtime, message):
+    rt = fuzz_runtime
+    if message in ("crash",):
+        return
+    try:
+        rt.ask("kv", message, timeout=5)
+    except SupervisionError as exc:
+        assert isinstance(exc, Recoverable), f"{message!r} -> {exc!r}"
+    assert rt.ask("kv", Get("keep")) == 42  # a valid message still works, with the state intact
+
+
+def test_fuzzing_left_no_restarts(fuzz_runtime):
+    node = fuzz_runtime.tree().find("kv")
+    assert node.restarts == 0 and node.counters.crashes == 0
