@@ -1,31 +1,121 @@
-"""The `thespian-otp` command."""
+"""The `thespian-otp` command: demo, database, live tree, jobs and projections.
+
+Every error a user can cause (a bad DSN, an unreachable server, a port in use, a system that is
+not running) prints one line and exits non-zero; no traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Callable
 
 from rich.console import Console
+
+from supervision.errors import SupervisionError
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dsn", help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
+    parser.add_argument("--schema", help="schema to use (default: $THESPIAN_OTP_SCHEMA or thespian_otp)")
+    parser.add_argument("--data-dir", help="data directory of the embedded server (default: your user data dir)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thespian-otp", description="OTP-style supervision for thespian actors.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="start a supervision tree, crash and kill children, show it recover")
+
+    demo = commands.add_parser("demo", help="run the whole tree on the embedded database, with faults")
     demo.add_argument("--base", default="multiprocTCPBase", choices=["multiprocTCPBase", "multiprocQueueBase", "simpleSystemBase"])
+    demo.set_defaults(run=_run_demo)
+
+    db = commands.add_parser("db", help="database schema: init, status")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    init = db_commands.add_parser("init", help="create the schema and apply pending migrations")
+    _database_options(init)
+    init.set_defaults(run=_run_db_init)
+    status = db_commands.add_parser("status", help="applied migrations and table row counts")
+    _database_options(status)
+    status.set_defaults(run=_run_db_status)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed its one-line usage error
+        return int(exc.code or 0)
     console = Console()
-    if args.command == "demo":
-        from actors.demo import run_demo
+    run: Callable[[argparse.Namespace, Console], int] | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return run(args, console)
+    except SupervisionError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
 
-        return run_demo(console, base=args.base)
-    parser.print_help()
-    return 2
+
+def _run_demo(args: argparse.Namespace, console: Console) -> int:
+    from actors.demo import run_demo
+
+    return run_demo(console, base=args.base)
+
+
+def _open(args: argparse.Namespace, migrate: bool) -> Any:
+    from actors.stores.config import validate_schema
+    from actors.stores.setup import resolve_database
+
+    if args.schema is not None:
+        validate_schema(args.schema)
+    return resolve_database(args.dsn, args.schema, data_dir=args.data_dir, migrate=migrate)
+
+
+def _run_db_init(args: argparse.Namespace, console: Console) -> int:
+    from actors.stores.migrate import Migrator
+
+    with _open(args, migrate=False) as handle, handle.database() as database:
+        applied = Migrator(database).apply()
+        console.print(f"database: {handle.source}, schema {handle.config.schema}")
+        if applied:
+            for migration in applied:
+                console.print(f"  applied {migration.version:04d}_{migration.name}")
+        else:
+            console.print("  already up to date")
+    return 0
+
+
+def _run_db_status(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from actors.stores.migrate import Migrator
+
+    with _open(args, migrate=False) as handle, handle.database() as database:
+        status = Migrator(database).status()
+    console.print(f"database: {handle.source}, schema {status.schema}")
+    table = Table("migration", "applied at", title="migrations")
+    for migration in status.applied:
+        table.add_row(f"{migration.version:04d}_{migration.name}", str(migration.applied_at)[:19])
+    for migration in status.pending:
+        table.add_row(f"{migration.version:04d}_{migration.name}", "[yellow]pending[/]")
+    console.print(table)
+    counts = Table("table", "rows", title="tables")
+    for name, count in status.row_counts.items():
+        counts.add_row(name, "-" if count is None else f"{count:,}")
+    console.print(counts)
+    if status.version > status.known:
+        console.print(f"[red]the schema is newer ({status.version}) than this code ({status.known})[/]")
+        return EXIT_ERROR
+    if status.pending:
+        console.print("run `thespian-otp db init` to apply the pending migrations")
+    return 0
 
 
 if __name__ == "__main__":

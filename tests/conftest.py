@@ -25,3 +25,48 @@ def make_runtime():
         runtime.stop()
         if group is not None:
             assert group_members(group) == [], "actor processes outlived the runtime"
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+
+from actors.stores.config import DatabaseConfig  # noqa: E402
+from actors.stores.database import Database  # noqa: E402
+from actors.stores.embedded import EmbeddedPostgres  # noqa: E402
+from actors.stores.migrate import Migrator  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """DATABASE_URL when set, otherwise one embedded server (pgserver) for the whole session."""
+    dsn = os.environ.get("DATABASE_URL", "").strip()
+    if dsn:
+        yield dsn
+        return
+    server = EmbeddedPostgres(temporary=True)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def fresh_schema(postgres_dsn):
+    """A schema of its own for one test, dropped afterwards (not migrated)."""
+    config = DatabaseConfig(postgres_dsn, schema=f"t_{uuid.uuid4().hex[:12]}")
+    yield config
+    Database(config).drop_schema()
+
+
+@pytest.fixture
+def db_config(fresh_schema):
+    """A migrated schema of its own for one test."""
+    with Database(fresh_schema) as database:
+        Migrator(database).apply()
+    return fresh_schema
+
+
+@pytest.fixture
+def database(db_config):
+    with Database(db_config) as database:
+        yield database

@@ -1,0 +1,59 @@
+"""Worker processes and their heartbeats."""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from actors.stores.database import Database
+from actors.stores.errors import NotFound
+from actors.stores.queries import load
+from actors.stores.rows import ProcessRow
+from supervision.liveness import this_host
+
+Q = load("processes.sql")
+
+
+class ProcessStore(Protocol):
+    def register(self, node: str, ttl: float, pid: int | None = None) -> ProcessRow: ...
+
+    def heartbeat(self, process_id: int, ttl: float) -> bool: ...
+
+    def deregister(self, process_id: int) -> None: ...
+
+    def get(self, process_id: int) -> ProcessRow: ...
+
+    def all(self) -> list[ProcessRow]: ...
+
+
+class PgProcessStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def register(self, node: str, ttl: float, pid: int | None = None) -> ProcessRow:
+        params = {"node": node, "host": this_host(), "pid": pid or os.getpid(), "ttl": ttl}
+        with self.database.transaction() as conn:
+            return ProcessRow.from_row(conn.execute(Q["register"], params).fetchone())
+
+    def heartbeat(self, process_id: int, ttl: float) -> bool:
+        """Extend the process's lease; False if it was pruned (the process must stop at once)."""
+        with self.database.transaction() as conn:
+            return conn.execute(Q["heartbeat"], {"id": process_id, "ttl": ttl}).fetchone() is not None
+
+    def deregister(self, process_id: int) -> None:
+        with self.database.transaction() as conn:
+            conn.execute(Q["deregister"], {"id": process_id})
+
+    def get(self, process_id: int) -> ProcessRow:
+        with self.database.connection() as conn:
+            row = conn.execute(Q["get"], {"id": process_id}).fetchone()
+            conn.commit()
+        if row is None:
+            raise NotFound("process", process_id)
+        return ProcessRow.from_row(row)
+
+    def all(self) -> list[ProcessRow]:
+        with self.database.connection() as conn:
+            rows = conn.execute(Q["all"]).fetchall()
+            conn.commit()
+        return [ProcessRow.from_row(row) for row in rows]

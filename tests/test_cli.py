@@ -1,0 +1,62 @@
+"""The `thespian-otp` command, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "actors.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "100", **(env or {})},
+    )
+
+
+@pytest.fixture
+def cli_schema(postgres_dsn):
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield schema
+    Database(DatabaseConfig(postgres_dsn, schema)).drop_schema()
+
+
+def test_db_init_then_status_show_migrations_and_row_counts(postgres_dsn, cli_schema):
+    first = cli("db", "status", "--dsn", postgres_dsn, "--schema", cli_schema)
+    assert first.returncode == 0 and "pending" in first.stdout, first.stderr
+    init = cli("db", "init", "--dsn", postgres_dsn, "--schema", cli_schema)
+    assert init.returncode == 0 and "applied 0001_initial" in init.stdout, init.stderr
+    again = cli("db", "init", "--schema", cli_schema, env={"DATABASE_URL": postgres_dsn})
+    assert again.returncode == 0 and "already up to date" in again.stdout
+    status = cli("db", "status", "--dsn", postgres_dsn, "--schema", cli_schema)
+    assert status.returncode == 0
+    assert "0001_initial" in status.stdout and "jobs" in status.stdout and "pending" not in status.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["db", "status", "--dsn", "postgresql://nobody@127.0.0.1:9/x"], "cannot reach PostgreSQL"),
+        (["db", "status", "--dsn", "this is not a dsn"], "does not parse"),
+        (["db", "status", "--dsn", "postgresql:///x", "--schema", "Bad-Schema"], "schema"),
+    ],
+)
+def test_bad_database_settings_print_one_line_and_fail(args, message):
+    result = cli(*args)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_command_is_a_usage_error():
+    result = cli("frobnicate")
+    assert result.returncode == 2 and "invalid choice" in result.stderr and "Traceback" not in result.stderr
