@@ -65,7 +65,7 @@ class Report:
         ]
         for row in self.rows:
             base = "-" if row.baseline is None else f"{_fmt(row.baseline)} {row.unit} ({row.baseline_name})"
-            ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
+            ratio = "-" if row.ratio is None else (f"{row.ratio:.2f}x" if row.ratio >= 0.01 else f"{row.ratio:.1e}x")
             met = {None: "", True: "yes", False: "**no**"}[row.met]
             lines.append(f"| {row.measure} | {_fmt(row.ours)} {row.unit} | {base} | {ratio} | {row.goal} | {met} |")
         lines.extend(f"- {note}" for note in self.notes)

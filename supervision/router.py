@@ -42,9 +42,6 @@ log = logger("supervision.router")
 
 _ids = itertools.count(1)
 
-#: A cached target's process is checked before a send at most this often (seconds); between
-#: checks, `Down` from the monitor is what invalidates the cache.
-LIVENESS_CHECK_INTERVAL = 0.005
 #: After a `Down` for the target of a pending request, how long to wait for the target's own
 #: answer (a crashed or stopping actor refuses requests itself) before failing it.
 DOWN_GRACE = 0.1
@@ -92,8 +89,6 @@ class Router:
         self.cache: dict[str, Resolved] = {}
         #: addresses known to be dead or dying, passed to the monitor with the next lookup
         self.stale: dict[str, Any] = {}
-        #: when each cached entry's process was last seen alive
-        self.checked: dict[str, float] = {}
         self.waiting: dict[str, deque[_Outgoing]] = {}
         self.lookups: dict[str, str] = {}
         self.pending: dict[str, _Pending] = {}
@@ -166,13 +161,11 @@ class Router:
         entry = self.cache.get(name)
         if entry is None:
             return None
-        if entry.identity is not None:
-            now = self.clock()
-            if now - self.checked.get(name, 0.0) >= LIVENESS_CHECK_INTERVAL:
-                if not entry.identity.is_alive():
-                    del self.cache[name]
-                    return None
-                self.checked[name] = now
+        if entry.identity is not None and not entry.identity.is_alive():
+            # microseconds per send (a /proc read); a throttled check sent requests to actors
+            # killed a moment before, which on the queue base are lost without a trace
+            self.forget(name)
+            return None
         return entry
 
     def _route(self, outgoing: _Outgoing) -> None:

@@ -189,3 +189,18 @@ class Asker(Server):
 @attrs.frozen
 class Watched:
     name: str
+
+
+class PermitHolder(Server):
+    """Takes a permit from the limiter (in-actor, message-driven) and keeps it."""
+
+    def handle(self, message):
+        from actors.limiter import Limiter
+
+        if isinstance(message, tuple) and message[0] == "hold":
+            reply = self.defer()
+            Limiter(self).acquire_then(message[1], lambda answer: self.reply(reply, answer.unwrap().id))
+            return None
+        if message == "pid":
+            return os.getpid()
+        return super().handle(message)

@@ -1,0 +1,86 @@
+"""Limiter cost: acquire+release pairs through the actor vs the pure core in one process.
+
+The pure core called directly is the limit (no messages); the actor adds two round trips per
+pair. Also p50/p99 latency of an acquire through the actor.
+
+Usage: python -m benchmarks.limiter [--base multiprocTCPBase] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+from actors.limiter import Limit, Limiter, LimiterCore, LimiterServer, Owner
+from benchmarks.common import Report, percentile, rate
+from supervision import ChildSpec, Runtime, SupervisorSpec
+
+
+def core_pairs(n: int) -> float:
+    core = LimiterCore({"db": Limit(4)})
+    owner = Owner.actor("bench")
+    now = time.monotonic
+    started = time.perf_counter()
+    for i in range(n):
+        [granted] = core.acquire(i, "db", owner, now(), timeout=5)
+        core.release(granted.lease.id, now())
+    return rate(n, time.perf_counter() - started)
+
+
+def actor_pairs(rt: Runtime, n: int, threads: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        limiter = Limiter(rt)
+        mine = []
+        for _ in range(n // threads):
+            started = time.perf_counter()
+            lease = limiter.acquire("db", timeout=10)
+            mine.append(time.perf_counter() - started)
+            limiter.release(lease)
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return rate(len(latencies), time.perf_counter() - started), latencies
+
+
+def run(base: str, quick: bool = False) -> Report:
+    n = 200 if quick else 1000
+    report = Report(f"limiter ({base})")
+    spec = SupervisorSpec("bench", children=[ChildSpec("limiter", LimiterServer, kwargs={"limits": {"db": Limit(4)}})])
+    with Runtime(base, log_level="CRITICAL") as rt:
+        rt.start(spec)
+        Limiter(rt).release(Limiter(rt).acquire("db"))  # warm up
+        core = core_pairs(n * 20)
+        for threads in (1, 4):
+            pairs, latencies = actor_pairs(rt, n, threads)
+            report.add(f"acquire+release pairs/s, {threads} client thread(s)", pairs, core, "pairs/s", "pure core, in process")
+            report.add(f"acquire latency p50, {threads} thread(s)", percentile(latencies, 50) * 1000, None, "ms", higher_is_better=False)
+            report.add(f"acquire latency p99, {threads} thread(s)", percentile(latencies, 99) * 1000, None, "ms", higher_is_better=False)
+    report.notes.append(f"{n} pairs through the actor per row (Limit(4) on one key); the core row is the in-process limit")
+    return report
+
+
+def main(argv: list[str] | None = None) -> list[Report]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", action="append", help="system base (repeatable); default: multiprocTCPBase")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    reports = []
+    for base in args.base or ["multiprocTCPBase"]:
+        report = run(base, args.quick)
+        report.emit(f"limiter-{base}")
+        reports.append(report)
+    return reports
+
+
+if __name__ == "__main__":
+    main()
