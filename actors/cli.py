@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = db_commands.add_parser("status", help="applied migrations and table row counts")
     _database_options(status)
     status.set_defaults(run=_run_db_status)
+
+    jobs = commands.add_parser("jobs", help="queue depth by state, the longest-running jobs, worker processes")
+    _database_options(jobs)
+    jobs.add_argument("--limit", type=int, default=10, help="how many running jobs to list (default 10)")
+    jobs.set_defaults(run=_run_jobs)
     return parser
 
 
@@ -116,6 +121,44 @@ def _run_db_status(args: argparse.Namespace, console: Console) -> int:
     if status.pending:
         console.print("run `thespian-otp db init` to apply the pending migrations")
     return 0
+
+
+def _run_jobs(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from actors.stores.jobs import PgJobStore
+    from actors.stores.migrate import Migrator
+    from actors.stores.processes import PgProcessStore
+
+    if args.limit < 1:
+        raise _usage("--limit must be at least 1")
+    with _open(args, migrate=False) as handle, handle.database() as database:
+        Migrator(database).require_current()
+        store = PgJobStore(database)
+        counts = store.counts()
+        running = store.longest_running(args.limit)
+        processes = PgProcessStore(database).all()
+    console.print(f"database: {handle.source}, schema {handle.config.schema}")
+    states = ("available", "running", "completed", "failed", "cancelled")
+    depth = Table("queue", *states, title="jobs by state")
+    for queue in sorted({q for q, _ in counts}) or ["default"]:
+        depth.add_row(queue, *(f"{counts.get((queue, state), 0):,}" for state in states))
+    console.print(depth)
+    longest = Table("job", "queue", "kind", "attempt", "process", "running for", title=f"longest-running jobs (top {args.limit})")
+    for row in running:
+        longest.add_row(str(row["id"]), row["queue"], row["kind"], str(row["attempt"]), str(row["claimed_by"]), f"{row['running_s']:.1f} s")
+    console.print(longest if running else "no job is running")
+    workers = Table("process", "node", "host", "pid", "last heartbeat", "expires", title="worker processes")
+    for proc in processes:
+        workers.add_row(str(proc.id), proc.node, proc.host, str(proc.pid), str(proc.heartbeat_at)[11:19], str(proc.expires_at)[11:19])
+    console.print(workers if processes else "no worker process is registered")
+    return 0
+
+
+def _usage(message: str) -> SupervisionError:
+    from supervision.errors import ConfigError
+
+    return ConfigError(message)
 
 
 if __name__ == "__main__":

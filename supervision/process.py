@@ -238,8 +238,13 @@ class Process(Actor):
         self.exit_now()
 
     def exit_now(self) -> None:
+        """Leave now. Not recursive: a supervisor has already stopped its children its own way,
+        and thespian's recursive exit waits (for many seconds) for children it wrongly still
+        believes alive, after some of them were SIGKILLed."""
         self._exiting = True
-        self.send(self.myAddress, ActorExitRequest())
+        request = ActorExitRequest()
+        request.notRecursive()
+        self.send(self.myAddress, request)
 
     def _on_actor_exit_request(self, message: ActorExitRequest, sender: Any) -> None:
         self.on_exit_request()

@@ -365,6 +365,22 @@ class Runtime:
                 time.sleep(0.0005)  # SIGKILL is asynchronous: return once the process is dead
         return identity.pid
 
+    # --- jobs (the job system lives in actors.jobs; start its tree with actors.jobs.jobs_tree) ------
+
+    def enqueue(self, kind: str, payload: Any = None, **options: Any) -> int:
+        """Validate and enqueue one job (see `actors.jobs.enqueue`); returns its id.
+
+        Options: queue, priority (higher runs first), run_at, max_attempts, timeout."""
+        from actors.jobs.client import enqueue
+
+        return enqueue(self, kind, payload, **options)
+
+    def enqueue_many(self, jobs: Any, timeout: float | None = None) -> list[int]:
+        """Enqueue many `actors.jobs.new_job(...)` objects in one statement; returns their ids."""
+        from actors.jobs.client import enqueue_many
+
+        return enqueue_many(self, jobs, timeout=timeout)
+
     # --- introspection ------------------------------------------------------------------------------
 
     def tree(self, timeout: float | None = None) -> Tree:

@@ -433,6 +433,8 @@ class Supervisor(Process):
     def _stop_many_timed_out(self, step: StopManyStep) -> None:
         alive = [c for c in (self.child(n) for n in step.names) if c is not None and c.address is not None]
         if not step.killed:
+            if alive:
+                log.warning("%s: %s did not stop in time; killing them", self.name, ", ".join(c.name for c in alive))
             step.killed = True
             for child in alive:
                 self._kill(child)
@@ -666,7 +668,6 @@ class Supervisor(Process):
             raise AlreadyRegistered(spec.name, f"a child of {self.name}")
         child = Child(spec, spec.name, dynamic=True)
         self.children.append(child)
-        self.report(child)
         self.steps.append(StartStep(child.name, "dynamic", requester))
         self.advance()
 

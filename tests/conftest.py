@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from supervision import Runtime
@@ -14,7 +16,9 @@ def make_runtime():
     created: list[Runtime] = []
 
     def make(base: str = "multiprocTCPBase", **kwargs) -> Runtime:
-        kwargs.setdefault("log_level", "ERROR")
+        kwargs.setdefault("log_level", os.environ.get("TEST_LOG_LEVEL", "ERROR"))
+        if os.environ.get("TEST_LOG_FILE"):
+            kwargs.setdefault("log_file", os.environ["TEST_LOG_FILE"])
         runtime = Runtime(base, **kwargs)
         created.append(runtime)
         return runtime
@@ -29,7 +33,6 @@ def make_runtime():
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
-import os  # noqa: E402
 import uuid  # noqa: E402
 
 from actors.stores.config import DatabaseConfig  # noqa: E402

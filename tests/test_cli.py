@@ -60,3 +60,23 @@ def test_bad_database_settings_print_one_line_and_fail(args, message):
 def test_an_unknown_command_is_a_usage_error():
     result = cli("frobnicate")
     assert result.returncode == 2 and "invalid choice" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_jobs_lists_queue_depth_longest_running_and_processes(postgres_dsn, cli_schema):
+    from actors.stores.jobs import PgJobStore
+    from actors.stores.migrate import Migrator
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import NewJob
+
+    config = DatabaseConfig(postgres_dsn, cli_schema)
+    with Database(config) as database:
+        Migrator(database).apply()
+        jobs = PgJobStore(database)
+        jobs.insert([NewJob("resize", queue="images") for _ in range(3)] + [NewJob("mail")])
+        process = PgProcessStore(database).register("worker-7", ttl=60)
+        jobs.claim("images", process.id, 2)
+    result = cli("jobs", "--dsn", postgres_dsn, "--schema", cli_schema)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "images" in out and "resize" in out and "worker-7" in out
+    assert "longest-running" in out

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import attrs
 
+from supervision.messages import Message
+
 from actors.limiter.core import Lease, Limit, Owner
 
 
 @attrs.frozen
-class Acquire:
+class Acquire(Message):
     """Ask for a permit on `key`. Reply: `Granted`-style `Lease`, or a `LimitTimeout` error.
 
     `lease_timeout` (seconds) returns the permit by itself if the holder never releases it."""
@@ -21,14 +23,14 @@ class Acquire:
 
 
 @attrs.frozen
-class Release:
+class Release(Message):
     """Give a permit back. Reply: None, or an `UnknownLease` error."""
 
     lease_id: str
 
 
 @attrs.frozen
-class Configure:
+class Configure(Message):
     """Set the limit of a key. Reply: None."""
 
     key: str
@@ -36,12 +38,12 @@ class Configure:
 
 
 @attrs.frozen
-class Stats:
+class Stats(Message):
     """Reply: a tuple of `KeyStats`."""
 
 
 @attrs.frozen
-class Held:
+class Held(Message):
     """Reply: the leases currently held, optionally of one key (for tests and tools)."""
 
     key: str | None = None

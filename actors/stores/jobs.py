@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 from actors.stores.database import Database
 from actors.stores.errors import NotFound
 from actors.stores.queries import load
-from actors.stores.rows import Job, NewJob
+from actors.stores.rows import ClaimedJob, Job, JobOutcome, NewJob, RescueResult, WriteResult
 
 Q = load("jobs.sql")
 #: LISTEN/NOTIFY channel that wakes workers when jobs are enqueued (one per schema)
@@ -27,6 +27,14 @@ class JobStore(Protocol):
     def get(self, job_id: int) -> Job: ...
 
     def counts(self) -> dict[tuple[str, str], int]: ...
+
+    def claim(self, queue: str, process: int, limit: int) -> list[ClaimedJob]: ...
+
+    def write_outcomes(self, outcomes: Sequence[JobOutcome]) -> WriteResult: ...
+
+    def rescue(self) -> RescueResult: ...
+
+    def longest_running(self, limit: int = 10) -> list[dict]: ...
 
 
 class PgJobStore:
@@ -54,6 +62,24 @@ class PgJobStore:
         with self.database.transaction() as own:
             return self._insert(own, params, {j.queue for j in jobs})
 
+    def copy_in(self, jobs: Sequence[NewJob], *, state: str = "available") -> int:
+        """Bulk insert with COPY (the fastest way in; no ids back, no notification).
+
+        `state="completed"` loads history (finished rows), for tests and benchmarks."""
+        if state not in ("available", "completed"):
+            raise ValueError("copy_in loads available or completed jobs")
+        now = _now()
+        finished = now if state == "completed" else None
+        with self.database.transaction() as conn, conn.cursor() as cursor:
+            columns = "queue, kind, payload, priority, run_at, max_attempts, state, attempt, finished_at"
+            with cursor.copy(f"COPY jobs ({columns}) FROM STDIN") as copy:
+                for job in jobs:
+                    copy.write_row(
+                        (job.queue, job.kind, Jsonb(job.payload), job.priority, job.run_at or now, job.max_attempts,
+                         state, 1 if finished else 0, finished)
+                    )  # fmt: skip
+        return len(jobs)
+
     def _insert(self, conn: psycopg.Connection, params: dict, queues: set[str]) -> list[int]:
         ids = [row["id"] for row in conn.execute(Q["insert_many"], params).fetchall()]
         for queue in sorted(queues):
@@ -73,3 +99,100 @@ class PgJobStore:
             rows = conn.execute(Q["counts"]).fetchall()
             conn.commit()
         return {(row["queue"], row["state"]): row["n"] for row in rows}
+
+    def claim(self, queue: str, process: int, limit: int) -> list[ClaimedJob]:
+        """Claim up to `limit` available jobs of `queue` for `process` (one transaction),
+        highest priority first."""
+        with self.database.transaction() as conn:
+            rows = conn.execute(Q["claim"], {"queue": queue, "process": process, "limit": limit}).fetchall()
+        return sorted((ClaimedJob.from_row(row) for row in rows), key=lambda j: (-j.priority, j.run_at, j.id))
+
+    def write_outcomes(self, outcomes: Sequence[JobOutcome]) -> WriteResult:
+        """Write a batch of outcomes in one transaction: one statement per kind of outcome."""
+        done = [o for o in outcomes if o.status == "completed"]
+        failed = [o for o in outcomes if o.status == "failed"]
+        deferred = [o for o in outcomes if o.status == "deferred"]
+        completed_ids: list[int] = []
+        failed_ids: list[int] = []
+        retried_ids: list[int] = []
+        deferred_ids: list[int] = []
+        with self.database.transaction() as conn:
+            if done:
+                rows = conn.execute(
+                    Q["complete"],
+                    {
+                        "ids": [o.job_id for o in done],
+                        "processes": [o.process for o in done],
+                        "attempts": [o.attempt for o in done],
+                        "finished": [o.finished_at for o in done],
+                        "run_ms": [o.run_ms for o in done],
+                    },
+                ).fetchall()
+                completed_ids = [row["id"] for row in rows]
+            if failed:
+                rows = conn.execute(
+                    Q["fail"],
+                    {
+                        "ids": [o.job_id for o in failed],
+                        "processes": [o.process for o in failed],
+                        "attempts": [o.attempt for o in failed],
+                        "finished": [o.finished_at for o in failed],
+                        "errors": [o.error or "" for o in failed],
+                        "retry_in": [o.retry_in for o in failed],
+                        "discard": [o.discard for o in failed],
+                        "run_ms": [o.run_ms for o in failed],
+                    },
+                ).fetchall()
+                failed_ids = [row["id"] for row in rows if row["type"] == "job.failed"]
+                retried_ids = [row["id"] for row in rows if row["type"] == "job.retried"]
+            if deferred:
+                rows = conn.execute(
+                    Q["unclaim"],
+                    {
+                        "ids": [o.job_id for o in deferred],
+                        "processes": [o.process for o in deferred],
+                        "attempts": [o.attempt for o in deferred],
+                        "delays": [o.retry_in for o in deferred],
+                    },
+                ).fetchall()
+                deferred_ids = [row["id"] for row in rows]
+        written = len(completed_ids) + len(failed_ids) + len(retried_ids) + len(deferred_ids)
+        return WriteResult(tuple(completed_ids), tuple(failed_ids), tuple(retried_ids), tuple(deferred_ids), len(outcomes) - written)
+
+    def write_one_by_one(self, outcomes: Sequence[JobOutcome]) -> WriteResult:
+        """The row-at-a-time baseline (one transaction per outcome), for the benchmark."""
+        total = WriteResult()
+        for outcome in outcomes:
+            result = self.write_outcomes([outcome])
+            total = WriteResult(
+                total.completed + result.completed,
+                total.failed + result.failed,
+                total.retried + result.retried,
+                total.deferred + result.deferred,
+                total.fenced + result.fenced,
+            )
+        return total
+
+    def rescue(self) -> RescueResult:
+        """Release the jobs of processes whose heartbeat expired (and of vanished ones)."""
+        with self.database.transaction() as conn:
+            row = conn.execute(Q["rescue"]).fetchone()
+        return RescueResult(row["jobs"], tuple(row["processes"]))
+
+    def longest_running(self, limit: int = 10) -> list[dict]:
+        with self.database.connection() as conn:
+            rows = conn.execute(Q["longest_running"], {"limit": limit}).fetchall()
+            conn.commit()
+        return rows
+
+    def explain_claim(self, queue: str = "default", limit: int = 100) -> str:
+        with self.database.connection() as conn:
+            rows = conn.execute(Q["explain_claim"], {"queue": queue, "limit": limit}).fetchall()
+            conn.rollback()
+        return "\n".join(row["QUERY PLAN"] for row in rows)
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)

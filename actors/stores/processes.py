@@ -9,7 +9,7 @@ from actors.stores.database import Database
 from actors.stores.errors import NotFound
 from actors.stores.queries import load
 from actors.stores.rows import ProcessRow
-from supervision.liveness import this_host
+from supervision.liveness import ProcessIdentity, this_host
 
 Q = load("processes.sql")
 
@@ -21,6 +21,8 @@ class ProcessStore(Protocol):
 
     def deregister(self, process_id: int) -> None: ...
 
+    def retire(self, process_id: int, grace: float) -> None: ...
+
     def get(self, process_id: int) -> ProcessRow: ...
 
     def all(self) -> list[ProcessRow]: ...
@@ -31,7 +33,14 @@ class PgProcessStore:
         self.database = database
 
     def register(self, node: str, ttl: float, pid: int | None = None) -> ProcessRow:
-        params = {"node": node, "host": this_host(), "pid": pid or os.getpid(), "ttl": ttl}
+        identity = ProcessIdentity.of(pid or os.getpid())
+        params = {
+            "node": node,
+            "host": this_host(),
+            "pid": pid or os.getpid(),
+            "start_ticks": identity.start_time if identity else 0,
+            "ttl": ttl,
+        }
         with self.database.transaction() as conn:
             return ProcessRow.from_row(conn.execute(Q["register"], params).fetchone())
 
@@ -43,6 +52,11 @@ class PgProcessStore:
     def deregister(self, process_id: int) -> None:
         with self.database.transaction() as conn:
             conn.execute(Q["deregister"], {"id": process_id})
+
+    def retire(self, process_id: int, grace: float) -> None:
+        """Let the process's lease run out in `grace` seconds (a clean stop; the rescuer removes it)."""
+        with self.database.transaction() as conn:
+            conn.execute(Q["retire"], {"id": process_id, "grace": grace})
 
     def get(self, process_id: int) -> ProcessRow:
         with self.database.connection() as conn:

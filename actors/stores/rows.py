@@ -21,6 +21,33 @@ class NewJob:
 
 
 @attrs.frozen
+class ClaimedJob:
+    """What a worker needs of a job it claimed (`attempt` is this claim's fencing token)."""
+
+    id: int
+    queue: str
+    kind: str
+    payload: Any
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "ClaimedJob":
+        return cls(
+            id=row["id"],
+            queue=row["queue"],
+            kind=row["kind"],
+            payload=row["payload"],
+            priority=row["priority"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            run_at=row["run_at"],
+        )
+
+
+@attrs.frozen
 class Job:
     id: int
     queue: str
@@ -65,6 +92,7 @@ class ProcessRow:
     node: str
     host: str
     pid: int
+    start_ticks: int
     started_at: dt.datetime
     heartbeat_at: dt.datetime
     expires_at: dt.datetime
@@ -76,6 +104,7 @@ class ProcessRow:
             node=row["node"],
             host=row["host"],
             pid=row["pid"],
+            start_ticks=row["start_ticks"],
             started_at=row["started_at"],
             heartbeat_at=row["heartbeat_at"],
             expires_at=row["expires_at"],
@@ -123,3 +152,39 @@ class Event:
     @property
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(self.txid, self.position)
+
+
+@attrs.frozen
+class JobOutcome:
+    """What happened to one claimed job, as the completer writes it.
+
+    `status`: completed | failed | deferred (never started; back to available, attempt not
+    counted). (`process`, `attempt`) is the claim's fencing token."""
+
+    job_id: int
+    process: int
+    attempt: int
+    status: str
+    #: epoch seconds (time.time())
+    finished_at: float
+    run_ms: float = 0.0
+    error: str | None = None
+    retry_in: float = 0.0
+    discard: bool = False
+
+
+@attrs.frozen
+class WriteResult:
+    """What a batch write changed: the rest of the outcomes were fenced off (rescued jobs)."""
+
+    completed: tuple[int, ...] = ()
+    failed: tuple[int, ...] = ()
+    retried: tuple[int, ...] = ()
+    deferred: tuple[int, ...] = ()
+    fenced: int = 0
+
+
+@attrs.frozen
+class RescueResult:
+    jobs: int
+    processes: tuple[dict, ...]

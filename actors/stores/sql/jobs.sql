@@ -13,3 +13,132 @@ SELECT * FROM jobs WHERE id = %(id)s;
 
 -- name: counts
 SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state ORDER BY queue, state;
+
+-- name: claim
+-- Up to %(limit)s available jobs of one queue, highest priority first, then oldest; locked rows
+-- are skipped, so workers never wait on each other. The inner query walks jobs_claim_idx
+-- (available rows only), whatever the number of finished rows.
+WITH picked AS (
+    SELECT id
+    FROM jobs
+    WHERE state = 'available' AND queue = %(queue)s AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs AS j
+SET state = 'running', attempt = j.attempt + 1, claimed_at = now(), claimed_by = %(process)s
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.run_at;
+
+-- name: complete
+-- Finished jobs, matched on their fencing token (claimed_by, attempt) and state: an outcome
+-- for a job that was rescued (and maybe claimed again) changes nothing. Each job completed
+-- here gets its completion event in the same statement.
+WITH done AS (
+    UPDATE jobs AS j
+    SET state = 'completed', finished_at = to_timestamp(t.finished)
+    FROM unnest(%(ids)b::bigint[], %(processes)b::bigint[], %(attempts)b::int[],
+                %(finished)b::float8[], %(run_ms)b::float8[])
+         AS t(id, process, attempt, finished, run_ms)
+    WHERE j.id = t.id AND j.claimed_by = t.process AND j.attempt = t.attempt AND j.state = 'running'
+    RETURNING j.id, j.kind, j.queue, j.attempt, j.created_at, j.claimed_at, j.finished_at, t.run_ms
+)
+INSERT INTO events (type, data)
+SELECT 'job.completed', jsonb_build_object(
+    'id', id, 'kind', kind, 'queue', queue, 'attempt', attempt, 'run_ms', run_ms,
+    'wait_ms', 1000 * extract(epoch FROM claimed_at - created_at),
+    'latency_ms', 1000 * extract(epoch FROM finished_at - created_at))
+FROM done
+RETURNING (data->>'id')::bigint AS id;
+
+-- name: fail
+-- Failed attempts: back to available after `retry_in` seconds, or failed for good once
+-- max_attempts is reached. Fenced like `complete`; events in the same statement.
+WITH failed AS (
+    UPDATE jobs AS j
+    SET state = CASE WHEN j.attempt >= j.max_attempts OR t.discard THEN 'failed' ELSE 'available' END,
+        run_at = CASE WHEN j.attempt >= j.max_attempts OR t.discard THEN j.run_at
+                      ELSE now() + make_interval(secs => t.retry_in) END,
+        finished_at = CASE WHEN j.attempt >= j.max_attempts OR t.discard THEN to_timestamp(t.finished) END,
+        claimed_by = NULL,
+        last_error = t.error,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'process', t.process, 'at', to_timestamp(t.finished), 'error', t.error))
+    FROM unnest(%(ids)b::bigint[], %(processes)b::bigint[], %(attempts)b::int[],
+                %(finished)b::float8[], %(errors)b::text[], %(retry_in)b::float8[],
+                %(discard)b::bool[], %(run_ms)b::float8[])
+         AS t(id, process, attempt, finished, error, retry_in, discard, run_ms)
+    WHERE j.id = t.id AND j.claimed_by = t.process AND j.attempt = t.attempt AND j.state = 'running'
+    RETURNING j.id, j.kind, j.queue, j.attempt, j.state, j.created_at, to_timestamp(t.finished) AS finished_at, t.error, t.run_ms
+)
+INSERT INTO events (type, data)
+SELECT CASE WHEN state = 'failed' THEN 'job.failed' ELSE 'job.retried' END, jsonb_build_object(
+    'id', id, 'kind', kind, 'queue', queue, 'attempt', attempt, 'run_ms', run_ms, 'error', error,
+    'latency_ms', 1000 * extract(epoch FROM finished_at - created_at))
+FROM failed
+RETURNING (data->>'id')::bigint AS id, type;
+
+-- name: unclaim
+-- Claimed jobs that were never started (the worker stopped, or no permit): back to available,
+-- the attempt not counted.
+UPDATE jobs AS j
+SET state = 'available', attempt = j.attempt - 1, claimed_by = NULL, claimed_at = NULL,
+    run_at = now() + make_interval(secs => t.delay)
+FROM unnest(%(ids)b::bigint[], %(processes)b::bigint[], %(attempts)b::int[], %(delays)s::float8[])
+     AS t(id, process, attempt, delay)
+WHERE j.id = t.id AND j.claimed_by = t.process AND j.attempt = t.attempt AND j.state = 'running'
+RETURNING j.id;
+
+-- name: rescue
+-- Processes whose heartbeat expired, and the jobs they held, in one transaction: the jobs go
+-- back to available (the attempt stays counted) or fail for good at max_attempts; the process
+-- rows go away. Running jobs whose process row no longer exists are rescued too. SKIP LOCKED
+-- makes it safe to run on every node at once.
+WITH dead AS (
+    SELECT id, host, pid, start_ticks FROM processes WHERE expires_at < now()
+    FOR UPDATE SKIP LOCKED
+), orphans AS (
+    SELECT j.id FROM jobs AS j
+    WHERE j.state = 'running'
+      AND (j.claimed_by IN (SELECT id FROM dead)
+           OR NOT EXISTS (SELECT 1 FROM processes AS p WHERE p.id = j.claimed_by))
+    FOR UPDATE OF j SKIP LOCKED
+), released AS (
+    UPDATE jobs AS j
+    SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'failed' ELSE 'available' END,
+        finished_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
+        last_error = 'worker process ' || coalesce(j.claimed_by::text, '?') || ' died (heartbeat expired)',
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'process', j.claimed_by, 'at', now(), 'error', 'worker process died (heartbeat expired)')),
+        claimed_by = NULL
+    FROM orphans
+    WHERE j.id = orphans.id
+    RETURNING j.id, j.kind, j.queue, j.attempt, j.state, j.created_at
+), gone AS (
+    DELETE FROM processes AS p USING dead WHERE p.id = dead.id RETURNING p.id, p.host, p.pid, p.start_ticks
+), logged AS (
+    INSERT INTO events (type, data)
+    SELECT CASE WHEN state = 'failed' THEN 'job.failed' ELSE 'job.rescued' END, jsonb_build_object(
+        'id', id, 'kind', kind, 'queue', queue, 'attempt', attempt,
+        'error', 'worker process died (heartbeat expired)',
+        'latency_ms', 1000 * extract(epoch FROM now() - created_at))
+    FROM released
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM released) AS jobs,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'host', host, 'pid', pid, 'start_ticks', start_ticks)), '[]')
+        FROM gone) AS processes;
+
+-- name: longest_running
+SELECT id, queue, kind, attempt, claimed_by, claimed_at, extract(epoch FROM now() - claimed_at) AS running_s
+FROM jobs WHERE state = 'running' ORDER BY claimed_at LIMIT %(limit)s;
+
+-- name: explain_claim
+EXPLAIN (FORMAT TEXT)
+SELECT id FROM jobs
+WHERE state = 'available' AND queue = %(queue)s AND run_at <= now()
+ORDER BY priority DESC, run_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;

@@ -34,6 +34,9 @@ CREATE TABLE processes (
     node          text        NOT NULL,
     host          text        NOT NULL,
     pid           integer     NOT NULL,
+    -- the process's start time in clock ticks (/proc/<pid>/stat): with host and pid, it tells
+    -- this very process from a later one that reused the pid
+    start_ticks   bigint      NOT NULL DEFAULT 0,
     started_at    timestamptz NOT NULL DEFAULT now(),
     heartbeat_at  timestamptz NOT NULL DEFAULT now(),
     expires_at    timestamptz NOT NULL

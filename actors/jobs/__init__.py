@@ -1,0 +1,54 @@
+"""Jobs: enqueue, workers that claim in batches, a batched completer, heartbeats and rescue.
+
+```python
+from actors.jobs import job, jobs_tree
+
+@job("resize")                      # in an importable module, e.g. myapp/jobs.py
+def resize(payload): ...
+
+rt.start(jobs_tree(db_config, handlers=["myapp.jobs"], workers=4))
+rt.enqueue("resize", {"image": 7})
+```
+"""
+
+from actors.jobs.client import enqueue, enqueue_from, enqueue_many, new_job
+from actors.jobs.completer import Completer, Subscriber
+from actors.jobs.errors import BadJob, DiscardJob, JobTimeout, UnknownJobKind
+from actors.jobs.messages import Ack, Complete, CompleterStats, Enqueue, FinishedJob, Flush, JobsFinished, Rescue, Subscribe, Unsubscribe, WorkerStatus
+from actors.jobs.registry import JobType, job, known_kinds
+from actors.jobs.rescuer import Rescuer
+from actors.jobs.service import JobsService, PoolManager
+from actors.jobs.tree import jobs_tree
+from actors.jobs.worker import Worker
+
+__all__ = [
+    "Ack",
+    "BadJob",
+    "Complete",
+    "Completer",
+    "CompleterStats",
+    "DiscardJob",
+    "Enqueue",
+    "FinishedJob",
+    "Flush",
+    "JobTimeout",
+    "JobType",
+    "JobsFinished",
+    "JobsService",
+    "PoolManager",
+    "Rescue",
+    "Rescuer",
+    "Subscribe",
+    "Subscriber",
+    "UnknownJobKind",
+    "Unsubscribe",
+    "Worker",
+    "WorkerStatus",
+    "enqueue",
+    "enqueue_from",
+    "enqueue_many",
+    "job",
+    "jobs_tree",
+    "known_kinds",
+    "new_job",
+]

@@ -1,0 +1,154 @@
+"""The completer: batches job outcomes and writes each batch in one transaction (DESIGN.md story 4).
+
+Workers send `Complete(outcomes)` as requests; the completer answers once the batch holding them
+is written, so a worker resends what a crashed completer never wrote (writes are fenced, so a
+resent outcome never completes a job twice). Batches flush when `batch_size` outcomes wait,
+when the oldest waits `max_age` seconds, and when the completer stops.
+
+Finished jobs are published to subscribers through bounded buffers (`core.Fanout`): at most
+`window` deliveries per subscriber are unacknowledged, older waiting ones are dropped past
+`buffer`, and a subscriber that dies is removed. Nothing a subscriber does can block a flush.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.jobs.core import Fanout, OutcomeBatch
+from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flush, Subscribe, Unsubscribe
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+from actors.stores.jobs import PgJobStore
+from actors.stores.rows import WriteResult
+from supervision import BadRequest, Down, Server
+from supervision.logs import logger
+
+log = logger("actors.jobs.completer")
+
+
+class Completer(Server):
+    def init(
+        self,
+        database: DatabaseConfig,
+        batch_size: int = 200,
+        max_age: float = 0.02,
+        subscribers: tuple[str, ...] = (),
+        buffer: int = 1000,
+        window: int = 4,
+    ) -> None:
+        """`subscribers`: names that always get finished jobs (started before the completer, so
+        they stop after it); others can `Subscribe` at run time."""
+        self.database = Database(database).open()
+        self.store = PgJobStore(self.database)
+        self.batch = OutcomeBatch(batch_size, max_age)
+        self.fanout = Fanout()
+        for name in subscribers:
+            self.fanout.subscribe(name, buffer, window, permanent=True)
+            self.watch(name)
+        self.totals = {"batches": 0, "completed": 0, "failed": 0, "retried": 0, "deferred": 0, "fenced": 0}
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, Complete):
+            if not isinstance(message.outcomes, tuple):
+                raise BadRequest("Complete.outcomes must be a tuple of JobOutcome")
+            self.batch.add(message.outcomes, self.clock(), self.defer())
+            self._flush_if_due()
+            return None
+        if isinstance(message, Flush):
+            return self.flush()
+        if isinstance(message, Subscribe):
+            self.fanout.subscribe(message.name, message.buffer, message.window)
+            self.watch(message.name)
+            return None
+        if isinstance(message, Unsubscribe):
+            self.fanout.remove(message.name)
+            self.unwatch(message.name)
+            return None
+        if isinstance(message, Ack):
+            self._deliver(self.fanout.ack(message.subscriber, message.seq))
+            return None
+        if isinstance(message, Down):
+            if self.fanout.down(message.name):
+                log.warning("%s: subscriber %s is gone (%s); no longer publishing to it", self.name, message.name, message.reason)
+            return None
+        if isinstance(message, CompleterStats):
+            return {**self.totals, "buffered": len(self.batch.outcomes), "subscribers": self.fanout.stats()}
+        return super().handle(message)
+
+    def _flush_if_due(self) -> None:
+        if self.batch.due(self.clock()):
+            self.flush()
+        else:
+            deadline = self.batch.deadline()
+            if deadline is not None:
+                self.arm_timer(deadline)
+
+    def on_tick(self, now: float) -> float | None:
+        if self.batch.due(now):
+            self.flush()
+        return self.batch.deadline()
+
+    def flush(self) -> int:
+        outcomes, waiters = self.batch.take()
+        if not outcomes:
+            return 0
+        result = self.store.write_outcomes(outcomes)
+        self._count(result)
+        for waiter in waiters:
+            self.reply(waiter, len(outcomes))
+        finished = (
+            [FinishedJob(i, "completed") for i in result.completed]
+            + [FinishedJob(i, "failed") for i in result.failed]
+            + [FinishedJob(i, "retried") for i in result.retried]
+        )
+        if finished:
+            self._deliver(self.fanout.publish(finished))
+        return len(outcomes)
+
+    def _count(self, result: WriteResult) -> None:
+        self.totals["batches"] += 1
+        self.totals["completed"] += len(result.completed)
+        self.totals["failed"] += len(result.failed)
+        self.totals["retried"] += len(result.retried)
+        self.totals["deferred"] += len(result.deferred)
+        self.totals["fenced"] += result.fenced
+        if result.fenced:
+            log.info("%s: %d outcomes fenced off (their jobs were rescued from a dead worker)", self.name, result.fenced)
+
+    def _deliver(self, deliveries: list) -> None:
+        for name, message in deliveries:
+            sub = self.fanout.subscribers.get(name)
+            if sub is not None and sub.permanent and name not in self._watched:
+                self.watch(name)  # re-arm the one-shot watch of a permanent subscriber
+            self.tell(name, message)
+
+    def terminate(self, reason: str) -> None:
+        try:
+            written = self.flush()
+            if written:
+                log.info("%s: flushed %d outcomes on stop", self.name, written)
+        finally:
+            self.database.close()
+
+
+class Subscriber(Server):
+    """Base for actors that receive finished jobs: it acknowledges each delivery for you.
+
+    Override `on_jobs(jobs, dropped)`. List the subscriber in the completer's `subscribers`
+    (and start it before the completer), or send the completer `Subscribe(name)`."""
+
+    completer = "completer"
+
+    def handle(self, message: Any) -> Any:
+        from actors.jobs.messages import JobsFinished
+
+        if isinstance(message, JobsFinished):
+            try:
+                self.on_jobs(message.jobs, message.dropped)
+            finally:
+                self.tell(self.completer, Ack(self.name, message.seq))
+            return None
+        return super().handle(message)
+
+    def on_jobs(self, jobs: tuple[FinishedJob, ...], dropped: int) -> None:
+        pass

@@ -1,0 +1,170 @@
+"""The job system's pure parts: validating new jobs, retry backoff, batching outcomes, and
+fanning finished jobs out to subscribers through bounded buffers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import re
+from collections import deque
+from typing import Any, Iterable
+
+import attrs
+
+from actors.jobs.errors import BadJob
+from actors.jobs.messages import FinishedJob, JobsFinished
+from actors.jobs.registry import check_kind
+from actors.stores.rows import JobOutcome, NewJob
+
+QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}$")
+MAX_PRIORITY = 2**31 - 1
+MAX_ATTEMPTS = 1000
+
+
+def prepare(
+    kind: Any,
+    payload: Any = None,
+    *,
+    queue: Any = "default",
+    priority: Any = 0,
+    run_at: Any = None,
+    max_attempts: Any = 5,
+) -> NewJob:
+    """Validate one job; raise `BadJob` naming the field. Nothing is stored for a bad job."""
+    check_kind(kind)
+    payload = {} if payload is None else payload
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise BadJob(f"payload of {kind!r} is not JSON-serializable: {exc}") from None
+    if not isinstance(queue, str) or not QUEUE_PATTERN.match(queue):
+        raise BadJob(f"queue: {queue!r} is not a valid queue name (1-64 letters, digits and _ . : -)")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+        raise BadJob(f"priority: must be an integer from 0 (default) up; higher runs first; got {priority!r}")
+    if run_at is not None:
+        if not isinstance(run_at, dt.datetime):
+            raise BadJob(f"run_at: must be a datetime or None; got {type(run_at).__name__}")
+        if run_at.tzinfo is None:
+            raise BadJob("run_at: must be timezone-aware (for example datetime.now(timezone.utc) + timedelta(...))")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= MAX_ATTEMPTS:
+        raise BadJob(f"max_attempts: must be an integer from 1 to {MAX_ATTEMPTS}; got {max_attempts!r}")
+    return NewJob(kind, payload, queue, priority, run_at, max_attempts)
+
+
+def retry_delay(attempt: int, retry_min: float, retry_max: float, rng: random.Random | None = None) -> float:
+    """Seconds before attempt `attempt + 1`: exponential from `retry_min`, capped, +/-20% jitter."""
+    base = min(retry_max, retry_min * 2 ** max(0, attempt - 1))
+    return max(0.0, base * (rng or random).uniform(0.8, 1.2))
+
+
+@attrs.define
+class OutcomeBatch:
+    """Outcomes waiting to be written; due when `size` are waiting or the oldest is `max_age` old."""
+
+    size: int = 100
+    max_age: float = 0.02
+    outcomes: list[JobOutcome] = attrs.field(factory=list)
+    waiters: list[Any] = attrs.field(factory=list)
+    oldest: float | None = None
+
+    def add(self, outcomes: Iterable[JobOutcome], now: float, waiter: Any = None) -> None:
+        items = list(outcomes)
+        if not items:
+            return
+        if self.oldest is None:
+            self.oldest = now
+        self.outcomes.extend(items)
+        if waiter is not None:
+            self.waiters.append(waiter)
+
+    def due(self, now: float) -> bool:
+        return bool(self.outcomes) and (len(self.outcomes) >= self.size or now - (self.oldest or now) >= self.max_age)
+
+    def deadline(self) -> float | None:
+        return None if self.oldest is None else self.oldest + self.max_age
+
+    def take(self) -> tuple[list[JobOutcome], list[Any]]:
+        outcomes, waiters = self.outcomes, self.waiters
+        self.outcomes, self.waiters, self.oldest = [], [], None
+        return outcomes, waiters
+
+
+@attrs.define
+class _Subscriber:
+    name: str
+    buffer: int
+    window: int
+    permanent: bool = False
+    queue: deque = attrs.field(factory=deque)
+    in_flight: dict[int, int] = attrs.field(factory=dict)
+    dropped: int = 0
+    delivered: int = 0
+
+
+class Fanout:
+    """Finished jobs to subscribers, never blocking the publisher.
+
+    Each subscriber has at most `window` unacknowledged deliveries and at most `buffer` jobs
+    waiting; past that the oldest waiting jobs are dropped (and the next delivery says how many)."""
+
+    def __init__(self, batch: int = 500) -> None:
+        self.subscribers: dict[str, _Subscriber] = {}
+        self.batch = batch
+        self._seq = 0
+
+    def subscribe(self, name: str, buffer: int, window: int, permanent: bool = False) -> None:
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or not isinstance(window, int) or buffer < 1 or window < 1:
+            raise BadJob("Subscribe: buffer and window must be integers >= 1")
+        self.subscribers[name] = _Subscriber(name, buffer, window, permanent)
+
+    def down(self, name: str) -> bool:
+        """The subscriber died: a dynamic one is removed; a permanent one (configured in the
+        completer) keeps its buffer, and its unacknowledged deliveries count as lost.
+        Returns True if it was removed."""
+        sub = self.subscribers.get(name)
+        if sub is None:
+            return False
+        if sub.permanent:
+            sub.dropped += sum(sub.in_flight.values())
+            sub.in_flight.clear()
+            return False
+        del self.subscribers[name]
+        return True
+
+    def remove(self, name: str) -> bool:
+        return self.subscribers.pop(name, None) is not None
+
+    def publish(self, jobs: Iterable[FinishedJob]) -> list[tuple[str, JobsFinished]]:
+        items = list(jobs)
+        for sub in self.subscribers.values():
+            sub.queue.extend(items)
+            overflow = len(sub.queue) - sub.buffer
+            for _ in range(max(0, overflow)):
+                sub.queue.popleft()
+                sub.dropped += 1
+        return self._deliveries()
+
+    def ack(self, name: str, seq: int) -> list[tuple[str, JobsFinished]]:
+        sub = self.subscribers.get(name)
+        if sub is not None:
+            sub.in_flight.pop(seq, None)
+        return self._deliveries()
+
+    def _deliveries(self) -> list[tuple[str, JobsFinished]]:
+        out = []
+        for sub in self.subscribers.values():
+            while sub.queue and len(sub.in_flight) < sub.window:
+                chunk = tuple(sub.queue.popleft() for _ in range(min(self.batch, len(sub.queue))))
+                self._seq += 1
+                sub.in_flight[self._seq] = len(chunk)
+                sub.delivered += len(chunk)
+                out.append((sub.name, JobsFinished(self._seq, chunk, sub.dropped)))
+                sub.dropped = 0
+        return out
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {
+            s.name: {"waiting": len(s.queue), "in_flight": len(s.in_flight), "delivered": s.delivered, "dropped": s.dropped}
+            for s in self.subscribers.values()
+        }

@@ -1,0 +1,210 @@
+"""Job throughput: ours end to end vs the raw SQL limit, Procrastinate, and its own variants.
+
+In one run, on the same PostgreSQL:
+(a) the raw SQL limit: claim 100 with SKIP LOCKED, complete with one UPDATE per batch, no actors;
+(b) our end-to-end no-op jobs/s with 1, 2 and 4 worker processes;
+(c) Procrastinate 3.x no-op jobs/s with the same concurrency (needs `pip install .[bench]`);
+(d) batched completion (one statement per batch) vs row-at-a-time;
+(e) (b) with 1,000,000 finished jobs already in the table (claims must not slow down).
+
+Goals: (b) >= 0.5x (a); (b) >= 10x (c); batched >= 10x row-at-a-time; (e) >= 0.9x (b).
+
+Usage: python -m benchmarks.jobs [--dsn URL] [--quick] [--history 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+import uuid
+
+import psycopg  # the raw baseline talks to the driver directly, on purpose
+
+from actors.jobs import CompleterStats, jobs_tree
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+from actors.stores.jobs import PgJobStore
+from actors.stores.migrate import Migrator
+from actors.stores.processes import PgProcessStore
+from actors.stores.rows import JobOutcome, NewJob
+from actors.stores.setup import resolve_database
+from benchmarks.common import Report, rate
+from supervision import Runtime, SupervisorSpec
+
+HANDLERS = ["benchmarks.job_handlers"]
+
+
+def fresh(dsn: str, label: str) -> DatabaseConfig:
+    config = DatabaseConfig(dsn, f"bench_{label}_{uuid.uuid4().hex[:6]}", pool_max=8)
+    with Database(config) as database:
+        Migrator(database).apply()
+    return config
+
+
+def drop(config: DatabaseConfig) -> None:
+    Database(config).drop_schema()
+
+
+def raw_sql(config: DatabaseConfig, jobs: int, threads: int, batch: int = 100) -> float:
+    """(a): claim `batch` with SKIP LOCKED, complete with one UPDATE, per connection per thread."""
+    with Database(config) as database:
+        PgJobStore(database).copy_in([NewJob("noop") for _ in range(jobs)])
+    claim = (
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, claimed_at = now(), claimed_by = 0 "
+        "WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = 'available' AND queue = 'default' "
+        "ORDER BY priority DESC, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING id"
+    )
+    complete = "UPDATE jobs SET state = 'completed', finished_at = now() WHERE id = ANY(%s)"
+
+    def loop() -> None:
+        with psycopg.connect(config.dsn, autocommit=True, options=f"-c search_path={config.schema}") as conn:
+            while True:
+                with conn.transaction():
+                    ids = [row[0] for row in conn.execute(claim, (batch,))]
+                if not ids:
+                    return
+                conn.execute(complete, (ids,))
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return rate(jobs, time.perf_counter() - started)
+
+
+def ours(config: DatabaseConfig, jobs: int, workers: int, history: int = 0) -> float:
+    """(b)/(e): no-op jobs through the whole tree (workers, completer with events)."""
+    with Database(config) as database:
+        store = PgJobStore(database)
+        if history:
+            step = 200_000
+            for start in range(0, history, step):
+                store.copy_in([NewJob("noop") for _ in range(min(step, history - start))], state="completed")
+            with database.connection() as conn:
+                conn.execute("ANALYZE jobs")
+                conn.commit()
+        with Runtime("multiprocTCPBase", log_level="ERROR") as rt:
+            rt.start(SupervisorSpec("bench", children=[jobs_tree(config, handlers=HANDLERS, workers=workers, batch=100, completer_batch=400)]))
+            _wait_workers(rt, workers)
+            started = time.perf_counter()
+            store.copy_in([NewJob("noop") for _ in range(jobs)])
+            with database.connection() as conn:
+                conn.execute(f"NOTIFY {store.channel}, 'default'")
+                conn.commit()
+            # the completer's own count: polling the table would load the database we measure
+            while rt.ask("completer", CompleterStats())["completed"] < jobs:
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - started
+        remaining = store.counts().get(("default", "available"), 0) + store.counts().get(("default", "running"), 0)
+        if remaining:
+            raise RuntimeError(f"{remaining} jobs were not completed")
+        return rate(jobs, elapsed)
+
+
+def _wait_workers(rt: Runtime, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        tree = rt.tree()
+        if sum(1 for n in tree.walk() if n.name.startswith("worker-") and n.status == "running") >= count:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the workers did not start")
+
+
+def procrastinate(dsn: str, jobs: int, concurrency: int) -> float | None:
+    """(c): Procrastinate's worker on no-op tasks, with `concurrency` coroutines."""
+    try:
+        import procrastinate as pc
+    except ImportError:
+        return None
+    schema = f"bench_pc_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        connector = pc.PsycopgConnector(conninfo=dsn, kwargs={"options": f"-c search_path={schema}"})
+        app = pc.App(connector=connector)
+
+        @app.task(name="noop", queue="bench")
+        def noop() -> None:
+            return None
+
+        with app.open():
+            app.schema_manager.apply_schema()
+            for start in range(0, jobs, 1000):
+                noop.batch_defer(*({} for _ in range(min(1000, jobs - start))))
+            started = time.perf_counter()
+            app.run_worker(queues=["bench"], concurrency=concurrency, wait=False, listen_notify=False, install_signal_handlers=False)
+            return rate(jobs, time.perf_counter() - started)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def completion(config: DatabaseConfig, jobs: int) -> tuple[float, float]:
+    """(d): write `jobs` outcomes in one batch vs one transaction each."""
+    with Database(config) as database:
+        store, processes = PgJobStore(database), PgProcessStore(database)
+        results = []
+        for batched in (True, False):
+            store.copy_in([NewJob("noop") for _ in range(jobs)])
+            process = processes.register("bench", ttl=600)
+            claimed = store.claim("default", process.id, jobs)
+            now = time.time()
+            outcomes = [JobOutcome(j.id, process.id, j.attempt, "completed", now) for j in claimed]
+            started = time.perf_counter()
+            (store.write_outcomes if batched else store.write_one_by_one)(outcomes)
+            results.append(rate(len(outcomes), time.perf_counter() - started))
+        return results[0], results[1]
+
+
+def run(dsn: str, quick: bool = False, history: int = 1_000_000) -> Report:
+    report = Report("jobs (no-op handlers)")
+    jobs = 4000 if quick else 20_000
+    history = min(history, 100_000) if quick else history
+    for workers in (1, 2, 4):
+        config = fresh(dsn, "raw")
+        baseline = raw_sql(config, jobs, workers)
+        drop(config)
+        config = fresh(dsn, "ours")
+        measured = ours(config, jobs, workers)
+        drop(config)
+        report.add(f"(b) ours vs (a) raw SQL, {workers} worker(s)", measured, baseline, "jobs/s", "raw claim 100 + complete", ">= 0.5x")
+        pc = procrastinate(dsn, 500 if quick else 2000, workers)
+        if pc is not None:
+            report.add(f"(b) ours vs (c) Procrastinate, {workers} worker(s)", measured, pc, "jobs/s", "Procrastinate 3", ">= 10x")
+        else:
+            report.notes.append("Procrastinate is not installed (pip install .[bench]); (c) skipped")
+        if workers == 2:
+            two = measured
+    config = fresh(dsn, "completion")
+    batched, single = completion(config, 2000 if quick else 5000)
+    drop(config)
+    report.add("(d) batched completion vs row-at-a-time", batched, single, "outcomes/s", "one transaction per outcome", ">= 10x")
+    config = fresh(dsn, "history")
+    big = ours(config, jobs, 2, history=history)
+    drop(config)
+    report.add(f"(e) ours with {history:,} finished jobs in the table, 2 workers", big, two, "jobs/s", "(b) with an empty table", ">= 0.9x")
+    report.notes.append(f"{jobs:,} jobs per measurement; ours includes the completion events and the process heartbeats")
+    return report
+
+
+def main(argv: list[str] | None = None) -> list[Report]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn", help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--history", type=int, default=1_000_000, help="finished jobs for (e)")
+    args = parser.parse_args(argv)
+    handle = resolve_database(args.dsn, temporary=True, migrate=False)
+    try:
+        report = run(handle.config.dsn, args.quick, args.history)
+    finally:
+        handle.close()
+    report.emit("jobs")
+    return [report]
+
+
+if __name__ == "__main__":
+    main()
