@@ -45,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     _database_options(jobs)
     jobs.add_argument("--limit", type=int, default=10, help="how many running jobs to list (default 10)")
     jobs.set_defaults(run=_run_jobs)
+
+    projections = commands.add_parser("projections", help="projection status and rebuilds")
+    projection_commands = projections.add_subparsers(dest="projection_command", metavar="ACTION", required=True)
+    pstatus = projection_commands.add_parser("status", help="each projection's checkpoint, lag and holder")
+    _database_options(pstatus)
+    pstatus.add_argument("names", nargs="*", help="projection names or import paths (default: the built-in ones)")
+    pstatus.set_defaults(run=_run_projections_status)
+    prebuild = projection_commands.add_parser("rebuild", help="replay every event into a fresh read model")
+    _database_options(prebuild)
+    prebuild.add_argument("name", help="a built-in projection name (job_stats) or an import path module:Class")
+    prebuild.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a running projector to let go")
+    prebuild.set_defaults(run=_run_projections_rebuild)
     return parser
 
 
@@ -159,6 +171,45 @@ def _usage(message: str) -> SupervisionError:
     from supervision.errors import ConfigError
 
     return ConfigError(message)
+
+
+def _run_projections_status(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from actors.projector import BUILTIN, status
+    from actors.stores.migrate import Migrator
+
+    with _open(args, migrate=False) as handle, handle.database() as database:
+        Migrator(database).require_current()
+        rows = status(database, args.names or list(BUILTIN))
+    console.print(f"database: {handle.source}, schema {handle.config.schema}")
+    table = Table("projection", "position", "lag (events)", "applied by", "last write", title="projections")
+    for row in rows:
+        table.add_row(
+            row.name,
+            f"{row.position:,}",
+            f"{row.lag:,}",
+            row.holder or "[yellow]nobody[/]",
+            f"{row.last_writer or '-'} {str(row.updated_at or '')[:19]}",
+        )
+    console.print(table)
+    return 0
+
+
+def _run_projections_rebuild(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from actors.projector import load_projection, rebuild
+    from actors.stores.migrate import Migrator
+
+    projection = load_projection(args.name)
+    with _open(args, migrate=False) as handle, handle.database() as database:
+        Migrator(database).require_current()
+        with Progress(TextColumn("rebuilding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task(projection.name, total=None)
+            applied = rebuild(database, projection, wait=args.wait, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"{projection.name}: replayed {applied:,} events into a fresh read model")
+    return 0
 
 
 if __name__ == "__main__":

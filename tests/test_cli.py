@@ -80,3 +80,22 @@ def test_jobs_lists_queue_depth_longest_running_and_processes(postgres_dsn, cli_
     out = result.stdout
     assert "images" in out and "resize" in out and "worker-7" in out
     assert "longest-running" in out
+
+
+def test_projections_status_and_rebuild(postgres_dsn, cli_schema):
+    from actors.stores.events import PgEventStore
+    from actors.stores.migrate import Migrator
+    from actors.stores.rows import NewEvent
+
+    config = DatabaseConfig(postgres_dsn, cli_schema)
+    with Database(config) as database:
+        Migrator(database).apply()
+        PgEventStore(database).append([NewEvent("job.completed", {"kind": "mail", "latency_ms": 12.0}) for _ in range(30)])
+    before = cli("projections", "status", "--dsn", postgres_dsn, "--schema", cli_schema)
+    assert before.returncode == 0 and "job_stats" in before.stdout and "30" in before.stdout, before.stderr
+    rebuilt = cli("projections", "rebuild", "job_stats", "--dsn", postgres_dsn, "--schema", cli_schema)
+    assert rebuilt.returncode == 0 and "replayed 30 events" in rebuilt.stdout, rebuilt.stderr
+    after = cli("projections", "status", "--dsn", postgres_dsn, "--schema", cli_schema)
+    assert "job_stats" in after.stdout
+    unknown = cli("projections", "rebuild", "no_such_projection", "--dsn", postgres_dsn, "--schema", cli_schema)
+    assert unknown.returncode == 1 and "no projection named" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -12,6 +12,12 @@ from actors.stores.queries import load
 from actors.stores.rows import Checkpoint, Event, NewEvent
 
 Q = load("events.sql")
+EVENTS_CHANNEL_PREFIX = "thespian_otp_events_"
+
+
+def notify_events(conn: psycopg.Connection, schema: str) -> None:
+    """Wake the projectors (delivered when the caller's transaction commits)."""
+    conn.execute("SELECT pg_notify(%s, '')", (EVENTS_CHANNEL_PREFIX + schema,))
 
 
 class EventStore(Protocol):
@@ -34,9 +40,14 @@ class PgEventStore:
             return []
         params = {"types": [e.type for e in events], "datas": [Jsonb(e.data) for e in events]}
         if conn is not None:
-            return [row["position"] for row in conn.execute(Q["append"], params).fetchall()]
+            return self._append(conn, params)
         with self.database.transaction() as own:
-            return [row["position"] for row in own.execute(Q["append"], params).fetchall()]
+            return self._append(own, params)
+
+    def _append(self, conn: psycopg.Connection, params: dict) -> list[int]:
+        positions = [row["position"] for row in conn.execute(Q["append"], params).fetchall()]
+        notify_events(conn, self.database.config.schema)
+        return positions
 
     def read_after(
         self,

@@ -9,6 +9,7 @@ from psycopg.types.json import Jsonb
 
 from actors.stores.database import Database
 from actors.stores.errors import NotFound
+from actors.stores.events import notify_events
 from actors.stores.queries import load
 from actors.stores.rows import ClaimedJob, Job, JobOutcome, NewJob, RescueResult, WriteResult
 
@@ -156,6 +157,8 @@ class PgJobStore:
                     },
                 ).fetchall()
                 deferred_ids = [row["id"] for row in rows]
+            if completed_ids or failed_ids or retried_ids:
+                notify_events(conn, self.database.config.schema)
         written = len(completed_ids) + len(failed_ids) + len(retried_ids) + len(deferred_ids)
         return WriteResult(tuple(completed_ids), tuple(failed_ids), tuple(retried_ids), tuple(deferred_ids), len(outcomes) - written)
 
@@ -177,6 +180,8 @@ class PgJobStore:
         """Release the jobs of processes whose heartbeat expired (and of vanished ones)."""
         with self.database.transaction() as conn:
             row = conn.execute(Q["rescue"]).fetchone()
+            if row["jobs"]:
+                notify_events(conn, self.database.config.schema)
         return RescueResult(row["jobs"], tuple(row["processes"]))
 
     def longest_running(self, limit: int = 10) -> list[dict]:

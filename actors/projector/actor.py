@@ -1,0 +1,193 @@
+"""The projector actor: one per projection per node; only the holder of the projection's
+advisory lock applies events (DESIGN.md story 3).
+
+- It contends for the lock (`pg_try_advisory_lock`, every `retry_interval` while another node
+  holds it) on a dedicated connection: the `LockSession`.
+- Holding it, it reads events after its checkpoint in batches, folds them with the projection,
+  and writes the read model and the checkpoint in one transaction, all on that connection.
+- It checks that its own session still holds the lock (a pid-filtered `pg_locks` query) every
+  `lock_check_interval` and inside every batch's transaction before the checkpoint write. If the
+  lock or the connection is gone it raises `LockLost`/`ConnectionLost` and crashes at once; its
+  supervisor restarts it and it contends again.
+- New events wake it through LISTEN/NOTIFY; it also polls every `poll_interval`.
+- A projection that raises: the events before the failing one are saved, then the projector
+  crashes with the failing position in the reason (`ProjectionFailed`); the event is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import attrs
+
+from actors.projector.errors import LockLost, ProjectionFailed
+from actors.projector.projection import Projection, load_projection
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database, is_connection_error
+from actors.stores.errors import StoreError
+from actors.stores.projections import LockSession
+from actors.stores.rows import Checkpoint
+from supervision import Server
+from supervision.logs import logger
+from supervision.messages import Message
+
+log = logger("actors.projector")
+
+
+@attrs.frozen
+class ProjectorStatus(Message):
+    """Reply: a dict with the projection, node, whether this projector holds the lock, its
+    checkpoint and how many events it applied."""
+
+
+@attrs.frozen
+class _CatchUp(Message):
+    pass
+
+
+def default_node() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Projector(Server):
+    def init(
+        self,
+        database: DatabaseConfig,
+        projection: Any = "job_stats",
+        node: str | None = None,
+        batch: int = 500,
+        lock_check_interval: float = 0.5,
+        retry_interval: float = 0.5,
+        poll_interval: float = 1.0,
+        notify_check: float = 0.05,
+        idle_session_timeout: float = 15.0,
+    ) -> None:
+        self.projection: Projection = load_projection(projection)
+        self.node = node or default_node()
+        self.batch = batch
+        self.lock_check_interval = lock_check_interval
+        self.retry_interval = retry_interval
+        self.poll_interval = poll_interval
+        self.notify_check = notify_check
+        self.database = Database(database)
+        self.session = LockSession(self.database, self.projection.name, self.node, idle_session_timeout=idle_session_timeout)
+        self.holding = False
+        self.checkpoint = Checkpoint()
+        self.applied = 0
+        self.batches = 0
+        self.want = True
+        now = self.clock()
+        self.next_check = now
+        self.next_poll = now
+        self.arm_timer(now)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, _CatchUp):
+            self.step(self.clock())
+            return None
+        if isinstance(message, ProjectorStatus):
+            return {
+                "projection": self.projection.name,
+                "node": self.node,
+                "holding": self.holding,
+                "position": self.checkpoint.position,
+                "txid": self.checkpoint.txid,
+                "applied": self.applied,
+                "batches": self.batches,
+            }
+        return super().handle(message)
+
+    def on_tick(self, now: float) -> float | None:
+        self.step(now)
+        if not self.holding:
+            return now + self.retry_interval
+        return min(self.next_check, now + self.notify_check)
+
+    def step(self, now: float) -> None:
+        if not self.holding and not self.contend():
+            return
+        if now >= self.next_check:
+            self.verify("periodic check")
+        if self.session.notified() or now >= self.next_poll:
+            self.want = True
+        if self.want:
+            self.apply_batch()
+
+    def contend(self) -> bool:
+        if not self.session.try_lock():
+            return False
+        self.holding = True
+        with self.session.transaction() as conn:
+            self.projection.setup(conn)
+        self.checkpoint = self.session.checkpoint()
+        self.want = True
+        log.warning(
+            "%s: %s now applies projection %s from position %d",
+            self.name, self.node, self.projection.name, self.checkpoint.position,
+        )  # fmt: skip
+        return True
+
+    def verify(self, when: str) -> None:
+        if not self.session.holds_lock():
+            self.holding = False
+            raise LockLost(self.projection.name, f"{when}: this session no longer holds it")
+        self.next_check = self.clock() + self.lock_check_interval
+
+    # --- applying ---------------------------------------------------------------------------------
+
+    def apply_batch(self) -> None:
+        failure: ProjectionFailed | None = None
+        with self.session.transaction() as conn:
+            events = self.session.read_after(conn, self.checkpoint, self.batch, self.projection.event_types)
+            if not events:
+                self.want = False
+                self.next_poll = self.clock() + self.poll_interval
+                return
+            good, failure = self._fold(conn, events)
+            if good:
+                self.verify("before the checkpoint write")
+                self.session.save_checkpoint(conn, good[-1].checkpoint)
+        if good:
+            self.checkpoint = good[-1].checkpoint
+            self.applied += len(good)
+            self.batches += 1
+        if failure is not None:
+            raise failure
+        self.want = len(events) == self.batch
+        if self.want:
+            self.send(self.myAddress, _CatchUp())  # more to catch up on: yield, then go on
+
+    def _fold(self, conn: Any, events: list) -> tuple[list, ProjectionFailed | None]:
+        """Apply the batch; if the projection raises, keep the events before the failing one."""
+        try:
+            with conn.transaction():
+                self.projection.apply(conn, events)
+            return events, None
+        except Exception as exc:  # noqa: BLE001 - find which event it was
+            if isinstance(exc, StoreError) or is_connection_error(exc):
+                raise
+        good = []
+        for event in events:
+            try:
+                with conn.transaction():
+                    self.projection.apply(conn, [event])
+            except Exception as exc:  # noqa: BLE001
+                if isinstance(exc, StoreError) or is_connection_error(exc):
+                    raise
+                error = f"{type(exc).__name__}: {exc}"
+                return good, ProjectionFailed(self.projection.name, event.position, event.txid, error)
+            good.append(event)
+        return good, None
+
+    def terminate(self, reason: str) -> None:
+        try:
+            if self.holding:
+                self.session.unlock()
+        except StoreError:
+            pass
+        finally:
+            self.session.close()

@@ -1,0 +1,75 @@
+"""What a projection is: a named fold of events into a read model, written with SQL.
+
+```python
+class OrdersPerDay(Projection):
+    name = "orders_per_day"
+    event_types = ("order.placed",)
+
+    def setup(self, conn):                  # create the read model (idempotent)
+        conn.execute("CREATE TABLE IF NOT EXISTS orders_per_day (day date PRIMARY KEY, n bigint)")
+
+    def reset(self, conn):                  # empty it, for a rebuild
+        conn.execute("TRUNCATE orders_per_day")
+
+    def apply(self, conn, events):          # fold a batch, in the projector's transaction
+        ...
+```
+
+`apply` runs inside the projector's transaction on its lock connection, together with the
+checkpoint write: a restart or a takeover never applies an event twice or skips one. A projection
+is referenced by import path ("package.module:Class") so every node's processes can load it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Sequence
+
+from actors.projector.errors import UnknownProjection
+from supervision.specs import resolve_actor_class
+
+NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+#: Projections the CLI knows by name.
+BUILTIN = {"job_stats": "actors.projector.job_stats:JobStats"}
+
+
+class Projection:
+    name: ClassVar[str] = ""
+    #: event types to read; empty reads every event
+    event_types: ClassVar[tuple[str, ...]] = ()
+
+    def setup(self, conn: Any) -> None:
+        """Create the read model if it does not exist."""
+
+    def reset(self, conn: Any) -> None:
+        """Empty the read model (a rebuild replays every event into it)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be rebuilt: it has no reset()")
+
+    def apply(self, conn: Any, events: Sequence[Any]) -> None:
+        raise NotImplementedError
+
+
+def load_projection(reference: Any) -> Projection:
+    """A projection instance from a class, an instance, a built-in name or an import path."""
+    if isinstance(reference, Projection):
+        projection = reference
+    else:
+        if isinstance(reference, str) and reference in BUILTIN:
+            reference = BUILTIN[reference]
+        try:
+            cls = resolve_actor_class(reference) if not isinstance(reference, type) else reference
+        except ValueError:
+            raise UnknownProjection(str(reference), tuple(BUILTIN)) from None
+        if not (isinstance(cls, type) and issubclass(cls, Projection)):
+            raise UnknownProjection(str(reference), tuple(BUILTIN))
+        projection = cls()
+    if not NAME_PATTERN.match(projection.name or ""):
+        raise UnknownProjection(f"{type(projection).__name__} (its name {projection.name!r} is not a valid identifier)")
+    return projection
+
+
+def projection_path(reference: Any) -> str:
+    """The import path of a projection (what actor processes are given)."""
+    cls = type(load_projection(reference))
+    return f"{cls.__module__}:{cls.__qualname__}"

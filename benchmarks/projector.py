@@ -1,0 +1,176 @@
+"""Projector cost: events/s folded by the projector vs folding the same events with raw SQL,
+and how long a standby node takes over after the active one is SIGKILLed.
+
+- ours: the JobStats projection under a projector actor (lock checks, batches of 500, the
+  checkpoint in each batch's transaction), from an empty read model to lag 0;
+- raw SQL: the same read model built by one set-based INSERT ... SELECT ... GROUP BY;
+- the same batched fold in a plain loop (no actor, no lock), to show what the actor costs.
+
+Usage: python -m benchmarks.projector [--dsn URL] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+import uuid
+
+from actors.projector import JobStats, ProjectorStatus, projector_spec
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+from actors.stores.events import PgEventStore
+from actors.stores.migrate import Migrator
+from actors.stores.rows import Checkpoint, NewEvent
+from actors.stores.setup import resolve_database
+from benchmarks.common import Report, rate
+from supervision import Runtime, SupervisorSpec
+
+KINDS = ("email", "resize", "report", "sync", "noop")
+
+RAW_FOLD = """
+INSERT INTO job_stats (kind, completed, failed, retried, rescued, latency_count, latency_sum_ms, latency_max_ms)
+SELECT data->>'kind',
+       count(*) FILTER (WHERE type = 'job.completed'), count(*) FILTER (WHERE type = 'job.failed'),
+       count(*) FILTER (WHERE type = 'job.retried'), count(*) FILTER (WHERE type = 'job.rescued'),
+       count(*) FILTER (WHERE type <> 'job.retried'),
+       coalesce(sum((data->>'latency_ms')::float8) FILTER (WHERE type <> 'job.retried'), 0),
+       coalesce(max((data->>'latency_ms')::float8) FILTER (WHERE type <> 'job.retried'), 0)
+FROM events WHERE type LIKE 'job.%%' GROUP BY 1;
+INSERT INTO job_latency_buckets (kind, bucket, count)
+SELECT data->>'kind', greatest(0, floor(log(2, greatest((data->>'latency_ms')::numeric, 1))))::int, count(*)
+FROM events WHERE type LIKE 'job.%%' AND type <> 'job.retried' GROUP BY 1, 2;
+"""
+
+
+def make_events(config: DatabaseConfig, count: int) -> None:
+    rng = random.Random(7)
+    with Database(config) as database:
+        store = PgEventStore(database)
+        for start in range(0, count, 5000):
+            store.append(
+                [
+                    NewEvent(
+                        rng.choice(("job.completed",) * 8 + ("job.failed", "job.retried")),
+                        {"id": start + i, "kind": rng.choice(KINDS), "latency_ms": rng.expovariate(1 / 40)},
+                    )
+                    for i in range(min(5000, count - start))
+                ]
+            )
+
+
+def fresh(dsn: str, events: int) -> DatabaseConfig:
+    config = DatabaseConfig(dsn, f"bench_proj_{uuid.uuid4().hex[:6]}")
+    with Database(config) as database:
+        Migrator(database).apply()
+    make_events(config, events)
+    return config
+
+
+def raw_sql(config: DatabaseConfig, events: int) -> float:
+    with Database(config) as database, database.connection() as conn:
+        JobStats().setup(conn)
+        conn.commit()
+        started = time.perf_counter()
+        conn.execute(RAW_FOLD)
+        conn.commit()
+        return rate(events, time.perf_counter() - started)
+
+
+def plain_loop(config: DatabaseConfig, events: int, batch: int = 500) -> float:
+    projection = JobStats()
+    with Database(config) as database:
+        store = PgEventStore(database)
+        with database.transaction() as conn:
+            projection.setup(conn)
+            projection.reset(conn)
+        started = time.perf_counter()
+        checkpoint = Checkpoint()
+        while True:
+            with database.transaction() as conn:
+                chunk = store.read_after(checkpoint, batch, projection.event_types, conn=conn)
+                if not chunk:
+                    break
+                projection.apply(conn, chunk)
+            checkpoint = chunk[-1].checkpoint
+        return rate(events, time.perf_counter() - started)
+
+
+def ours(config: DatabaseConfig, events: int) -> float:
+    with Runtime("multiprocTCPBase", log_level="ERROR") as rt:
+        started = time.perf_counter()
+        rt.start(SupervisorSpec("bench", children=[projector_spec(config, "job_stats", batch=500)]))
+        while rt.ask("projector-job_stats", ProjectorStatus())["applied"] < events:
+            time.sleep(0.01)
+        return rate(events, time.perf_counter() - started)
+
+
+def failover(config: DatabaseConfig, rounds: int) -> list[float]:
+    """Two runtimes in this process run the projector; SIGKILL the holder's process, time the takeover."""
+    from actors.stores.projections import lock_holder
+
+    samples = []
+    with Database(config) as database:
+        for _ in range(rounds):
+            runtimes = []
+            try:
+                for node in ("a", "b"):
+                    rt = Runtime("multiprocTCPBase", log_level="CRITICAL").start(
+                        SupervisorSpec("bench", children=[projector_spec(config, "job_stats", node=f"node-{node}", retry_interval=0.1, lock_check_interval=0.1)])
+                    )
+                    runtimes.append(rt)
+                holder = None
+                while holder is None:
+                    holder = lock_holder(database, "job_stats")
+                    time.sleep(0.01)
+                active = next(rt for rt in runtimes if rt.ask("projector-job_stats", ProjectorStatus())["holding"])
+                started = time.perf_counter()
+                active.kill("projector-job_stats-sup")  # the holder and its supervisor: a node's projector gone
+                while True:
+                    now = lock_holder(database, "job_stats")
+                    if now is not None and now["pid"] != holder["pid"]:
+                        break
+                    time.sleep(0.002)
+                samples.append(time.perf_counter() - started)
+            finally:
+                for rt in runtimes:
+                    rt.stop()
+    return samples
+
+
+def run(dsn: str, quick: bool = False) -> Report:
+    count = 20_000 if quick else 100_000
+    report = Report("projector (JobStats)")
+    config = fresh(dsn, count)
+    try:
+        raw = raw_sql(config, count)
+        loop = plain_loop(config, count)
+        measured = ours(config, count)
+        report.add("events folded/s: projector vs raw SQL (one GROUP BY)", measured, raw, "events/s", "raw SQL fold", ">= 0.5x")
+        report.add("events folded/s: projector vs the same batches in a plain loop", measured, loop, "events/s", "plain loop, no actor/lock")
+        takeovers = failover(config, 3 if quick else 7)
+        report.add("failover after SIGKILL of the holder (median)", statistics.median(takeovers) * 1000, None, "ms", higher_is_better=False)
+        report.add("failover after SIGKILL of the holder (max)", max(takeovers) * 1000, None, "ms", higher_is_better=False)
+        report.notes.append(f"{count:,} job events; retry_interval 0.1 s, lock_check_interval 0.1 s for the failover runs")
+    finally:
+        Database(config).drop_schema()
+    return report
+
+
+def main(argv: list[str] | None = None) -> list[Report]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    handle = resolve_database(args.dsn, temporary=True, migrate=False)
+    try:
+        report = run(handle.config.dsn, args.quick)
+    finally:
+        handle.close()
+    report.emit("projector")
+    return [report]
+
+
+if __name__ == "__main__":
+    main()

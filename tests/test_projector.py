@@ -1,0 +1,286 @@
+"""The projector with real processes and a PostgreSQL server the test owns (DESIGN.md story 3)."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from actors.projector import ProjectorStatus, load_projection, projector_spec, rebuild, status
+from actors.projector.errors import ProjectionBusy
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+from actors.stores.embedded import EmbeddedPostgres
+from actors.stores.errors import StoreError
+from actors.stores.events import PgEventStore
+from actors.stores.migrate import Migrator
+from actors.stores.projections import LockSession, lock_holder, lock_parts, projection_key
+from actors.stores.rows import NewEvent
+from supervision import SupervisorSpec
+from tests.projections import Audited
+from tests.support import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def own_pg():
+    """A PostgreSQL server this test owns: it restarts it."""
+    server = EmbeddedPostgres(temporary=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_config(own_pg):
+    config = DatabaseConfig(own_pg.dsn, f"t_{uuid.uuid4().hex[:10]}")
+    with Database(config) as database:
+        Migrator(database).apply()
+    return config
+
+
+class Node:
+    """A node: a runtime with the projector, in its own OS process."""
+
+    def __init__(self, config: DatabaseConfig, name: str, projection: str = "tests.projections:Audited") -> None:
+        import tempfile
+
+        self.name = name
+        self.stderr = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.projector_node", config.dsn, config.schema, name, projection],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("ready"):
+            self.stderr.seek(0)
+            raise AssertionError(f"node {name} did not start (exit {self.proc.poll()}): {self.stderr.read()[-3000:]}")
+        self.group = int(line.split()[1])
+
+    def crash(self) -> None:
+        """SIGKILL the whole node at once: its runtime process and every actor process."""
+        self.proc.kill()
+        if self.group:
+            try:
+                os.killpg(self.group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.crash()
+
+
+def holder_name(database, projection="audited"):
+    try:
+        holder = lock_holder(database, projection)
+    except StoreError:
+        return None
+    return holder["application_name"].removeprefix("thespian-otp:projector:") if holder else None
+
+
+class Appender(threading.Thread):
+    """Appends tick events continuously, riding out server restarts."""
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        super().__init__(daemon=True)
+        self.config = config
+        self.halt = threading.Event()
+        self.batches = 0
+
+    def run(self) -> None:
+        n = 0
+        while not self.halt.is_set():
+            try:
+                with Database(self.config) as database:
+                    store = PgEventStore(database)
+                    while not self.halt.is_set():
+                        store.append([NewEvent("tick", {"key": f"k{(n + i) % 7}"}) for i in range(5)])
+                        n += 5
+                        self.batches += 1
+                        time.sleep(0.005)
+            except StoreError:
+                time.sleep(0.05)
+
+
+class LockSampler(threading.Thread):
+    """Samples pg_locks: who holds the projection's lock, and whether two sessions ever do."""
+
+    def __init__(self, config: DatabaseConfig, projection: str = "audited") -> None:
+        super().__init__(daemon=True)
+        self.config = config
+        self.parts = lock_parts(projection_key(config.schema, projection))
+        self.halt = threading.Event()
+        self.samples = 0
+        self.most_holders = 0
+        self.holders: set[str] = set()
+
+    def run(self) -> None:
+        query = (
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(classid)s AND l.objid = %(objid)s AND l.objsubid = 1"
+        )
+        while not self.halt.is_set():
+            try:
+                with psycopg.connect(self.config.dsn, autocommit=True, connect_timeout=2) as conn:
+                    while not self.halt.is_set():
+                        rows = conn.execute(query, self.parts).fetchall()
+                        self.samples += 1
+                        self.most_holders = max(self.most_holders, len(rows))
+                        self.holders.update(r[0] for r in rows)
+                        time.sleep(0.01)
+            except psycopg.Error:
+                time.sleep(0.05)
+
+
+def test_story_3_two_nodes_through_postgres_restarts_never_apply_together_nor_twice(own_pg, pg_config):
+    nodes = [Node(pg_config, "node-a"), Node(pg_config, "node-b")]
+    appender, sampler = Appender(pg_config), LockSampler(pg_config)
+    try:
+        appender.start()
+        sampler.start()
+        with Database(pg_config) as database:
+            wait_for(lambda: holder_name(database) in ("node-a", "node-b"), timeout=30, what="a holder")
+        for _ in range(3):
+            time.sleep(1.0)
+            own_pg.restart()  # every session drops; the nodes crash, restart and contend again
+        time.sleep(1.0)
+        appender.halt.set()
+        appender.join(10)
+        with Database(pg_config) as database:
+            wait_for(lambda: status(database, [Audited])[0].lag == 0, timeout=60, what="the projection to catch up")
+    finally:
+        appender.halt.set()
+        sampler.halt.set()
+        for node in nodes:
+            node.stop()
+    sampler.join(5)
+    assert appender.batches > 50 and sampler.samples > 50
+    assert sampler.most_holders == 1  # what PostgreSQL guarantees; the audit below checks the appliers
+    with Database(pg_config) as database, database.connection() as conn:
+        twice = conn.execute("SELECT count(*) AS n FROM (SELECT position FROM applied_positions GROUP BY 1 HAVING count(*) > 1) d").fetchone()["n"]
+        skipped = conn.execute(
+            "SELECT count(*) AS n FROM events e WHERE e.type = 'tick' AND NOT EXISTS "
+            "(SELECT 1 FROM applied_positions p WHERE p.position = e.position)"
+        ).fetchone()["n"]
+        overlapping = conn.execute(
+            "SELECT count(*) AS n FROM applied_batches a JOIN applied_batches b ON a.applier <> b.applier "
+            "AND a.started < b.finished AND b.started < a.finished"
+        ).fetchone()["n"]
+        appliers = conn.execute("SELECT count(DISTINCT applier) AS n FROM applied_batches").fetchone()["n"]
+        before = {r["key"]: r["n"] for r in conn.execute("SELECT key, n FROM audit_counts")}
+        conn.commit()
+        assert (twice, skipped, overlapping) == (0, 0, 0), (twice, skipped, overlapping)
+        assert appliers >= 1
+        replay = Audited()
+        replay.audit = False
+        rebuild(database, replay)
+        after = {r["key"]: r["n"] for r in conn.execute("SELECT key, n FROM audit_counts")}
+        expected = {r["k"]: r["n"] for r in conn.execute("SELECT data->>'key' AS k, count(*) AS n FROM events WHERE type = 'tick' GROUP BY 1")}
+        conn.commit()
+    assert before == after == expected
+
+
+def test_killing_the_active_node_hands_the_projection_to_the_other(own_pg, pg_config):
+    nodes = {name: Node(pg_config, name) for name in ("node-a", "node-b")}
+    try:
+        with Database(pg_config) as database:
+            PgEventStore(database).append([NewEvent("tick", {"key": "x"}) for _ in range(20)])
+            active = wait_for(lambda: holder_name(database), timeout=30, what="a holder")
+            standby = next(name for name in nodes if name != active)
+            killed_at = time.monotonic()
+            nodes[active].crash()
+            wait_for(lambda: holder_name(database) == standby, timeout=15, interval=0.005, what="the takeover")
+            takeover = time.monotonic() - killed_at
+            PgEventStore(database).append([NewEvent("tick", {"key": "y"})])
+            wait_for(lambda: status(database, [Audited])[0].lag == 0, timeout=30, what="the new holder to apply")
+    finally:
+        for node in nodes.values():
+            node.stop()
+    print(f"takeover after SIGKILL of the active node: {takeover * 1000:.0f} ms")
+    assert takeover < 0.1 + 0.1 + 2.0  # retry interval + backoff, with room for a loaded machine
+
+
+def test_a_projection_that_raises_crashes_at_the_failing_event_and_never_skips_it(make_runtime, pg_config):
+    with Database(pg_config) as database:
+        events = PgEventStore(database)
+        events.append([NewEvent("tick", {"n": i}) for i in range(5)])
+        [poison] = events.append([NewEvent("tick", {"poison": True})])
+        events.append([NewEvent("tick", {"n": i}) for i in range(5)])
+        sup = projector_spec(pg_config, "tests.projections:Poisoned", intensity=2, period=30.0, retry_interval=0.05, lock_check_interval=0.1)
+        rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", intensity=5, period=60.0, children=[sup]))
+        wait_for(lambda: "failed at event" in (rt.tree().find("projector-poisoned-sup").last_exit or ""), timeout=30, what="escalation")
+        reason = rt.tree()["projector-poisoned-sup"].last_exit
+        assert f"failed at event {poison}" in reason and "ValueError" in reason
+        with database.connection() as conn:
+            seen = [r["position"] for r in conn.execute("SELECT position FROM poisoned_seen ORDER BY 1")]
+            checkpoint = conn.execute("SELECT position FROM projection_checkpoints WHERE name = 'poisoned'").fetchone()
+            conn.commit()
+    assert seen == list(range(poison - 5, poison))  # everything before it, nothing after it
+    assert checkpoint["position"] == poison - 1
+
+
+def test_the_lock_check_asks_for_this_session_not_any_session(pg_config):
+    with Database(pg_config) as database:
+        first = LockSession(database, "audited", "a")
+        second = LockSession(database, "audited", "b")
+        try:
+            assert first.try_lock() and first.holds_lock()
+            assert not second.try_lock()
+            assert not second.holds_lock()  # a count without the pid filter would say yes here
+            first.unlock()
+            assert second.try_lock() and second.holds_lock() and not first.holds_lock()
+        finally:
+            first.close()
+            second.close()
+
+
+def test_a_terminated_lock_session_makes_the_holder_crash_and_contend_again(make_runtime, pg_config):
+    rt = make_runtime("multiprocTCPBase").start(
+        SupervisorSpec("root", children=[projector_spec(pg_config, "tests.projections:Audited", node="solo", lock_check_interval=0.1, retry_interval=0.1)])
+    )
+    with Database(pg_config) as database:
+        wait_for(lambda: holder_name(database) == "solo", timeout=20, what="the lock")
+        with database.connection() as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'thespian-otp:projector:solo'")
+            conn.commit()
+        wait_for(lambda: rt.tree()["projector-audited"].restarts >= 1, timeout=20, what="a restart")
+        wait_for(lambda: rt.ask("projector-audited", ProjectorStatus())["holding"], timeout=20, what="the lock again")
+
+
+def test_rebuild_refuses_while_a_projector_holds_the_lock(pg_config):
+    with Database(pg_config) as database:
+        holder = LockSession(database, "audited", "busy-node")
+        try:
+            assert holder.try_lock()
+            with pytest.raises(ProjectionBusy, match="busy-node"):
+                rebuild(database, "tests.projections:Audited")
+        finally:
+            holder.close()
+
+
+def test_bad_projection_references_are_typed_errors():
+    from actors.projector import UnknownProjection
+
+    for reference in ("nope", "tests.projections:Nothing", "os:path", 42):
+        with pytest.raises(UnknownProjection):
+            load_projection(reference)
