@@ -7,7 +7,9 @@ not running) prints one line and exits non-zero; no traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import time
 from typing import Any, Callable
 
 from rich.console import Console
@@ -29,8 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="run the whole tree on the embedded database, with faults")
-    demo.add_argument("--base", default="multiprocTCPBase", choices=["multiprocTCPBase", "multiprocQueueBase", "simpleSystemBase"])
-    demo.set_defaults(run=_run_demo)
+    _database_options(demo)
+    demo.add_argument("--jobs", type=int, default=3000, help="how many jobs to enqueue (default 3000)")
+    demo.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
+    demo.add_argument("--base", default="multiprocTCPBase", choices=["multiprocTCPBase", "multiprocQueueBase"])
+    demo.add_argument("--name", default="demo", help="runtime name other processes attach to (default demo)")
+    demo.add_argument("--hold", type=float, default=0.0, help="keep the system running this many seconds at the end")
+    demo.add_argument("--admin-port", type=int, help="thespian's admin port on loopback (default: a free one)")
+    demo.set_defaults(run=_run_demo, schema_default="thespian_otp_demo")
+
+    tree = commands.add_parser("tree", help="the supervision tree of a running runtime")
+    tree.add_argument("--name", help="which runtime (default: the only one running)")
+    tree.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    tree.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes with --watch")
+    tree.set_defaults(run=_run_tree)
+
+    status = commands.add_parser("status", help="a one-screen summary of a running runtime")
+    status.add_argument("--name", help="which runtime (default: the only one running)")
+    status.set_defaults(run=_run_status)
 
     db = commands.add_parser("db", help="database schema: init, status")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -67,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse printed its one-line usage error
         return int(exc.code or 0)
     console = Console()
+    # a plain `kill` stops the program like Ctrl-C: the runtime shuts its actors down in order
+    signal.signal(signal.SIGTERM, _terminate)
     run: Callable[[argparse.Namespace, Console], int] | None = getattr(args, "run", None)
     if run is None:
         parser.print_help()
@@ -80,19 +100,74 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _run_demo(args: argparse.Namespace, console: Console) -> int:
     from actors.demo import run_demo
 
-    return run_demo(console, base=args.base)
+    if args.jobs < 1 or args.workers < 1:
+        raise _usage("--jobs and --workers must be at least 1")
+    if args.hold < 0:
+        raise _usage("--hold must be >= 0 seconds")
+    with _open(args, migrate=False) as handle:
+        return run_demo(
+            console, handle, jobs=args.jobs, workers=args.workers, base=args.base, hold=args.hold, name=args.name,
+            admin_port=args.admin_port,
+        )  # fmt: skip
+
+
+def _run_tree(args: argparse.Namespace, console: Console) -> int:
+    from supervision import Runtime
+
+    if args.interval <= 0:
+        raise _usage("--interval must be > 0 seconds")
+    rt = Runtime.attach(args.name)
+    try:
+        if not args.watch:
+            console.print(rt.tree().render(show_system=True))
+            return 0
+        from rich.live import Live
+
+        with Live(rt.tree().render(), console=console, refresh_per_second=4) as live:
+            while True:
+                time.sleep(args.interval)
+                live.update(rt.tree().render())
+    finally:
+        rt.stop()
+
+
+def _run_status(args: argparse.Namespace, console: Console) -> int:
+    from supervision import Runtime
+
+    rt = Runtime.attach(args.name)
+    try:
+        tree = rt.tree()
+    finally:
+        rt.stop()
+    nodes = list(tree.walk())
+    running = sum(1 for n in nodes if n.status == "running")
+    restarts = sum(n.restarts for n in nodes)
+    crashes = sum(n.counters.crashes for n in nodes)
+    dead = sum(n.counters.dead_letters for n in nodes)
+    errors = sum(n.counters.recoverable_errors for n in nodes)
+    console.print(f"runtime [cyan]{rt.name}[/] ({tree.base}, admin port {rt.admin_port})")
+    console.print(f"  actors: {len(nodes)} ({running} running), restarts: {restarts}, crashes: {crashes}")
+    console.print(f"  dead letters: {dead}, recoverable errors replied: {errors}")
+    for node in tree.user_nodes:
+        console.print(f"  tree {node.name}: {node.status}, {sum(1 for _ in node.walk())} actors")
+    return 0
 
 
 def _open(args: argparse.Namespace, migrate: bool) -> Any:
     from actors.stores.config import validate_schema
     from actors.stores.setup import resolve_database
 
-    if args.schema is not None:
-        validate_schema(args.schema)
-    return resolve_database(args.dsn, args.schema, data_dir=args.data_dir, migrate=migrate)
+    schema = args.schema if args.schema is not None else getattr(args, "schema_default", None)
+    if schema is not None:
+        validate_schema(schema)
+    return resolve_database(args.dsn, schema, data_dir=args.data_dir, migrate=migrate)
 
 
 def _run_db_init(args: argparse.Namespace, console: Console) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 from thespian.actors import ActorSystem, ActorSystemException
 from thespian.actors import ExternalContext
 
-from supervision import bases
+from supervision import bases, discovery
 from supervision.logs import logger
 from supervision.errors import (
     ActorCrashed,
@@ -112,6 +112,8 @@ class Runtime:
       long (and at most half its timeout) for the new actor, instead of failing at once with
       `NoSuchName`. 0 disables the wait.
     - `log_level`, `log_file`: where the actors' logs go (default: warnings, to stderr).
+    - `name`: publish this runtime (multiprocTCPBase) so other processes can attach to it:
+      `thespian-otp tree --name NAME`, `Runtime.attach(NAME)`.
     """
 
     def __init__(
@@ -126,9 +128,16 @@ class Runtime:
         restart_wait: float = 1.0,
         log_level: str | int = "WARNING",
         log_file: str | None = None,
+        name: str | None = None,
     ) -> None:
         self.info = bases.base_info(base)
         self.base = self.info.name
+        if name is not None:
+            validate_name(name, "name")
+            if self.base != "multiprocTCPBase":
+                raise ConfigError(f"name: only multiprocTCPBase runtimes can be attached to from other processes, not {self.base}")
+        self.name = name
+        self._attached = False
         if admin_port is not None:
             if self.base != "multiprocTCPBase":
                 raise ConfigError(f"admin_port: only multiprocTCPBase listens on a port, not {self.base}")
@@ -214,6 +223,10 @@ class Runtime:
         if self._kernel_identity is not None:
             group = os.getpgid(self._kernel_identity.pid)
             self._group = group if group != os.getpgid(0) else None
+            if self.name is not None:
+                discovery.publish(
+                    discovery.RuntimeRecord.make(self.name, self.base, self.admin_port, self._kernel, self._kernel_identity)
+                )
 
     def start(self, spec: SupervisorSpec | ChildSpec | None = None, timeout: float | None = None) -> "Runtime":
         """Start the actor system if needed, then the tree `spec` under the kernel. Returns self.
@@ -244,6 +257,28 @@ class Runtime:
         trees = sum(spec.shutdown_budget for spec in self._trees.values())
         return trees + self.kernel_spec.shutdown_budget + SYSTEM_SHUTDOWN_TIMEOUT
 
+    @classmethod
+    def attach(cls, name: str | None = None) -> "Runtime":
+        """Talk to a live runtime started (with a `name`) by another process on this machine.
+
+        `stop()` on an attached runtime only detaches: it never stops the other process's system."""
+        record = discovery.find(name)
+        runtime = cls(record.base)
+        runtime._attached = True
+        runtime.name = record.name
+        runtime.admin_port = record.admin_port
+        try:
+            runtime._system = ActorSystem(record.base, {"Admin Port": record.admin_port}, transientUnique=True)
+        except Exception as exc:
+            raise RuntimeNotRunning(f"cannot reach the runtime {record.name!r} on port {record.admin_port}: {exc}") from exc
+        runtime._kernel = record.kernel_address
+        runtime._kernel_identity = record.kernel_identity
+        return runtime
+
+    @property
+    def attached(self) -> bool:
+        return self._attached
+
     def stop(self) -> None:
         """Stop every tree in reverse start order, then the actor system. Safe to call twice."""
         with self._lock:
@@ -251,6 +286,11 @@ class Runtime:
                 self._stopped = True
                 return
             self._stopped = True
+            if self._attached:
+                self._detach()
+                return
+            if self.name is not None and self._kernel_identity is not None:
+                discovery.withdraw(self.name, self._kernel_identity.pid)
             budget = self.shutdown_budget - SYSTEM_SHUTDOWN_TIMEOUT
             try:
                 if self._kernel_alive():
@@ -260,6 +300,30 @@ class Runtime:
             finally:
                 self._shutdown_system()
                 _live_runtimes.discard(self)
+
+    def crash(self) -> None:
+        """Fault injection: SIGKILL every process of this runtime's actor system at once, as a
+        machine losing power would. Nothing is stopped in order; the runtime is unusable after."""
+        if self.info.in_process or self._attached:
+            raise ConfigError("crash: only a multiproc runtime this process started can be crashed")
+        with self._lock:
+            self._stopped = True
+            if self.name is not None and self._kernel_identity is not None:
+                discovery.withdraw(self.name, self._kernel_identity.pid)
+            self._system = None
+            self._contexts.clear()
+            self._sweep_group()
+            _live_runtimes.discard(self)
+
+    def _detach(self) -> None:
+        """Let go of another process's system without stopping it."""
+        for ctx in self._contexts:
+            try:
+                ctx.exit_clone()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        self._contexts.clear()
+        self._system = None
 
     def _shutdown_system(self) -> None:
         system, self._system = self._system, None

@@ -99,3 +99,106 @@ def test_projections_status_and_rebuild(postgres_dsn, cli_schema):
     assert "job_stats" in after.stdout
     unknown = cli("projections", "rebuild", "no_such_projection", "--dsn", postgres_dsn, "--schema", cli_schema)
     assert unknown.returncode == 1 and "no projection named" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def terminal_lines(raw: str, columns: int = 80, rows: int = 40) -> list[str]:
+    """What a user sees: the program's output played through a terminal emulator, with the
+    lines that scrolled off the top."""
+    import pyte
+
+    screen = pyte.HistoryScreen(columns, rows, history=10_000)
+    stream = pyte.Stream(screen)
+    stream.feed(raw)
+    scrolled = ["".join(char.data for char in line.values()) for line in screen.history.top]
+    return [line.rstrip() for line in scrolled + screen.display]
+
+
+def test_the_demo_runs_in_a_real_80_column_terminal_and_ends_with_the_audit(postgres_dsn, cli_schema, tmp_path):
+    import pexpect
+
+    env = {**os.environ, "DATABASE_URL": postgres_dsn, "THESPIAN_OTP_STATE_DIR": str(tmp_path), "TERM": "xterm"}
+    env.pop("COLUMNS", None)
+    child = pexpect.spawn(
+        sys.executable, ["-m", "actors.cli", "demo", "--jobs", "400", "--schema", cli_schema],
+        env=env, dimensions=(40, 80), encoding="utf-8", timeout=90,
+    )  # fmt: skip
+    child.expect(pexpect.EOF)
+    child.close()
+    lines = terminal_lines(child.before.replace("\n", "\r\n") if "\r\n" not in child.before else child.before)
+    text = " ".join(" ".join(lines).split())
+    assert child.exitstatus == 0, "\n".join(lines[-40:])
+    assert "nothing lost: 400 jobs enqueued" in text, "\n".join(lines[-40:])
+    assert "SIGKILL worker-2" in text and "SIGKILL limiter" in text
+    assert "restarts 1" in text and "job statistics" in text
+    # the program fits its output to the terminal: no table row or tree branch is wrapped
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    bottom = next(i for i, line in enumerate(lines) if line.startswith("└") and "┴" in line)
+    table = lines[top : bottom + 1]
+    assert all(line[-1] in "┓┃┩│┘" for line in table), table
+    branches = [line for line in lines if "── " in line and "┴" not in line]
+    assert branches and all("[" in line and "]" in line for line in branches), branches
+
+
+def test_tree_shows_a_live_demo_and_its_restart_counts_after_a_kill(postgres_dsn, cli_schema, tmp_path):
+    from supervision import Runtime
+
+    env = {**os.environ, "DATABASE_URL": postgres_dsn, "THESPIAN_OTP_STATE_DIR": str(tmp_path)}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "actors.cli", "demo", "--jobs", "100", "--hold", "120", "--name", "live", "--schema", cli_schema],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "holding the system" in line:
+                break
+        else:
+            raise AssertionError("".join(lines))
+        first = cli("tree", "--name", "live", env={"THESPIAN_OTP_STATE_DIR": str(tmp_path)})
+        assert first.returncode == 0, first.stderr
+        assert "worker-3 [Worker] running" in first.stdout and "projector-job_stats" in first.stdout
+        assert "worker-3 [Worker] running pid" in first.stdout and "worker-3 [Worker] running pid" in first.stdout
+        os.environ["THESPIAN_OTP_STATE_DIR"] = str(tmp_path)
+        try:
+            attached = Runtime.attach("live")
+            attached.kill("worker-3")
+            from tests.support import wait_for
+
+            wait_for(lambda: attached.tree()["worker-3"].restarts == 1 and attached.tree()["worker-3"].status == "running", timeout=20)
+            attached.stop()  # detaches only
+        finally:
+            del os.environ["THESPIAN_OTP_STATE_DIR"]
+        after = cli("tree", "--name", "live", env={"THESPIAN_OTP_STATE_DIR": str(tmp_path)})
+        assert "restarts 1" in after.stdout.split("worker-3")[1].splitlines()[0], after.stdout
+        summary = cli("status", "--name", "live", env={"THESPIAN_OTP_STATE_DIR": str(tmp_path)})
+        assert summary.returncode == 0 and "restarts:" in summary.stdout
+    finally:
+        demo.terminate()
+        demo.wait(60)
+    assert demo.returncode in (0, 130), demo.returncode
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tree", "--name", "nothing-here"], "no runtime named 'nothing-here' is running"),
+        (["status"], "no named runtime is running"),
+    ],
+)
+def test_asking_a_system_that_is_not_running_is_one_clear_line(args, message, tmp_path):
+    result = cli(*args, env={"THESPIAN_OTP_STATE_DIR": str(tmp_path)})
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_demo_on_an_admin_port_in_use_is_one_clear_line(postgres_dsn, cli_schema, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("demo", "--jobs", "10", "--admin-port", str(port), "--schema", cli_schema,
+                     env={"DATABASE_URL": postgres_dsn, "THESPIAN_OTP_STATE_DIR": str(tmp_path)})  # fmt: skip
+    assert result.returncode == 1 and "is in use" in result.stderr and "Traceback" not in result.stderr
