@@ -54,6 +54,47 @@ def base_info(name: Any) -> BaseInfo:
     return info
 
 
+def check_listen(address: Any, trusted_network: bool) -> str:
+    """The address actor systems listen on: loopback unless the network is trusted.
+
+    thespian's TCP transport unpickles whatever arrives, so anyone who can reach its ports can
+    run code in the actor system: like an Erlang cluster cookie, it is for trusted networks
+    only, and must be asked for explicitly."""
+    import ipaddress
+
+    try:
+        parsed = ipaddress.ip_address(address)
+    except (TypeError, ValueError):
+        raise ConfigError(f"listen: {address!r} is not an IP address (use 127.0.0.1, or a host address with trusted_network=True)") from None
+    if parsed.version != 4:
+        raise ConfigError("listen: thespian's TCP transport is IPv4 only")
+    if not parsed.is_loopback and not trusted_network:
+        raise ConfigError(
+            f"listen: {address} is reachable from other hosts, and thespian unpickles whatever arrives there "
+            "(anyone who can connect can run code); pass trusted_network=True only on a network you trust, "
+            "or keep the default 127.0.0.1"
+        )
+    return str(parsed)
+
+
+def bind_to(host: str) -> None:
+    """Make thespian's TCP sockets bind `host` rather than every interface (0.0.0.0).
+
+    thespian binds its admin and actor sockets to all interfaces; this patches the address class
+    its transport binds with, before the actor system forks its processes (they inherit it).
+    One listen address per process."""
+    from thespian.system.transport import IPBase
+
+    def bind_args(self: Any) -> tuple:
+        name = self.bindname
+        if isinstance(name, tuple) and len(name) == 2 and name[0] in ("", "0.0.0.0"):
+            return ((host, name[1]),)
+        return (name,)
+
+    IPBase.IPActorAddress.bindArgs = property(bind_args)
+    os.environ["THESPIAN_BASE_IPADDR"] = host
+
+
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.2)
@@ -66,10 +107,10 @@ def free_port(host: str = LOOPBACK) -> int:
         return probe.getsockname()[1]
 
 
-def check_port(port: Any) -> int:
+def check_port(port: Any, host: str = LOOPBACK) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
         raise ConfigError(f"admin_port: must be an integer from 1024 to 65535; got {port!r}")
-    if port_in_use(port):
+    if port_in_use(port, host):
         raise ConfigError(
             f"admin_port: {port} is in use (another actor system or program listens there); "
             "the runtime never attaches to a system it did not start. Choose another port or omit "

@@ -41,6 +41,7 @@ class RuntimeRecord:
     kernel_start: int
     owner_pid: int
     started_at: float
+    listen: str = "127.0.0.1"
 
     @property
     def kernel_address(self) -> Any:
@@ -55,9 +56,9 @@ class RuntimeRecord:
         return self.kernel_identity.is_alive()
 
     @classmethod
-    def make(cls, name: str, base: str, admin_port: int, kernel: Any, identity: ProcessIdentity) -> "RuntimeRecord":
+    def make(cls, name: str, base: str, admin_port: int, kernel: Any, identity: ProcessIdentity, listen: str) -> "RuntimeRecord":
         blob = base64.b64encode(pickle.dumps(kernel)).decode()
-        return cls(name, base, admin_port, blob, identity.pid, identity.start_time, os.getpid(), time.time())
+        return cls(name, base, admin_port, blob, identity.pid, identity.start_time, os.getpid(), time.time(), listen)
 
 
 def _path(name: str) -> Path:

@@ -114,6 +114,10 @@ class Runtime:
     - `log_level`, `log_file`: where the actors' logs go (default: warnings, to stderr).
     - `name`: publish this runtime (multiprocTCPBase) so other processes can attach to it:
       `thespian-otp tree --name NAME`, `Runtime.attach(NAME)`.
+    - `listen`: the address thespian's TCP sockets bind (default 127.0.0.1: nothing is reachable
+      from other hosts). Anything else needs `trusted_network=True`: thespian unpickles what
+      arrives, so only a trusted network may reach it. Nodes of one application do not need
+      it: they coordinate through PostgreSQL.
     """
 
     def __init__(
@@ -129,6 +133,8 @@ class Runtime:
         log_level: str | int = "WARNING",
         log_file: str | None = None,
         name: str | None = None,
+        listen: str = bases.LOOPBACK,
+        trusted_network: bool = False,
     ) -> None:
         self.info = bases.base_info(base)
         self.base = self.info.name
@@ -137,6 +143,7 @@ class Runtime:
             if self.base != "multiprocTCPBase":
                 raise ConfigError(f"name: only multiprocTCPBase runtimes can be attached to from other processes, not {self.base}")
         self.name = name
+        self.listen = bases.check_listen(listen, trusted_network)
         self._attached = False
         if admin_port is not None:
             if self.base != "multiprocTCPBase":
@@ -182,9 +189,11 @@ class Runtime:
                 return self
             if self.base == "multiprocTCPBase":
                 self.admin_port = (
-                    bases.check_port(self._requested_port) if self._requested_port is not None else bases.free_port()
+                    bases.check_port(self._requested_port, self.listen)
+                    if self._requested_port is not None
+                    else bases.free_port(self.listen)
                 )
-                os.environ.setdefault("THESPIAN_BASE_IPADDR", bases.LOOPBACK)
+                bases.bind_to(self.listen)
             caps = bases.capabilities(self.info, self.admin_port)
             try:
                 self._system = ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)
@@ -225,7 +234,9 @@ class Runtime:
             self._group = group if group != os.getpgid(0) else None
             if self.name is not None:
                 discovery.publish(
-                    discovery.RuntimeRecord.make(self.name, self.base, self.admin_port, self._kernel, self._kernel_identity)
+                    discovery.RuntimeRecord.make(
+                        self.name, self.base, self.admin_port, self._kernel, self._kernel_identity, self.listen
+                    )
                 )
 
     def start(self, spec: SupervisorSpec | ChildSpec | None = None, timeout: float | None = None) -> "Runtime":
@@ -267,6 +278,8 @@ class Runtime:
         runtime._attached = True
         runtime.name = record.name
         runtime.admin_port = record.admin_port
+        runtime.listen = record.listen
+        bases.bind_to(record.listen)  # thespian finds the admin through this address
         try:
             runtime._system = ActorSystem(record.base, {"Admin Port": record.admin_port}, transientUnique=True)
         except Exception as exc:

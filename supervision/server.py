@@ -29,7 +29,7 @@ from typing import Any, Callable
 import attrs
 
 from supervision.logs import logger
-from supervision.errors import ActorCrashed, DeadLetter, ErrorInfo, Recoverable, UnknownMessage
+from supervision.errors import ActorCrashed, DeadLetter, ErrorInfo, Recoverable, SpecError, UnknownMessage
 from supervision.messages import (
     Answer,
     CountEvent,
@@ -179,7 +179,7 @@ class Server(Process):
         expects_reply = not internal and (envelope is None or envelope.corr is not None)
         try:
             result = self.handle(payload)
-        except Recoverable as exc:
+        except (Recoverable, SpecError) as exc:  # bad input (a bad argument is bad input too)
             self._recoverable(exc, payload)
             if expects_reply:
                 self.send_error(envelope, sender, exc)
@@ -195,12 +195,12 @@ class Server(Process):
     def _call_guarded(self, callback: Callable[[Answer], None], answer: Answer) -> None:
         try:
             callback(answer)
-        except Recoverable as exc:
+        except (Recoverable, SpecError) as exc:
             self._recoverable(exc, answer)
         except Exception as exc:  # noqa: BLE001
             self._crash(exc, answer, None, None)
 
-    def _recoverable(self, exc: Recoverable, payload: Any) -> None:
+    def _recoverable(self, exc: Recoverable | SpecError, payload: Any) -> None:
         log.info("%s: %s on %s: %s", self.name, type(exc).__name__, type_name(payload), exc)
         if self.monitor_address is not None:
             self.send(self.monitor_address, CountEvent(self.name, "recoverable"))

@@ -63,3 +63,22 @@ class Poisoned(Projection):
             if event.data.get("poison"):
                 raise ValueError(f"cannot fold event {event.position}")
         conn.execute("INSERT INTO poisoned_seen SELECT unnest(%s::bigint[])", ([e.position for e in events],))
+
+
+class JobAudit(Projection):
+    """Records every job event it applies (position and applier), to catch double application."""
+
+    name = "job_audit"
+    event_types = ("job.completed", "job.failed", "job.retried", "job.rescued")
+
+    def setup(self, conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS job_audit_applied (position bigint NOT NULL, applier text NOT NULL)")
+
+    def reset(self, conn):
+        conn.execute("TRUNCATE job_audit_applied")
+
+    def apply(self, conn, events):
+        conn.execute(
+            "INSERT INTO job_audit_applied SELECT p, current_setting('application_name') FROM unnest(%s::bigint[]) p",
+            ([e.position for e in events],),
+        )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.jobs.core import Fanout, OutcomeBatch
+from actors.jobs.core import Fanout, OutcomeBatch, check_outcome
 from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flush, Subscribe, Unsubscribe
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
@@ -22,6 +22,7 @@ from actors.stores.jobs import PgJobStore
 from actors.stores.rows import WriteResult
 from supervision import BadRequest, Down, Server
 from supervision.logs import logger
+from supervision.specs import validate_name
 
 log = logger("actors.jobs.completer")
 
@@ -51,20 +52,25 @@ class Completer(Server):
         if isinstance(message, Complete):
             if not isinstance(message.outcomes, tuple):
                 raise BadRequest("Complete.outcomes must be a tuple of JobOutcome")
-            self.batch.add(message.outcomes, self.clock(), self.defer())
+            outcomes = [check_outcome(o) for o in message.outcomes]
+            self.batch.add(outcomes, self.clock(), self.defer())
             self._flush_if_due()
             return None
         if isinstance(message, Flush):
             return self.flush()
         if isinstance(message, Subscribe):
+            validate_name(message.name, "Subscribe.name")
             self.fanout.subscribe(message.name, message.buffer, message.window)
             self.watch(message.name)
             return None
         if isinstance(message, Unsubscribe):
-            self.fanout.remove(message.name)
-            self.unwatch(message.name)
+            validate_name(message.name, "Unsubscribe.name")
+            if self.fanout.remove(message.name):
+                self.unwatch(message.name)
             return None
         if isinstance(message, Ack):
+            if not isinstance(message.subscriber, str) or isinstance(message.seq, bool) or not isinstance(message.seq, int):
+                raise BadRequest("Ack needs a subscriber name and an integer seq")
             self._deliver(self.fanout.ack(message.subscriber, message.seq))
             return None
         if isinstance(message, Down):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import random
 import re
 from collections import deque
@@ -50,6 +51,30 @@ def prepare(
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= MAX_ATTEMPTS:
         raise BadJob(f"max_attempts: must be an integer from 1 to {MAX_ATTEMPTS}; got {max_attempts!r}")
     return NewJob(kind, payload, queue, priority, run_at, max_attempts)
+
+
+_OUTCOME_STATUSES = ("completed", "failed", "deferred")
+
+
+def check_outcome(outcome: Any) -> JobOutcome:
+    """A `JobOutcome` from the wire, checked field by field (raise `BadJob`)."""
+    if not isinstance(outcome, JobOutcome):
+        raise BadJob(f"Complete.outcomes holds a {type(outcome).__name__}, not a JobOutcome")
+    ints = {"job_id": outcome.job_id, "process": outcome.process, "attempt": outcome.attempt}
+    for field, value in ints.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            raise BadJob(f"JobOutcome.{field} must be a non-negative integer; got {value!r}")
+    if outcome.status not in _OUTCOME_STATUSES:
+        raise BadJob(f"JobOutcome.status must be one of {', '.join(_OUTCOME_STATUSES)}; got {outcome.status!r}")
+    for field in ("finished_at", "run_ms", "retry_in"):
+        value = getattr(outcome, field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise BadJob(f"JobOutcome.{field} must be a finite number >= 0; got {value!r}")
+    if outcome.error is not None and not isinstance(outcome.error, str):
+        raise BadJob("JobOutcome.error must be a string or None")
+    if not isinstance(outcome.discard, bool):
+        raise BadJob("JobOutcome.discard must be a bool")
+    return outcome
 
 
 def retry_delay(attempt: int, retry_min: float, retry_max: float, rng: random.Random | None = None) -> float:

@@ -41,11 +41,14 @@ def jobs_tree(
     subscribers: Sequence[str] = (),
     rescue_interval: float | None = None,
     worker_shutdown: float = 10.0,
+    node: str | None = None,
     name: str = "jobs",
 ) -> SupervisorSpec:
     """`handlers`: modules that define the job handlers (imported by every worker process).
     `heartbeat_ttl`: a worker that misses its heartbeats this long is considered dead and its jobs
-    are rescued (it beats at least three times per ttl)."""
+    are rescued (it beats at least three times per ttl). `node`: this node's name, recorded
+    with each worker process (and so in each completion event) when several nodes share the
+    database."""
     handlers = tuple(handlers)
     worker = ChildSpec(
         "worker",
@@ -57,6 +60,7 @@ def jobs_tree(
             "batch": batch,
             "heartbeat_ttl": heartbeat_ttl,
             "poll_interval": poll_interval,
+            "node": node,
         },
         shutdown=worker_shutdown,
     )

@@ -60,6 +60,7 @@ class Worker(Server):
         max_unconfirmed: int = 4,
         stop_grace: float = 10.0,
         permit_timeout: float = 5.0,
+        node: str | None = None,
     ) -> None:
         import_handlers(handlers)
         self.queue = queue
@@ -78,7 +79,8 @@ class Worker(Server):
         self.database = Database(database).open()
         self.jobs = PgJobStore(self.database)
         self.processes = PgProcessStore(self.database)
-        self.process = self.processes.register(self.name, self.ttl)
+        # the process row names the node and the worker: completion events carry it
+        self.process = self.processes.register(f"{node}:{self.name}" if node else self.name, self.ttl)
         self.listener = self.database.dedicated()
         self.listener.execute(f"LISTEN {self.jobs.channel}")
 

@@ -43,11 +43,12 @@ WITH done AS (
                 %(finished)b::float8[], %(run_ms)b::float8[])
          AS t(id, process, attempt, finished, run_ms)
     WHERE j.id = t.id AND j.claimed_by = t.process AND j.attempt = t.attempt AND j.state = 'running'
-    RETURNING j.id, j.kind, j.queue, j.attempt, j.created_at, j.claimed_at, j.finished_at, t.run_ms
+    RETURNING j.id, j.kind, j.queue, j.attempt, j.created_at, j.claimed_at, j.finished_at, t.run_ms, t.process
 )
 INSERT INTO events (type, data)
 SELECT 'job.completed', jsonb_build_object(
     'id', id, 'kind', kind, 'queue', queue, 'attempt', attempt, 'run_ms', run_ms,
+    'node', (SELECT p.node FROM processes AS p WHERE p.id = done.process),
     'wait_ms', 1000 * extract(epoch FROM claimed_at - created_at),
     'latency_ms', 1000 * extract(epoch FROM finished_at - created_at))
 FROM done

@@ -1,0 +1,329 @@
+"""The chaos run: a continuous job load with SIGKILLs, PostgreSQL restarts, a stalled
+subscriber, a crash loop and fuzzed messages, ended by an audit in SQL.
+
+Used by tests/chaos/test_chaos.py (a short variant in CI, the full one on demand):
+    python -m pytest tests/chaos -m chaos_full -s
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+import attrs
+import hypothesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors.jobs import (
+    Ack,
+    Complete,
+    CompleterStats,
+    Enqueue,
+    Flush,
+    Rescue,
+    Subscribe,
+    Subscriber,
+    Unsubscribe,
+    WorkerStatus,
+    jobs_tree,
+    new_job,
+)
+from actors.jobs.messages import Continue
+from actors.limiter import Acquire, Configure, Held, Limit, LimiterServer, Owner, Release, Stats
+from actors.projector import ProjectorStatus, projector_spec, status
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+from actors.stores.migrate import Migrator
+from actors.stores.rows import JobOutcome, NewJob
+from supervision import (
+    ChildSpec,
+    CountChildren,
+    NoSuchName,
+    Recoverable,
+    Runtime,
+    SpecError,
+    SupervisionError,
+    SupervisorSpec,
+    WhichChildren,
+)
+from tests.support import CrashLoop
+
+HANDLERS = ["tests.job_handlers"]
+FUZZ_TARGETS = (
+    "limiter", "jobs-service", "completer", "rescuer", "worker-1", "pool", "projector-job_stats",
+    "sys.monitor", "workers", "jobs",
+)  # fmt: skip
+VICTIMS = ("worker-1", "worker-2", "worker-3", "limiter", "completer")
+
+
+@attrs.define
+class ChaosConfig:
+    jobs: int = 1500
+    workers: int = 3
+    #: seconds over which the jobs are enqueued (a continuous load); kills go on until they finish
+    duration: float = 10.0
+    kill_every: float = 0.4
+    pg_restarts: int = 2
+    fuzz_examples: int = 100
+    seed: int = 1
+
+
+@attrs.define
+class ChaosReport:
+    jobs_enqueued: int = 0
+    jobs_in_table: int = 0
+    lost: int = -1
+    completed_twice: int = -1
+    stuck: int = -1
+    events_applied_twice: int = -1
+    events_skipped: int = -1
+    restarts_from_bad_input: int = -1
+    kills: int = 0
+    pg_restarts: int = 0
+    fuzzed: int = 0
+    crash_loop_escalated: bool = False
+    stop_seconds: float = 0.0
+    stop_budget: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> dict[str, int]:
+        return {
+            "jobs lost": self.lost,
+            "jobs completed twice": self.completed_twice,
+            "jobs stuck claimed by dead processes": self.stuck,
+            "events applied twice by projections": self.events_applied_twice,
+            "events skipped by projections": self.events_skipped,
+            "actor restarts caused by bad input": self.restarts_from_bad_input,
+        }
+
+    def table(self) -> Any:
+        from rich.table import Table
+
+        table = Table("audit (SQL)", "count", title=f"chaos run: {self.jobs_enqueued:,} jobs, {self.kills} SIGKILLs, {self.pg_restarts} PostgreSQL restarts, {self.fuzzed} fuzzed messages")
+        for label, value in self.failures.items():
+            table.add_row(label, str(value))
+        table.add_row("crash loop escalated per intensity", "yes" if self.crash_loop_escalated else "NO")
+        table.add_row("stop under load (s, budget)", f"{self.stop_seconds:.2f} / {self.stop_budget:.0f}")
+        return table
+
+
+class Tally(Subscriber):
+    def init(self):
+        self.seen = 0
+
+    def on_jobs(self, jobs, dropped):
+        self.seen += len(jobs)
+
+
+class Stalled(Subscriber):
+    def on_jobs(self, jobs, dropped):
+        time.sleep(3600)
+
+
+def chaos_tree(config: DatabaseConfig, workers: int) -> SupervisorSpec:
+    return SupervisorSpec(
+        "root",
+        intensity=10_000,
+        period=10.0,
+        children=[
+            ChildSpec("limiter", LimiterServer, kwargs={"limits": {"api": Limit(2)}}),
+            ChildSpec("tally", Tally),
+            ChildSpec("stalled", Stalled, shutdown=0.5),
+            jobs_tree(config, handlers=HANDLERS, workers=workers, subscribers=["tally", "stalled"], heartbeat_ttl=1.5, batch=20, poll_interval=0.3),
+            projector_spec(config, "job_stats", retry_interval=0.1, lock_check_interval=0.2, intensity=1000, period=10.0),
+            projector_spec(config, "tests.projections:JobAudit", retry_interval=0.1, lock_check_interval=0.2, intensity=1000, period=10.0),
+            SupervisorSpec("crashloop", intensity=2, period=60.0, restart="temporary", children=[ChildSpec("crasher", CrashLoop)]),
+        ],
+    )
+
+
+# --- fuzzing -----------------------------------------------------------------------------------
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12), st.binary(max_size=8))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)), max_leaves=5)
+ANY = st.one_of(VALUES, st.builds(Owner, name=VALUES))
+MESSAGES = st.one_of(
+    VALUES,
+    st.builds(Acquire, key=ANY, owner=ANY, timeout=ANY, lease_timeout=ANY),
+    st.builds(Release, lease_id=ANY),
+    st.builds(Configure, key=ANY, limit=ANY),
+    st.builds(Stats),
+    st.builds(Held, key=ANY),
+    st.builds(Enqueue, jobs=st.one_of(ANY, st.tuples(st.builds(NewJob, kind=ANY, payload=ANY, queue=ANY, priority=ANY, run_at=ANY, max_attempts=ANY)))),
+    st.builds(Complete, outcomes=st.one_of(ANY, st.tuples(st.builds(JobOutcome, job_id=ANY, process=ANY, attempt=ANY, status=ANY, finished_at=ANY, run_ms=ANY, error=ANY, retry_in=ANY, discard=ANY)))),
+    st.builds(Subscribe, name=ANY, buffer=ANY, window=ANY),
+    st.builds(Unsubscribe, name=ANY),
+    st.builds(Ack, subscriber=ANY, seq=ANY),
+    st.builds(Flush),
+    st.builds(Rescue),
+    st.builds(WorkerStatus),
+    st.builds(CompleterStats),
+    st.builds(Continue, reason=ANY),
+    st.builds(ProjectorStatus),
+    st.builds(WhichChildren),
+    st.builds(CountChildren),
+)
+
+
+def fuzz(rt: Runtime, examples: int, seed: int) -> int:
+    """Send generated bad messages to every kind of actor; each must get a typed error reply."""
+    sent = []
+
+    @hypothesis.seed(seed)
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(target=st.sampled_from(FUZZ_TARGETS), message=MESSAGES)
+    def check(target: str, message: Any) -> None:
+        sent.append(target)
+        try:
+            rt.ask(target, message, timeout=10)
+        except SupervisionError as exc:
+            assert isinstance(exc, (Recoverable, SpecError, NoSuchName)), f"{target} <- {message!r}: {exc!r}"
+
+    check()
+    return len(sent)
+
+
+def restarts_of(rt: Runtime) -> dict[str, int]:
+    return {node.name: node.restarts for node in rt.tree().walk()}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+class Killer(threading.Thread):
+    def __init__(self, rt: Runtime, every: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.rt, self.every, self.rng = rt, every, random.Random(seed)
+        self.halt = threading.Event()
+        self.kills = 0
+
+    def run(self) -> None:
+        while not self.halt.wait(self.every):
+            try:
+                self.rt.kill(self.rng.choice(VICTIMS))
+                self.kills += 1
+            except SupervisionError:
+                pass
+
+
+def _enqueue(rt: Runtime, batch: list, deadline: float) -> list[int]:
+    while time.monotonic() < deadline:
+        try:
+            return rt.enqueue_many(batch, timeout=20)
+        except SupervisionError:
+            time.sleep(0.2)  # the jobs service or the database is restarting
+    raise TimeoutError("could not enqueue")
+
+
+def _jobs(count: int, rng: random.Random) -> list:
+    kinds = ["work"] * 10 + ["limited"] * 3 + ["noop"] * 5 + ["always_fails"]
+    return [new_job(rng.choice(kinds), {"sleep": 0.002}) for _ in range(count)]
+
+
+def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
+    import tests.job_handlers  # noqa: F401 - kinds checked at enqueue
+
+    started = time.monotonic()
+    report = ChaosReport()
+    rng = random.Random(chaos.seed)
+    config = DatabaseConfig(server.dsn, f"chaos_{uuid.uuid4().hex[:8]}", pool_max=4)
+    with Database(config) as database:
+        Migrator(database).apply()
+    rt = Runtime("multiprocTCPBase", log_level="CRITICAL", restart_wait=2.0).start(chaos_tree(config, chaos.workers))
+    acknowledged: list[int] = []
+    try:
+        # 1. fuzz every kind of actor while it is healthy: no restart may follow
+        before = restarts_of(rt)
+        report.fuzzed = fuzz(rt, chaos.fuzz_examples, chaos.seed)
+        after = restarts_of(rt)
+        report.restarts_from_bad_input = sum(
+            after.get(name, 0) - count for name, count in before.items() if name not in ("crasher", "crashloop")
+        )
+        # 2. load with kills and database restarts
+        killer = Killer(rt, chaos.kill_every, chaos.seed)
+        killer.start()
+        chunks = list(range(0, chaos.jobs, 100))
+        restart_at = {chunks[len(chunks) * (i + 1) // (chaos.pg_restarts + 1)] for i in range(chaos.pg_restarts)}
+        pace = chaos.duration / len(chunks)
+        for start in chunks:
+            if start in restart_at:
+                server.restart()
+                report.pg_restarts += 1
+            chunk_started = time.monotonic()
+            acknowledged += _enqueue(rt, _jobs(min(100, chaos.jobs - start), rng), time.monotonic() + 120)
+            time.sleep(max(0.0, pace - (time.monotonic() - chunk_started)))
+        report.jobs_enqueued = len(acknowledged)
+        with Database(config) as database:
+            # kills go on while the backlog drains, then stop so that everything can finish
+            _wait(lambda: _unfinished(database) < chaos.jobs // 20, 300, "most jobs to finish")
+            killer.halt.set()
+            killer.join()
+            report.kills = killer.kills
+            # 3. everything finishes (rescued jobs after the expiry window) and projections catch up
+            _wait(lambda: _unfinished(database) == 0, 180, "every job to finish")
+            _wait(lambda: all(s.lag == 0 for s in status(database, ["job_stats", "tests.projections:JobAudit"])), 120, "projections")
+            report.crash_loop_escalated = "crashloop" not in rt.tree()
+            report.stop_budget = rt.shutdown_budget
+            stop_started = time.monotonic()
+            rt.stop()
+            report.stop_seconds = time.monotonic() - stop_started
+            _audit(database, acknowledged, report)
+            database.drop_schema()
+    finally:
+        rt.stop()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except SupervisionError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"chaos: timed out waiting for {what}")
+
+
+def _unfinished(database: Database) -> int:
+    with database.connection() as conn:
+        row = conn.execute("SELECT count(*) AS n FROM jobs WHERE state NOT IN ('completed', 'failed')").fetchone()
+        conn.commit()
+    return row["n"]
+
+
+def _audit(database: Database, acknowledged: list[int], report: ChaosReport) -> None:
+    with database.connection() as conn:
+        row = conn.execute(
+            """
+            SELECT
+              (SELECT count(*) FROM jobs) AS in_table,
+              (SELECT count(*) FROM unnest(%(ids)s::bigint[]) AS a(id)
+                 WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = a.id AND j.state IN ('completed', 'failed'))) AS lost,
+              (SELECT count(*) FROM (SELECT data->>'id' FROM events WHERE type = 'job.completed'
+                                     GROUP BY 1 HAVING count(*) > 1) d) AS completed_twice,
+              (SELECT count(*) FROM jobs j WHERE j.state = 'completed' AND NOT EXISTS
+                 (SELECT 1 FROM events e WHERE e.type = 'job.completed' AND (e.data->>'id')::bigint = j.id)) AS completed_no_event,
+              (SELECT count(*) FROM jobs WHERE state = 'running') AS stuck,
+              (SELECT count(*) FROM (SELECT position FROM job_audit_applied GROUP BY 1 HAVING count(*) > 1) d) AS applied_twice,
+              (SELECT count(*) FROM events e WHERE e.type LIKE 'job.%%' AND NOT EXISTS
+                 (SELECT 1 FROM job_audit_applied a WHERE a.position = e.position)) AS skipped,
+              (SELECT coalesce(sum(completed), 0) FROM job_stats) AS stats_completed,
+              (SELECT count(*) FROM events WHERE type = 'job.completed') AS completed_events
+            """,
+            {"ids": acknowledged},
+        ).fetchone()
+        conn.commit()
+    report.jobs_in_table = row["in_table"]
+    report.lost = row["lost"]
+    report.completed_twice = row["completed_twice"] + row["completed_no_event"]
+    report.stuck = row["stuck"]
+    report.events_applied_twice = row["applied_twice"] + abs(row["stats_completed"] - row["completed_events"])
+    report.events_skipped = row["skipped"]
