@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     prebuild.add_argument("name", help="a built-in projection name (job_stats) or an import path module:Class")
     prebuild.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a running projector to let go")
     prebuild.set_defaults(run=_run_projections_rebuild)
+
+    bench = commands.add_parser("bench", help="run every benchmark and write benchmarks/results/report.md")
+    bench.add_argument("--quick", action="store_true", help="fewer iterations")
+    bench.add_argument("--dsn", help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
+    bench.set_defaults(run=_run_bench)
     return parser
 
 
@@ -98,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _run_bench(args: argparse.Namespace, console: Console) -> int:
+    try:
+        from benchmarks.__main__ import main as bench_main
+    except ImportError:
+        raise _usage("the benchmarks ship with the source tree: run this from a clone (python -m benchmarks)") from None
+    return bench_main((["--quick"] if args.quick else []) + (["--dsn", args.dsn] if args.dsn else []))
 
 
 def _terminate(signum: int, frame: Any) -> None:

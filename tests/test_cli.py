@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 import uuid
@@ -202,3 +203,33 @@ def test_a_demo_on_an_admin_port_in_use_is_one_clear_line(postgres_dsn, cli_sche
         result = cli("demo", "--jobs", "10", "--admin-port", str(port), "--schema", cli_schema,
                      env={"DATABASE_URL": postgres_dsn, "THESPIAN_OTP_STATE_DIR": str(tmp_path)})  # fmt: skip
     assert result.returncode == 1 and "is in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_snapshots_render_in_a_python_repl_and_for_ipython_and_jupyter():
+    import pexpect
+
+    repl = pexpect.spawn(sys.executable, ["-q"], cwd=str(Path(__file__).resolve().parent.parent), dimensions=(40, 100), encoding="utf-8", timeout=60)
+    repl.expect(">>> ")
+    transcript = []
+    for line in [
+        "from supervision import Runtime, SupervisorSpec, ChildSpec",
+        "from tests.support import Echo",
+        'rt = Runtime().start(SupervisorSpec("root", strategy="rest_for_one", children=[ChildSpec("db", Echo), ChildSpec("cache", Echo)]))',
+        "rt.tree()",
+        'rt.which_children("root")',
+        "print('HTML' if '<pre' in rt.tree()._repr_html_() else 'no html')",
+        "class P:\n    def __init__(self): self.out = []\n    def text(self, s): self.out.append(s)\n",
+        "p = P(); rt.tree()._repr_pretty_(p, False); print('PRETTY', 'rest_for_one' in p.out[0] and 'root' in p.out[0])",
+        "rt.stop()",
+    ]:
+        repl.sendline(line)
+        repl.expect(">>> ")
+        transcript.append(repl.before)
+    repl.sendline("exit()")
+    text = ANSI_RE.sub("", "".join(transcript))
+    assert "└── root [rest_for_one] running" in text and "├── db [Echo] running" in text
+    assert "children of root" in text and "┃ name" in text
+    assert "HTML" in text and "PRETTY True" in text
+
+
+ANSI_RE = __import__("re").compile(r"\x1b\[[0-9;?]*[A-Za-z]")
