@@ -324,22 +324,16 @@ class Runtime:
             if self.name is not None and self._kernel_identity is not None:
                 discovery.withdraw(self.name, self._kernel_identity.pid)
             self._system = None
-            self._contexts.clear()
+            self._close_contexts()
             self._sweep_group()
             _live_runtimes.discard(self)
 
     def _detach(self) -> None:
         """Let go of another process's system without stopping it."""
-        for ctx in self._contexts:
-            try:
-                ctx.exit_clone()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-        self._contexts.clear()
+        self._close_contexts()
         self._system = None
 
-    def _shutdown_system(self) -> None:
-        system, self._system = self._system, None
+    def _close_contexts(self) -> None:
         for ctx in self._contexts:
             try:
                 ctx.exit_clone()
@@ -347,6 +341,10 @@ class Runtime:
                 pass
         self._contexts.clear()
         self._local = threading.local()
+
+    def _shutdown_system(self) -> None:
+        system, self._system = self._system, None
+        self._close_contexts()
         if system is None:
             return
         done = threading.Event()

@@ -66,7 +66,7 @@ class AddChild:
     spec: Any
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Child:
     spec: Any
     name: str
@@ -167,6 +167,9 @@ class Supervisor(Process):
         self.phase = "init"  # init | running | stopping | exiting
         self.dynamic_count = 0
         self.rng = random.Random()
+        #: children whose exit is expected soon (checked every EXPECTED_EXIT_POLL)
+        self.expecting: list[Child] = []
+        self.next_full_check = 0.0
 
     # --- introspection helpers ------------------------------------------------------------------
 
@@ -398,7 +401,7 @@ class Supervisor(Process):
         else:
             self.send(child.address, Terminate(step.reason))
             self._arm_step_timer(child.spec.stop_timeout)
-        self.arm_timer(self.clock() + EXPECTED_EXIT_POLL)
+        self.expect_exit(child)
 
     def _stop_timed_out(self, step: StopStep) -> None:
         child = self.child(step.name)
@@ -426,9 +429,9 @@ class Supervisor(Process):
                 self._kill(child)
             else:
                 self.send(child.address, Terminate(step.reason))
+            self.expect_exit(child)
         step.killed = shutdown == BRUTAL_KILL
         self._arm_step_timer(KILL_GRACE if step.killed else alive[0].spec.stop_timeout)
-        self.arm_timer(self.clock() + EXPECTED_EXIT_POLL)
 
     def _stop_many_timed_out(self, step: StopManyStep) -> None:
         alive = [c for c in (self.child(n) for n in step.names) if c is not None and c.address is not None]
@@ -463,7 +466,7 @@ class Supervisor(Process):
             # stop handing out the address of an actor that is on its way out
             if self.monitor_address is not None:
                 self.send(self.monitor_address, Unregister(child.name, child.address, message.reason))
-            self.arm_timer(self.clock() + EXPECTED_EXIT_POLL)
+            self.expect_exit(child)
 
     def _on_child_exited(self, message: Any, sender: Any) -> None:
         child = self.child_at(message.childAddress)
@@ -471,22 +474,28 @@ class Supervisor(Process):
             self._child_exited(child, "killed")
 
     def on_tick(self, now: float) -> float | None:
+        """Look at the children's processes: every `liveness_interval` all of them, and every
+        few milliseconds the ones that are expected to exit (asked to stop, or said so)."""
         if self.in_process or self.context is None:
             return None
-        expecting = False
-        for child in list(self.children):
-            if child.identity is None or child.address is None:
-                continue
-            if not child.identity.is_alive():
+        full = now >= self.next_full_check
+        if full:
+            self.next_full_check = now + self.context.liveness_interval
+        for child in list(self.children if full else self.expecting):
+            if child.identity is not None and child.address is not None and not child.identity.is_alive():
                 self._child_exited(child, "killed")
-                continue
-            if child.status == "stopping" or child.exit_reason is not None:
-                expecting = True
-        if expecting:
-            return now + EXPECTED_EXIT_POLL
+        self.expecting = [c for c in self.expecting if c.address is not None]
+        if self.expecting:
+            return min(self.next_full_check, now + EXPECTED_EXIT_POLL)
         if any(c.identity is not None and c.address is not None for c in self.children):
-            return now + self.context.liveness_interval
+            return self.next_full_check
         return None
+
+    def expect_exit(self, child: Child) -> None:
+        """`child` should exit soon: check its process often (thespian's queue base never says)."""
+        if child not in self.expecting:
+            self.expecting.append(child)
+        self.arm_timer(self.clock() + EXPECTED_EXIT_POLL)
 
     def _child_exited(self, child: Child, default_reason: str) -> None:
         """The current incarnation of `child` is gone (the process exited or was killed)."""

@@ -31,6 +31,24 @@ def make_runtime():
             assert group_members(group) == [], "actor processes outlived the runtime"
 
 
+@pytest.fixture
+def node_processes():
+    """Start nodes (`tests.support.NodeProcess`) that are always stopped after the test, even if
+    a later one fails to start."""
+    from tests.support import NodeProcess
+
+    started: list = []
+
+    def start(module: str, *args: str, env: dict | None = None) -> NodeProcess:
+        node = NodeProcess(module, *args, env=env)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 import uuid  # noqa: E402
@@ -50,6 +68,15 @@ def postgres_dsn():
         return
     server = EmbeddedPostgres(temporary=True)
     yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def own_pg():
+    """A PostgreSQL server this test owns (it may restart it): embedded, in a temporary directory."""
+    server = EmbeddedPostgres(temporary=True)
+    server.start()
+    yield server
     server.stop()
 
 

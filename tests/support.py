@@ -204,3 +204,53 @@ class PermitHolder(Server):
         if message == "pid":
             return os.getpid()
         return super().handle(message)
+
+
+class NodeProcess:
+    """A node of a multi-node test: `python -m MODULE ARGS` in its own OS process, which prints
+    "ready GROUP" once its runtime has started (GROUP: the actor system's process group)."""
+
+    def __init__(self, module: str, *args: str, env: dict | None = None) -> None:
+        import select
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        self.stderr = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("ready"):
+            self.stderr.seek(0)
+            raise AssertionError(f"{module} {' '.join(args)} did not start (exit {self.proc.poll()}): {self.stderr.read()[-3000:]}")
+        self.group = int(line.split()[1])
+
+    def crash(self) -> None:
+        """The whole node dies at once, as a host losing power: its runtime and every actor."""
+        import signal
+
+        self.proc.kill()
+        if self.group:
+            try:
+                os.killpg(self.group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.crash()

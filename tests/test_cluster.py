@@ -3,13 +3,6 @@ PostgreSQL: work spreads over them, one projector is active, killing a node lose
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -20,53 +13,17 @@ from actors.stores.jobs import PgJobStore
 from supervision import Runtime
 from tests.support import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class ClusterNode:
-    def __init__(self, config, name: str, state_dir: str) -> None:
-        self.name = name
-        self.stderr = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.cluster_node", config.dsn, config.schema, name],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            env={**os.environ, "THESPIAN_OTP_STATE_DIR": state_dir},
-        )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("ready"):
-            self.stderr.seek(0)
-            raise AssertionError(f"node {name} did not start: {self.stderr.read()[-3000:]}")
-        self.group = int(line.split()[1])
-
-    def crash(self) -> None:
-        """The whole node dies at once, as a host losing power."""
-        self.proc.kill()
-        os.killpg(self.group, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.crash()
-
-
 @pytest.fixture
 def state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
     return str(tmp_path)
 
 
-def test_three_nodes_share_the_work_run_one_projector_and_lose_nothing_when_one_dies(db_config, database, state_dir):
+def test_three_nodes_share_the_work_run_one_projector_and_lose_nothing_when_one_dies(db_config, database, state_dir, node_processes):
     import tests.job_handlers  # noqa: F401
 
-    nodes = {name: ClusterNode(db_config, name, state_dir) for name in ("node-a", "node-b", "node-c")}
+    env = {"THESPIAN_OTP_STATE_DIR": state_dir}
+    nodes = {name: node_processes("tests.cluster_node", db_config.dsn, db_config.schema, name, env=env) for name in ("node-a", "node-b", "node-c")}
     try:
         entry = Runtime.attach("node-a")  # any node takes jobs; they go to the shared table
         ids = entry.enqueue_many([new_job("work", {"sleep": 0.003}) for _ in range(3000)])

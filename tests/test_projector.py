@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,7 +13,6 @@ from actors.projector import ProjectorStatus, load_projection, projector_spec, r
 from actors.projector.errors import ProjectionBusy
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
-from actors.stores.embedded import EmbeddedPostgres
 from actors.stores.errors import StoreError
 from actors.stores.events import PgEventStore
 from actors.stores.migrate import Migrator
@@ -27,19 +20,7 @@ from actors.stores.projections import LockSession, lock_holder, lock_parts, proj
 from actors.stores.rows import NewEvent
 from supervision import SupervisorSpec
 from tests.projections import Audited
-from tests.support import wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def own_pg():
-    """A PostgreSQL server this test owns: it restarts it."""
-    server = EmbeddedPostgres(temporary=True)
-    server.start()
-    yield server
-    server.stop()
-
+from tests.support import NodeProcess, wait_for
 
 @pytest.fixture
 def pg_config(own_pg):
@@ -49,45 +30,14 @@ def pg_config(own_pg):
     return config
 
 
-class Node:
+@pytest.fixture
+def start_node(node_processes):
     """A node: a runtime with the projector, in its own OS process."""
 
-    def __init__(self, config: DatabaseConfig, name: str, projection: str = "tests.projections:Audited") -> None:
-        import tempfile
+    def start(config: DatabaseConfig, name: str, projection: str = "tests.projections:Audited") -> NodeProcess:
+        return node_processes("tests.projector_node", config.dsn, config.schema, name, projection)
 
-        self.name = name
-        self.stderr = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.projector_node", config.dsn, config.schema, name, projection],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-        )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("ready"):
-            self.stderr.seek(0)
-            raise AssertionError(f"node {name} did not start (exit {self.proc.poll()}): {self.stderr.read()[-3000:]}")
-        self.group = int(line.split()[1])
-
-    def crash(self) -> None:
-        """SIGKILL the whole node at once: its runtime process and every actor process."""
-        self.proc.kill()
-        if self.group:
-            try:
-                os.killpg(self.group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.crash()
+    return start
 
 
 def holder_name(database, projection="audited"):
@@ -152,8 +102,8 @@ class LockSampler(threading.Thread):
                 time.sleep(0.05)
 
 
-def test_story_3_two_nodes_through_postgres_restarts_never_apply_together_nor_twice(own_pg, pg_config):
-    nodes = [Node(pg_config, "node-a"), Node(pg_config, "node-b")]
+def test_story_3_two_nodes_through_postgres_restarts_never_apply_together_nor_twice(own_pg, pg_config, start_node):
+    nodes = [start_node(pg_config, "node-a"), start_node(pg_config, "node-b")]
     appender, sampler = Appender(pg_config), LockSampler(pg_config)
     try:
         appender.start()
@@ -200,8 +150,8 @@ def test_story_3_two_nodes_through_postgres_restarts_never_apply_together_nor_tw
     assert before == after == expected
 
 
-def test_killing_the_active_node_hands_the_projection_to_the_other(own_pg, pg_config):
-    nodes = {name: Node(pg_config, name) for name in ("node-a", "node-b")}
+def test_killing_the_active_node_hands_the_projection_to_the_other(own_pg, pg_config, start_node):
+    nodes = {name: start_node(pg_config, name) for name in ("node-a", "node-b")}
     try:
         with Database(pg_config) as database:
             PgEventStore(database).append([NewEvent("tick", {"key": "x"}) for _ in range(20)])

@@ -66,6 +66,16 @@ class EmbeddedPostgres:
 
         server = self._server
         pg_ctl(["-w", "-m", mode, "restart"], pgdata=self.data_dir, user=server.system_user, timeout=30)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """The postmaster changes on a restart: point pgserver at the new one, or its cleanup
+        at exit would miss it and leave a server running."""
+        from pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        if info is not None and self._server is not None:
+            self._server._postmaster_info = info
 
     def stop_server(self, mode: str = "fast") -> None:
         """Stop the server process but keep the handle (start it again with `start_server`)."""
@@ -76,11 +86,13 @@ class EmbeddedPostgres:
     def start_server(self) -> None:
         with self._server._lock:
             self._server.ensure_postgres_running()
+        self._refresh()
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
+        if self._server is None:
             return
+        self._refresh()
+        server, self._server = self._server, None
         try:
             server.cleanup()
         except Exception as exc:  # noqa: BLE001 - best effort at exit

@@ -18,6 +18,17 @@ Q = load("jobs.sql")
 NOTIFY_PREFIX = "thespian_otp_jobs_"
 
 
+#: query parameter -> JobOutcome field, for the three batch statements
+COMPLETE_COLUMNS = {"ids": "job_id", "processes": "process", "attempts": "attempt", "finished": "finished_at", "run_ms": "run_ms"}
+FAIL_COLUMNS = {**COMPLETE_COLUMNS, "errors": "error", "retry_in": "retry_in", "discard": "discard"}
+UNCLAIM_COLUMNS = {"ids": "job_id", "processes": "process", "attempts": "attempt", "delays": "retry_in"}
+
+
+def _columns(outcomes: Sequence[JobOutcome], columns: dict[str, str]) -> dict[str, list]:
+    """One array per column: the statements unnest them into rows."""
+    return {param: [getattr(o, field) for o in outcomes] for param, field in columns.items()}
+
+
 def channel(schema: str) -> str:
     return NOTIFY_PREFIX + schema
 
@@ -119,43 +130,16 @@ class PgJobStore:
         deferred_ids: list[int] = []
         with self.database.transaction() as conn:
             if done:
-                rows = conn.execute(
-                    Q["complete"],
-                    {
-                        "ids": [o.job_id for o in done],
-                        "processes": [o.process for o in done],
-                        "attempts": [o.attempt for o in done],
-                        "finished": [o.finished_at for o in done],
-                        "run_ms": [o.run_ms for o in done],
-                    },
-                ).fetchall()
+                rows = conn.execute(Q["complete"], _columns(done, COMPLETE_COLUMNS)).fetchall()
                 completed_ids = [row["id"] for row in rows]
             if failed:
-                rows = conn.execute(
-                    Q["fail"],
-                    {
-                        "ids": [o.job_id for o in failed],
-                        "processes": [o.process for o in failed],
-                        "attempts": [o.attempt for o in failed],
-                        "finished": [o.finished_at for o in failed],
-                        "errors": [o.error or "" for o in failed],
-                        "retry_in": [o.retry_in for o in failed],
-                        "discard": [o.discard for o in failed],
-                        "run_ms": [o.run_ms for o in failed],
-                    },
-                ).fetchall()
+                params = _columns(failed, FAIL_COLUMNS)
+                params["errors"] = [error or "" for error in params["errors"]]
+                rows = conn.execute(Q["fail"], params).fetchall()
                 failed_ids = [row["id"] for row in rows if row["type"] == "job.failed"]
                 retried_ids = [row["id"] for row in rows if row["type"] == "job.retried"]
             if deferred:
-                rows = conn.execute(
-                    Q["unclaim"],
-                    {
-                        "ids": [o.job_id for o in deferred],
-                        "processes": [o.process for o in deferred],
-                        "attempts": [o.attempt for o in deferred],
-                        "delays": [o.retry_in for o in deferred],
-                    },
-                ).fetchall()
+                rows = conn.execute(Q["unclaim"], _columns(deferred, UNCLAIM_COLUMNS)).fetchall()
                 deferred_ids = [row["id"] for row in rows]
             if completed_ids or failed_ids or retried_ids:
                 notify_events(conn, self.database.config.schema)

@@ -8,6 +8,11 @@ from typing import Any, Mapping
 import attrs
 
 
+def _from_row(cls: type, row: Mapping[str, Any], **converted: Any) -> Any:
+    """Build an attrs row class from a dict row: one column per field, by name."""
+    return cls(**{f.name: converted[f.name] if f.name in converted else row[f.name] for f in attrs.fields(cls)})
+
+
 @attrs.frozen
 class NewJob:
     """A job to insert (validated by `actors.jobs` before it gets here)."""
@@ -35,16 +40,7 @@ class ClaimedJob:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "ClaimedJob":
-        return cls(
-            id=row["id"],
-            queue=row["queue"],
-            kind=row["kind"],
-            payload=row["payload"],
-            priority=row["priority"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            run_at=row["run_at"],
-        )
+        return _from_row(cls, row)
 
 
 @attrs.frozen
@@ -67,23 +63,7 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":
-        return cls(
-            id=row["id"],
-            queue=row["queue"],
-            kind=row["kind"],
-            payload=row["payload"],
-            priority=row["priority"],
-            state=row["state"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            run_at=row["run_at"],
-            created_at=row["created_at"],
-            claimed_at=row["claimed_at"],
-            claimed_by=row["claimed_by"],
-            finished_at=row["finished_at"],
-            last_error=row["last_error"],
-            errors=tuple(row["errors"] or ()),
-        )
+        return _from_row(cls, row, errors=tuple(row["errors"] or ()))
 
 
 @attrs.frozen
@@ -99,16 +79,7 @@ class ProcessRow:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "ProcessRow":
-        return cls(
-            id=row["id"],
-            node=row["node"],
-            host=row["host"],
-            pid=row["pid"],
-            start_ticks=row["start_ticks"],
-            started_at=row["started_at"],
-            heartbeat_at=row["heartbeat_at"],
-            expires_at=row["expires_at"],
-        )
+        return _from_row(cls, row)
 
 
 @attrs.frozen
@@ -141,13 +112,7 @@ class Event:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Event":
-        return cls(
-            position=row["position"],
-            txid=row["txid"],
-            type=row["type"],
-            data=row["data"],
-            created_at=row["created_at"],
-        )
+        return _from_row(cls, row)
 
     @property
     def checkpoint(self) -> Checkpoint:

@@ -9,17 +9,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from actors.stores.embedded import EmbeddedPostgres
 from tests.chaos.harness import ChaosConfig, run_chaos
-
-
-@pytest.fixture
-def chaos_pg():
-    """A PostgreSQL server the chaos run owns: it restarts it mid-run."""
-    server = EmbeddedPostgres(temporary=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 def check(report) -> None:
@@ -32,11 +22,11 @@ def check(report) -> None:
 
 @pytest.mark.chaos
 @pytest.mark.timeout(600)
-def test_chaos_short(chaos_pg):
-    check(run_chaos(chaos_pg, ChaosConfig(jobs=1500, duration=8.0, pg_restarts=2, fuzz_examples=120, kill_every=0.4)))
+def test_chaos_short(own_pg):
+    check(run_chaos(own_pg, ChaosConfig(jobs=1500, duration=8.0, pg_restarts=2, fuzz_examples=120, kill_every=0.4)))
 
 
 @pytest.mark.chaos_full
 @pytest.mark.timeout(3600)
-def test_chaos_full(chaos_pg):
-    check(run_chaos(chaos_pg, ChaosConfig(jobs=10_000, duration=60.0, pg_restarts=5, fuzz_examples=600, kill_every=0.3, seed=2)))
+def test_chaos_full(own_pg):
+    check(run_chaos(own_pg, ChaosConfig(jobs=10_000, duration=60.0, pg_restarts=5, fuzz_examples=600, kill_every=0.3, seed=2)))
