@@ -533,6 +533,12 @@ class Runtime:
             self._send(self._kernel, Envelope(Forget(name), KERNEL_NAME))
 
     def _request(self, address: Any, envelope: Envelope, deadline: float, identity: ProcessIdentity | None, name: str) -> Any:
+        if self.info.in_process:
+            with self._lock:  # simpleSystemBase: one shared handle runs the actors; one caller at a time
+                return self._request_now(address, envelope, deadline, identity, name)
+        return self._request_now(address, envelope, deadline, identity, name)
+
+    def _request_now(self, address: Any, envelope: Envelope, deadline: float, identity: ProcessIdentity | None, name: str) -> Any:
         ctx = self._context()
         corr = new_corr("x")
         reply_to = self._reply_address(ctx)

@@ -203,3 +203,22 @@ def test_stop_is_idempotent_and_a_stopped_runtime_refuses_work(make_runtime):
 
     with pytest.raises(RuntimeNotRunning):
         rt.ask("echo", "hi")
+
+
+def test_the_in_process_base_supervises_too_for_fast_unit_tests(make_runtime):
+    from supervision import ActorCrashed
+
+    from tests.support import Get, KeyValue, Put, UnknownKey
+
+    rt = make_runtime("simpleSystemBase").start(
+        SupervisorSpec("root", strategy="one_for_all", children=[ChildSpec("kv", KeyValue), ChildSpec("echo", Echo)])
+    )
+    assert rt.ask("kv", Put("a", 1)) == "ok"
+    with pytest.raises(UnknownKey):
+        rt.ask("kv", Get("zzz"))
+    with pytest.raises(ActorCrashed):
+        rt.ask("kv", "crash")
+    wait_for(lambda: [rt.tree()[n].restarts for n in ("kv", "echo")] == [1, 1], what="one_for_all restart in process")
+    assert rt.ask("kv", Put("b", 2)) == "ok" and rt.ask("echo", "hi") == "hi"
+    with pytest.raises(ConfigError, match="in this process"):
+        rt.kill("kv")
