@@ -130,16 +130,16 @@ class PgJobStore:
         deferred_ids: list[int] = []
         with self.database.transaction() as conn:
             if done:
-                rows = conn.execute(Q["complete"], _columns(done, COMPLETE_COLUMNS)).fetchall()
+                rows = conn.execute(Q["complete"], _columns(done, COMPLETE_COLUMNS), prepare=False).fetchall()
                 completed_ids = [row["id"] for row in rows]
             if failed:
                 params = _columns(failed, FAIL_COLUMNS)
                 params["errors"] = [error or "" for error in params["errors"]]
-                rows = conn.execute(Q["fail"], params).fetchall()
+                rows = conn.execute(Q["fail"], params, prepare=False).fetchall()
                 failed_ids = [row["id"] for row in rows if row["type"] == "job.failed"]
                 retried_ids = [row["id"] for row in rows if row["type"] == "job.retried"]
             if deferred:
-                rows = conn.execute(Q["unclaim"], _columns(deferred, UNCLAIM_COLUMNS)).fetchall()
+                rows = conn.execute(Q["unclaim"], _columns(deferred, UNCLAIM_COLUMNS), prepare=False).fetchall()
                 deferred_ids = [row["id"] for row in rows]
             if completed_ids or failed_ids or retried_ids:
                 notify_events(conn, self.database.config.schema)
