@@ -227,6 +227,16 @@ def test_events_are_read_after_a_checkpoint_in_order_and_filtered_by_type(databa
     assert store.count_after(events[0].checkpoint) == 2
 
 
+def test_rare_event_types_are_found_across_windows_of_other_events(database):
+    store = PgEventStore(database)
+    store.append([NewEvent("rare" if n in (2, 17, 18) else "common", {"n": n}) for n in range(25)])
+    assert [e.data["n"] for e in store.read_after(Checkpoint(), limit=2, types=["rare"])] == [2, 17]
+    assert [e.data["n"] for e in store.read_after(Checkpoint(), limit=5, types=["rare"])] == [2, 17, 18]
+    last = store.read_after(Checkpoint(), limit=5, types=["rare"])[-1].checkpoint
+    assert store.read_after(last, limit=5, types=["rare"]) == []
+    assert len(store.read_after(Checkpoint(), limit=30, types=["common"])) == 22
+
+
 def test_an_event_committed_late_is_read_after_it_commits_never_skipped(database):
     store = PgEventStore(database)
     slow = database.dedicated(autocommit=False)

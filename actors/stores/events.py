@@ -56,13 +56,12 @@ class PgEventStore:
         types: Sequence[str] | None = None,
         conn: psycopg.Connection | None = None,
     ) -> list[Event]:
-        params = {"txid": checkpoint.txid, "position": checkpoint.position, "limit": limit, "types": list(types) if types else None}
         if conn is not None:
-            return [Event.from_row(row) for row in conn.execute(Q["read_after"], params).fetchall()]
+            return read_events(conn, checkpoint, limit, types)
         with self.database.connection() as own:
-            rows = own.execute(Q["read_after"], params).fetchall()
+            events = read_events(own, checkpoint, limit, types)
             own.commit()
-        return [Event.from_row(row) for row in rows]
+        return events
 
     def head(self) -> int:
         with self.database.connection() as conn:
@@ -76,3 +75,19 @@ class PgEventStore:
             row = conn.execute(Q["count_after"], params).fetchone()
             conn.commit()
         return row["n"]
+
+
+def read_events(conn: psycopg.Connection, checkpoint: Checkpoint, limit: int, types: Sequence[str] | None) -> list[Event]:
+    """Up to `limit` events of `types` after `checkpoint`, in order; fewer only at the end.
+
+    Walks the events in windows of `limit` (see `read_after` in events.sql), skipping the
+    events of other types, until `limit` events are found or the events run out."""
+    found: list[Event] = []
+    wanted = list(types) if types else None
+    while True:
+        params = {"txid": checkpoint.txid, "position": checkpoint.position, "limit": limit, "types": wanted}
+        rows = conn.execute(Q["read_after"], params).fetchall()
+        found += [Event.from_row(row) for row in rows if row["wanted"]]
+        if len(found) >= limit or len(rows) < limit:
+            return found[:limit]
+        checkpoint = Checkpoint(rows[-1]["txid"], rows[-1]["position"])

@@ -11,7 +11,7 @@ import psycopg
 
 from actors.stores.checkpoints import PgCheckpointStore
 from actors.stores.database import Database, advisory_key, is_connection_error, translate
-from actors.stores.events import EVENTS_CHANNEL_PREFIX, Q as EVENTS
+from actors.stores.events import EVENTS_CHANNEL_PREFIX, read_events
 from actors.stores.queries import load
 from actors.stores.rows import Checkpoint, Event
 
@@ -100,8 +100,7 @@ class LockSession:
                 yield self.conn
 
     def read_after(self, conn: Any, checkpoint: Checkpoint, limit: int, types: Sequence[str] | None) -> list[Event]:
-        params = {"txid": checkpoint.txid, "position": checkpoint.position, "limit": limit, "types": list(types) if types else None}
-        return [Event.from_row(row) for row in conn.execute(EVENTS["read_after"], params).fetchall()]
+        return read_events(conn, checkpoint, limit, types)
 
     def save_checkpoint(self, conn: Any, checkpoint: Checkpoint) -> None:
         PgCheckpointStore(self.database).save(self.name, checkpoint, self.node, conn)
