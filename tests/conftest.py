@@ -39,8 +39,8 @@ def node_processes():
 
     started: list = []
 
-    def start(module: str, *args: str, env: dict | None = None) -> NodeProcess:
-        node = NodeProcess(module, *args, env=env)
+    def start(module: str, *args: str, env: dict | None = None, prefix: tuple[str, ...] = ()) -> NodeProcess:
+        node = NodeProcess(module, *args, env=env, prefix=prefix)
         started.append(node)
         return node
 

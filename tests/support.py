@@ -210,7 +210,7 @@ class NodeProcess:
     """A node of a multi-node test: `python -m MODULE ARGS` in its own OS process, which prints
     "ready GROUP" once its runtime has started (GROUP: the actor system's process group)."""
 
-    def __init__(self, module: str, *args: str, env: dict | None = None) -> None:
+    def __init__(self, module: str, *args: str, env: dict | None = None, prefix: tuple[str, ...] = ()) -> None:
         import select
         import subprocess
         import sys
@@ -219,7 +219,7 @@ class NodeProcess:
 
         self.stderr = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [*prefix, sys.executable, "-m", module, *args],  # prefix: e.g. `ip netns exec NS`
             cwd=Path(__file__).resolve().parent.parent,
             stdout=subprocess.PIPE,
             stderr=self.stderr,

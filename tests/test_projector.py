@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
-import psycopg
 import pytest
 
 from actors.projector import ProjectorStatus, load_projection, projector_spec, rebuild, status
 from actors.projector.errors import ProjectionBusy
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
-from actors.stores.errors import StoreError
 from actors.stores.events import PgEventStore
 from actors.stores.migrate import Migrator
-from actors.stores.projections import LockSession, lock_holder, lock_parts, projection_key
+from actors.stores.projections import LockSession
 from actors.stores.rows import NewEvent
 from supervision import SupervisorSpec
 from tests.projections import Audited
+from tests.projector_audit import Appender, LockSampler, assert_read_model_equals_a_replay, audit, holder_name
 from tests.support import NodeProcess, wait_for
 
 @pytest.fixture
@@ -38,68 +36,6 @@ def start_node(node_processes):
         return node_processes("tests.projector_node", config.dsn, config.schema, name, projection)
 
     return start
-
-
-def holder_name(database, projection="audited"):
-    try:
-        holder = lock_holder(database, projection)
-    except StoreError:
-        return None
-    return holder["application_name"].removeprefix("thespian-otp:projector:") if holder else None
-
-
-class Appender(threading.Thread):
-    """Appends tick events continuously, riding out server restarts."""
-
-    def __init__(self, config: DatabaseConfig) -> None:
-        super().__init__(daemon=True)
-        self.config = config
-        self.halt = threading.Event()
-        self.batches = 0
-
-    def run(self) -> None:
-        n = 0
-        while not self.halt.is_set():
-            try:
-                with Database(self.config) as database:
-                    store = PgEventStore(database)
-                    while not self.halt.is_set():
-                        store.append([NewEvent("tick", {"key": f"k{(n + i) % 7}"}) for i in range(5)])
-                        n += 5
-                        self.batches += 1
-                        time.sleep(0.005)
-            except StoreError:
-                time.sleep(0.05)
-
-
-class LockSampler(threading.Thread):
-    """Samples pg_locks: who holds the projection's lock, and whether two sessions ever do."""
-
-    def __init__(self, config: DatabaseConfig, projection: str = "audited") -> None:
-        super().__init__(daemon=True)
-        self.config = config
-        self.parts = lock_parts(projection_key(config.schema, projection))
-        self.halt = threading.Event()
-        self.samples = 0
-        self.most_holders = 0
-        self.holders: set[str] = set()
-
-    def run(self) -> None:
-        query = (
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(classid)s AND l.objid = %(objid)s AND l.objsubid = 1"
-        )
-        while not self.halt.is_set():
-            try:
-                with psycopg.connect(self.config.dsn, autocommit=True, connect_timeout=2) as conn:
-                    while not self.halt.is_set():
-                        rows = conn.execute(query, self.parts).fetchall()
-                        self.samples += 1
-                        self.most_holders = max(self.most_holders, len(rows))
-                        self.holders.update(r[0] for r in rows)
-                        time.sleep(0.01)
-            except psycopg.Error:
-                time.sleep(0.05)
 
 
 def test_story_3_two_nodes_through_postgres_restarts_never_apply_together_nor_twice(own_pg, pg_config, start_node):
@@ -126,28 +62,9 @@ def test_story_3_two_nodes_through_postgres_restarts_never_apply_together_nor_tw
     sampler.join(5)
     assert appender.batches > 50 and sampler.samples > 50
     assert sampler.most_holders == 1  # what PostgreSQL guarantees; the audit below checks the appliers
-    with Database(pg_config) as database, database.connection() as conn:
-        twice = conn.execute("SELECT count(*) AS n FROM (SELECT position FROM applied_positions GROUP BY 1 HAVING count(*) > 1) d").fetchone()["n"]
-        skipped = conn.execute(
-            "SELECT count(*) AS n FROM events e WHERE e.type = 'tick' AND NOT EXISTS "
-            "(SELECT 1 FROM applied_positions p WHERE p.position = e.position)"
-        ).fetchone()["n"]
-        overlapping = conn.execute(
-            "SELECT count(*) AS n FROM applied_batches a JOIN applied_batches b ON a.applier <> b.applier "
-            "AND a.started < b.finished AND b.started < a.finished"
-        ).fetchone()["n"]
-        appliers = conn.execute("SELECT count(DISTINCT applier) AS n FROM applied_batches").fetchone()["n"]
-        before = {r["key"]: r["n"] for r in conn.execute("SELECT key, n FROM audit_counts")}
-        conn.commit()
-        assert (twice, skipped, overlapping) == (0, 0, 0), (twice, skipped, overlapping)
-        assert appliers >= 1
-        replay = Audited()
-        replay.audit = False
-        rebuild(database, replay)
-        after = {r["key"]: r["n"] for r in conn.execute("SELECT key, n FROM audit_counts")}
-        expected = {r["k"]: r["n"] for r in conn.execute("SELECT data->>'key' AS k, count(*) AS n FROM events WHERE type = 'tick' GROUP BY 1")}
-        conn.commit()
-    assert before == after == expected
+    with Database(pg_config) as database:
+        assert audit(database) == {"twice": 0, "skipped": 0, "overlapping": 0}
+        assert_read_model_equals_a_replay(database)
 
 
 def test_killing_the_active_node_hands_the_projection_to_the_other(own_pg, pg_config, start_node):

@@ -56,7 +56,12 @@ class LockSession:
         with self._errors():
             self.conn.execute(
                 Q["session_settings"],
-                {"idle": str(keepalive_idle), "interval": str(keepalive_interval), "count": str(keepalive_count)},
+                {
+                    "idle": str(keepalive_idle),
+                    "interval": str(keepalive_interval),
+                    "count": str(keepalive_count),
+                    "user_timeout_ms": str((keepalive_idle + keepalive_interval * keepalive_count) * 1000),
+                },
             )
             if self.conn.info.server_version >= 140000:
                 self.conn.execute(Q["idle_session_timeout"], {"idle_session_ms": str(int(idle_session_timeout * 1000))})

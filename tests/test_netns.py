@@ -1,0 +1,134 @@
+"""Nodes on separate "hosts" (Linux network namespaces, see tests/netns.py) that reach one
+PostgreSQL over a real network link, and a host that loses its network without closing a
+single socket: the case a SIGKILL test cannot show (DESIGN.md story 3, on a partition)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from actors.jobs import new_job
+from actors.projector import rebuild, status
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+from actors.stores.embedded import EmbeddedPostgres
+from actors.stores.jobs import PgJobStore
+from actors.stores.migrate import Migrator
+from tests.netns import Hosts, Unavailable, serve_over_links
+from tests.projector_audit import LockSampler, holder_name
+from tests.support import wait_for
+
+
+@pytest.fixture
+def hosts():
+    try:
+        made = Hosts.create(3)
+    except Unavailable as exc:
+        pytest.skip(f"network namespaces are not available here: {exc}")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def linked_pg(hosts):
+    """A PostgreSQL this test owns, listening on each host's link, and a migrated schema."""
+    server = EmbeddedPostgres(temporary=True)
+    server.start()
+    try:
+        dsn, port = serve_over_links(server, hosts)
+        config = DatabaseConfig(dsn, f"t_{uuid.uuid4().hex[:10]}")
+        with Database(config) as database:
+            Migrator(database).apply()
+        yield config, port
+    finally:
+        server.stop()
+
+
+def _counts(database: Database) -> dict:
+    with database.connection() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM (SELECT data->>'id' FROM events WHERE type = 'job.completed'"
+            "   GROUP BY 1 HAVING count(*) > 1) d) AS twice,"
+            " (SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'failed')) AS unfinished,"
+            " (SELECT count(*) FROM events WHERE type = 'job.completed') AS completed"
+        ).fetchone()
+        conn.commit()
+    return dict(row)
+
+
+def _per_node(database: Database, after: int = 0) -> dict[str, int]:
+    with database.connection() as conn:
+        rows = conn.execute(
+            "SELECT split_part(data->>'node', ':', 1) AS node, count(*) AS n FROM events WHERE type = 'job.completed' AND position > %s GROUP BY 1",
+            (after,),
+        ).fetchall()
+        conn.commit()
+    return {r["node"]: r["n"] for r in rows}
+
+
+def _job_stats(database: Database) -> list[dict]:
+    with database.connection() as conn:
+        rows = conn.execute("SELECT kind, completed, failed, retried, rescued, latency_count FROM job_stats ORDER BY kind").fetchall()
+        conn.commit()
+    return rows
+
+
+@pytest.mark.timeout(300)
+def test_a_partitioned_host_loses_its_projection_and_jobs_in_bounded_time_and_rejoins(hosts, linked_pg, node_processes):
+    import tests.job_handlers  # noqa: F401 - new_job validates kinds against the registry
+
+    config, port = linked_pg
+    nodes = {
+        f"node-{host.number}": node_processes(
+            "tests.cluster_node", f"postgresql://postgres@{host.gateway}:{port}/postgres", config.schema, f"node-{host.number}", prefix=host.exec
+        )
+        for host in hosts
+    }
+    sampler = LockSampler(config, "job_stats")
+    sampler.start()
+    with Database(config) as database:
+        jobs = PgJobStore(database)
+        try:
+            jobs.insert([new_job("work", {"sleep": 0.003}) for _ in range(3000)])
+            wait_for(lambda: _counts(database)["completed"] >= 600, timeout=60, what="the nodes to take jobs over the links")
+            cut = wait_for(lambda: holder_name(database, "job_stats"), timeout=30, what="a projector holding the lock")
+            host = hosts[int(cut.removeprefix("node-")) - 1]
+            host.partition()  # its packets vanish; no socket is closed on either side
+            cut_at = time.monotonic()
+            new = wait_for(lambda: (holder_name(database, "job_stats") or cut) != cut and holder_name(database, "job_stats"),
+                           timeout=60, interval=0.05, what="another node to take the projection")  # fmt: skip
+            takeover = time.monotonic() - cut_at
+            wait_for(lambda: _counts(database)["unfinished"] == 0, timeout=120, what="every job, the cut node's claims rescued")
+            host.heal()
+            with database.connection() as conn:
+                healed_at = conn.execute("SELECT coalesce(max(position), 0) AS p FROM events").fetchone()["p"]
+                conn.commit()
+            inserted, rejoined = 3000, False
+            for _ in range(10):  # the healed node comes back: it takes jobs again
+                jobs.insert([new_job("work", {"sleep": 0.003}) for _ in range(300)])
+                inserted += 300
+                wait_for(lambda: _counts(database)["unfinished"] == 0, timeout=120, what="the jobs enqueued after the heal")
+                if cut in _per_node(database, healed_at):
+                    rejoined = True
+                    break
+            wait_for(lambda: status(database, ["job_stats"])[0].lag == 0, timeout=60, what="the projection to catch up")
+        finally:
+            sampler.halt.set()
+            for each in hosts:
+                each.heal()
+            for node in nodes.values():
+                node.stop()
+        sampler.join(5)
+        counts, spread = _counts(database), _per_node(database)
+        before = _job_stats(database)
+        rebuild(database, "job_stats")
+        after = _job_stats(database)
+    print(f"projection takeover after a network partition of its holder: {takeover:.1f} s")
+    assert set(spread) == set(nodes), spread  # every host ran jobs
+    assert new != cut and rejoined
+    assert takeover < 5 + 2 * 3 + 5  # the server's keepalives (idle 5 s, 3 probes 2 s apart), with room
+    assert sampler.most_holders == 1
+    assert counts == {"twice": 0, "unfinished": 0, "completed": inserted}
+    assert before == after  # the read model equals a replay: no event applied twice or skipped
