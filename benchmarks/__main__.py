@@ -19,9 +19,9 @@ def run_all(quick: bool = False, dsn: str | None = None, sizes: list[int] | None
 
     reports: list[Report] = []
     reports += [messaging.run(base, quick) for base in ("multiprocTCPBase", "multiprocQueueBase")]
-    reports.append(limiter.run("multiprocTCPBase", quick))
     handle = resolve_database(dsn, temporary=True, migrate=False)
     try:
+        reports.append(limiter.run("multiprocTCPBase", quick, handle.config.dsn))
         reports.append(jobs.run(handle.config.dsn, quick, history=100_000 if quick else 1_000_000))
         reports.append(projector.run(handle.config.dsn, quick))
     finally:

@@ -42,11 +42,20 @@ def _optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) ->
 @attrs.frozen
 class Limit:
     """`concurrency` permits at once; with `rate`, at most `rate` grants per second on average
-    and `burst` (default: max(1, rate)) at once."""
+    and `burst` (default: max(1, rate)) at once.
+
+    `cluster=True` makes the concurrency limit hold across every node's limiter that shares the
+    database (see `LimiterServer(database=...)`); the rate stays per node."""
 
     concurrency: int = attrs.field(validator=_positive_int)
     rate: float | None = attrs.field(default=None, validator=_optional_positive)
     burst: int | None = attrs.field(default=None)
+    cluster: bool = attrs.field(default=False, kw_only=True)
+
+    @cluster.validator
+    def _check_cluster(self, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise BadRequest(f"Limit.cluster must be True or False; got {value!r}")
 
     @burst.validator
     def _check_burst(self, attribute: attrs.Attribute, value: Any) -> None:

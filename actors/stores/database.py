@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from actors.stores.config import DatabaseConfig
+from actors.stores.queries import load
 from actors.stores.errors import (
     AuthenticationFailed,
     ConnectionLost,
@@ -65,6 +66,50 @@ def translate(exc: BaseException, config: DatabaseConfig, *, connecting: bool = 
 
 def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (psycopg.OperationalError, psycopg.errors.AdminShutdown, psycopg.InterfaceError))
+
+
+SESSIONS = load("sessions.sql")
+
+
+@contextmanager
+def session_errors(conn: psycopg.Connection, config: DatabaseConfig) -> Iterator[None]:
+    """On a dedicated session: a lost connection becomes `ConnectionLost` (a `StoreError` the
+    actors classify: their supervisor restarts them and they connect again)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if is_connection_error(exc) or conn.closed or conn.broken:
+            raise translate(exc, config) from exc
+        raise
+
+
+def lock_session(
+    database: "Database",
+    application_name: str,
+    *,
+    keepalive_idle: int = 5,
+    keepalive_interval: int = 2,
+    keepalive_count: int = 3,
+    idle_session_timeout: float = 15.0,
+) -> psycopg.Connection:
+    """A dedicated autocommit connection for session-level advisory locks, which the server
+    ends by itself when the client vanishes: after about keepalive_idle + keepalive_interval *
+    keepalive_count seconds (11 s by default), so another node can take the locks. See
+    sessions.sql."""
+    conn = database.dedicated(application_name=application_name[:63])
+    with session_errors(conn, database.config):
+        conn.execute(
+            SESSIONS["session_settings"],
+            {
+                "idle": str(keepalive_idle),
+                "interval": str(keepalive_interval),
+                "count": str(keepalive_count),
+                "user_timeout_ms": str((keepalive_idle + keepalive_interval * keepalive_count) * 1000),
+            },
+        )
+        if conn.info.server_version >= 140000:
+            conn.execute(SESSIONS["idle_session_timeout"], {"idle_session_ms": str(int(idle_session_timeout * 1000))})
+    return conn
 
 
 class Database:

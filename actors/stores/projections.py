@@ -10,7 +10,7 @@ from typing import Any, Iterator, Sequence
 import psycopg
 
 from actors.stores.checkpoints import PgCheckpointStore
-from actors.stores.database import Database, advisory_key, is_connection_error, translate
+from actors.stores.database import Database, advisory_key, lock_session, session_errors
 from actors.stores.events import EVENTS_CHANNEL_PREFIX, read_events
 from actors.stores.queries import load
 from actors.stores.rows import Checkpoint, Event
@@ -52,29 +52,19 @@ class LockSession:
         self.name = name
         self.node = node
         self.key = projection_key(database.config.schema, name)
-        self.conn = database.dedicated(application_name=f"thespian-otp:projector:{node}"[:63])
+        self.conn = lock_session(
+            database,
+            f"thespian-otp:projector:{node}",
+            keepalive_idle=keepalive_idle,
+            keepalive_interval=keepalive_interval,
+            keepalive_count=keepalive_count,
+            idle_session_timeout=idle_session_timeout,
+        )
         with self._errors():
-            self.conn.execute(
-                Q["session_settings"],
-                {
-                    "idle": str(keepalive_idle),
-                    "interval": str(keepalive_interval),
-                    "count": str(keepalive_count),
-                    "user_timeout_ms": str((keepalive_idle + keepalive_interval * keepalive_count) * 1000),
-                },
-            )
-            if self.conn.info.server_version >= 140000:
-                self.conn.execute(Q["idle_session_timeout"], {"idle_session_ms": str(int(idle_session_timeout * 1000))})
             self.conn.execute(f"LISTEN {events_channel(database.config.schema)}")
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except psycopg.Error as exc:
-            if is_connection_error(exc) or self.conn.closed or self.conn.broken:
-                raise translate(exc, self.database.config) from exc
-            raise
+    def _errors(self):
+        return session_errors(self.conn, self.database.config)
 
     def try_lock(self) -> bool:
         with self._errors():

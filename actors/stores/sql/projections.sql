@@ -17,18 +17,3 @@ SELECT pg_advisory_unlock(%(key)s) AS unlocked;
 SELECT l.pid, a.application_name, a.client_addr, a.backend_start
 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(classid)s AND l.objid = %(objid)s AND l.objsubid = 1;
-
--- name: session_settings
--- The server drops this session by itself when the client goes silent, so the lock is freed
--- for another node: keepalives probe a quiet peer; tcp_user_timeout ends the session when data
--- it sent stays unacknowledged (a host that vanished while a reply was on its way: the kernel
--- would otherwise retransmit for ~15 minutes); an idle session (the projector checks its lock
--- every fraction of a second, so it is never idle for long) is ended after idle_session_timeout.
-SELECT set_config('tcp_keepalives_idle', %(idle)s, false),
-       set_config('tcp_keepalives_interval', %(interval)s, false),
-       set_config('tcp_keepalives_count', %(count)s, false),
-       set_config('tcp_user_timeout', %(user_timeout_ms)s, false);
-
--- name: idle_session_timeout
--- (PostgreSQL 14 and later)
-SELECT set_config('idle_session_timeout', %(idle_session_ms)s, false);
