@@ -132,3 +132,55 @@ def test_a_partitioned_host_loses_its_projection_and_jobs_in_bounded_time_and_re
     assert sampler.most_holders == 1
     assert counts == {"twice": 0, "unfinished": 0, "completed": inserted}
     assert before == after  # the read model equals a replay: no event applied twice or skipped
+
+
+HOLD_A_ROW = """
+import sys, time
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+config = DatabaseConfig(sys.argv[1], sys.argv[2])
+conn = Database(config).dedicated(autocommit=False)
+conn.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (int(sys.argv[3]),))
+print("locked", flush=True)  # and stays in the transaction, idle
+time.sleep(600)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_host_that_vanishes_inside_a_transaction_releases_its_row_locks_in_bounded_time(hosts, linked_pg):
+    """A worker's claim transaction open when its host drops off the network: the server must
+    end that session (server-side keepalives), or the claimed rows stay locked and the rescuer's
+    SKIP LOCKED skips them for the kernel's two hours."""
+    import subprocess
+    import sys
+
+    import tests.job_handlers  # noqa: F401
+
+    config, port = linked_pg
+    host = hosts[0]
+    with Database(config) as database:
+        [job] = PgJobStore(database).insert([new_job("work", {})])
+        holder = subprocess.Popen(
+            [*host.exec, sys.executable, "-c", HOLD_A_ROW, f"postgresql://postgres@{host.gateway}:{port}/postgres", config.schema, str(job)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            assert not _lockable(database, job)
+            host.partition()
+            cut_at = time.monotonic()
+            wait_for(lambda: _lockable(database, job), timeout=60, interval=0.1, what="the vanished session's row lock to go")
+            released = time.monotonic() - cut_at
+        finally:
+            holder.kill()
+            holder.wait(10)
+    print(f"row lock of a vanished client released after {released:.1f} s")
+    assert released < 5 + 2 * 3 + 5
+
+
+def _lockable(database: Database, job: int) -> bool:
+    with database.connection() as conn:
+        row = conn.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE SKIP LOCKED", (job,)).fetchone()
+        conn.rollback()
+    return row is not None

@@ -113,6 +113,28 @@ def test_an_invalid_schema_name_is_refused():
         DatabaseConfig("postgresql:///x", schema="Robert'); DROP TABLE students;--")
 
 
+def test_bad_timeouts_are_refused_naming_the_field():
+    with pytest.raises(SpecError, match="keepalive_idle"):
+        DatabaseConfig("postgresql:///x", keepalive_idle="5 -c work_mem=1TB")
+    with pytest.raises(SpecError, match="idle_in_transaction_timeout"):
+        DatabaseConfig("postgresql:///x", idle_in_transaction_timeout=-1)
+
+
+def test_every_session_tells_the_server_to_drop_it_if_its_client_vanishes(database):
+    """Server-side keepalives and timeouts on every connection (pooled and dedicated): a client
+    host that vanishes mid-transaction must not keep rows locked (tests/test_netns.py)."""
+    with database.connection() as conn:
+        row = conn.execute(
+            "SELECT current_setting('idle_in_transaction_session_timeout') AS idle,"
+            " (SELECT setting FROM pg_settings WHERE name = 'tcp_user_timeout') AS user_timeout,"
+            " (SELECT source FROM pg_settings WHERE name = 'tcp_keepalives_idle') AS source"
+        ).fetchone()
+        conn.commit()
+    assert row["idle"] == "1min"
+    # over a Unix socket the TCP settings read 0; over TCP they are the config's values
+    assert row["source"] == "client" and row["user_timeout"] in ("0", "11000")
+
+
 def test_an_unreachable_server_gives_one_clear_error():
     config = DatabaseConfig("postgresql://nobody@127.0.0.1:9/nodb", connect_timeout=2)
     started = time.monotonic()

@@ -34,6 +34,16 @@ def _check_schema(instance: Any, attribute: Any, value: Any) -> None:
     validate_schema(value)
 
 
+def _check_count(instance: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(attribute.name, f"must be an integer >= 1; got {value!r}")
+
+
+def _check_seconds(instance: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 86_400:
+        raise SpecError(attribute.name, f"must be a number of seconds from 0 to 86400; got {value!r}")
+
+
 def _check_dsn(instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise InvalidDsn("it is empty")
@@ -46,7 +56,12 @@ class DatabaseConfig:
     - `pool_min`/`pool_max`: pooled connections per process.
     - `connect_timeout`: seconds to wait for a connection.
     - `keepalive_idle`, `keepalive_interval`, `keepalive_count`, `tcp_user_timeout`: TCP
-      keepalives for connections that must notice a vanished server (or host) in bounded time.
+      keepalives, on both ends of every connection, so that each side notices a vanished peer in
+      bounded time: the client a vanished server, and the server a vanished client host, whose
+      session it then ends (about keepalive_idle + keepalive_interval * keepalive_count
+      seconds), releasing the row locks and advisory locks that session held.
+    - `idle_in_transaction_timeout`: seconds after which the server ends a session left idle
+      inside a transaction (a frozen client holding claimed rows locked); 0 turns it off.
     """
 
     dsn: str = attrs.field(validator=_check_dsn, repr=False)
@@ -55,10 +70,16 @@ class DatabaseConfig:
     pool_max: int = 4
     connect_timeout: float = 5.0
     application_name: str = "thespian-otp"
-    keepalive_idle: int = 5
-    keepalive_interval: int = 2
-    keepalive_count: int = 3
-    tcp_user_timeout_ms: int = 10_000
+    keepalive_idle: int = attrs.field(default=5, validator=_check_count)
+    keepalive_interval: int = attrs.field(default=2, validator=_check_count)
+    keepalive_count: int = attrs.field(default=3, validator=_check_count)
+    tcp_user_timeout_ms: int = attrs.field(default=10_000, validator=_check_count)
+    idle_in_transaction_timeout: float = attrs.field(default=60.0, validator=_check_seconds)
+
+    @property
+    def server_timeout_ms(self) -> int:
+        """How long the server keeps a session whose client went silent (its keepalive bound)."""
+        return (self.keepalive_idle + self.keepalive_interval * self.keepalive_count) * 1000
 
     @property
     def display(self) -> str:

@@ -125,7 +125,18 @@ class Database:
     def connect_kwargs(self, **overrides: Any) -> dict[str, Any]:
         config = self.config
         kwargs: dict[str, Any] = {
-            "options": f"-c search_path={config.schema},public",
+            # the server's side of the keepalives (see DatabaseConfig): a client host that
+            # vanishes mid-transaction must not keep its rows locked for the kernel's 2 hours
+            "options": " ".join(
+                [
+                    f"-c search_path={config.schema},public",
+                    f"-c tcp_keepalives_idle={config.keepalive_idle}",
+                    f"-c tcp_keepalives_interval={config.keepalive_interval}",
+                    f"-c tcp_keepalives_count={config.keepalive_count}",
+                    f"-c tcp_user_timeout={config.server_timeout_ms}",
+                    f"-c idle_in_transaction_session_timeout={int(config.idle_in_transaction_timeout * 1000)}",
+                ]
+            ),
             "application_name": config.application_name,
             "connect_timeout": max(1, math.ceil(config.connect_timeout)),
             "keepalives": 1,
