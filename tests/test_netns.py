@@ -184,3 +184,26 @@ def _lockable(database: Database, job: int) -> bool:
         row = conn.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE SKIP LOCKED", (job,)).fetchone()
         conn.rollback()
     return row is not None
+
+
+@pytest.mark.timeout(120)
+def test_a_cluster_permit_held_on_a_vanished_host_comes_back_in_bounded_time(hosts, linked_pg, node_processes, make_runtime):
+    from actors.limiter import Limit, Limiter, LimiterServer, LimitTimeout
+    from supervision import ChildSpec, SupervisorSpec
+
+    config, port = linked_pg
+    host = hosts[0]
+    node_processes("tests.limiter_node", f"postgresql://postgres@{host.gateway}:{port}/postgres", config.schema, "far", prefix=host.exec)
+    limits = {"api": Limit(1, cluster=True)}
+    rt = make_runtime("multiprocTCPBase").start(
+        SupervisorSpec("here", children=[ChildSpec("limiter", LimiterServer, kwargs={"limits": limits, "database": config, "node": "here"})])
+    )
+    limiter = Limiter(rt)
+    with pytest.raises(LimitTimeout):
+        limiter.acquire("api", timeout=0.5)  # the far host holds the only slot
+    host.partition()
+    cut_at = time.monotonic()
+    lease = limiter.acquire("api", timeout=40)
+    released = time.monotonic() - cut_at
+    print(f"cluster permit of a vanished host back after {released:.1f} s")
+    assert lease and released < 5 + 2 * 3 + 5
