@@ -42,13 +42,20 @@ log = logger("actors.limiter")
 
 
 @attrs.define
+class _Request:
+    """An Acquire waiting for its answer."""
+
+    reply: ReplyHandle
+    deadline: float
+    timeout: float
+
+
+@attrs.define
 class _Pending:
     """A permit granted by this node's core, waiting for a cluster slot."""
 
-    reply: ReplyHandle
+    request: _Request
     lease: Lease
-    deadline: float
-    timeout: float
 
 
 class LimiterServer(Server):
@@ -63,8 +70,7 @@ class LimiterServer(Server):
         cluster_check_interval: float = 1.0,
     ) -> None:
         self.core = LimiterCore(limits, default)
-        self.waiting: dict[int, ReplyHandle] = {}
-        self.deadlines: dict[int, tuple[float, float]] = {}
+        self.waiting: dict[int, _Request] = {}
         self.watched: set[str] = set()
         self.owner_check_interval = owner_check_interval
         self._requests = itertools.count(1)
@@ -116,8 +122,7 @@ class LimiterServer(Server):
         request_id = next(self._requests)
         reply = self.defer()
         outcomes = self.core.acquire(request_id, message.key, message.owner, now, message.timeout, message.lease_timeout)
-        self.waiting[request_id] = reply
-        self.deadlines[request_id] = (now + message.timeout, message.timeout)
+        self.waiting[request_id] = _Request(reply, now + message.timeout, message.timeout)
         if not message.owner.is_process and message.owner.name not in self.watched:
             self.watched.add(message.owner.name)
             self.watch(message.owner.name)
@@ -127,17 +132,16 @@ class LimiterServer(Server):
     def _deliver(self, outcomes: list[Outcome]) -> None:
         self._give_back_slots()
         for outcome in outcomes:
-            reply = self.waiting.pop(outcome.request_id, None)
-            deadline, timeout = self.deadlines.pop(outcome.request_id, (0.0, 0.0))
-            if reply is None:
+            request = self.waiting.pop(outcome.request_id, None)
+            if request is None:
                 continue
             if isinstance(outcome, Granted):
                 if self._clustered(outcome.lease.key):
-                    self.pending[outcome.lease.id] = _Pending(reply, outcome.lease, deadline, timeout)
+                    self.pending[outcome.lease.id] = _Pending(request, outcome.lease)
                 else:
-                    self.reply(reply, outcome.lease)
+                    self.reply(request.reply, outcome.lease)
             elif isinstance(outcome, TimedOut):
-                self.reply_error(reply, LimitTimeout(outcome.key, outcome.timeout, outcome.waiting))
+                self.reply_error(request.reply, LimitTimeout(outcome.key, outcome.timeout, outcome.waiting))
         self._take_slots()
         self._arm()
 
@@ -163,7 +167,7 @@ class LimiterServer(Server):
             key = pending.lease.key
             if lease_id not in self.core.leases:  # its owner died or it expired meanwhile
                 del self.pending[lease_id]
-                self.reply_error(pending.reply, BadRequest(f"the permit for {key!r} was withdrawn (owner gone)"))
+                self.reply_error(pending.request.reply, BadRequest(f"the permit for {key!r} was withdrawn (owner gone)"))
                 continue
             if key not in full:
                 held = [slot for k, slot in self.slots.values() if k == key]
@@ -171,13 +175,13 @@ class LimiterServer(Server):
                 if slot is not None:
                     del self.pending[lease_id]
                     self.slots[lease_id] = (key, slot)
-                    self.reply(pending.reply, pending.lease)
+                    self.reply(pending.request.reply, pending.lease)
                     continue
                 full.add(key)  # no slot free in the cluster: the later ones wait too (FIFO)
-            if now >= pending.deadline:
+            if now >= pending.request.deadline:
                 del self.pending[lease_id]
                 waiting = sum(1 for p in self.pending.values() if p.lease.key == key)
-                self.reply_error(pending.reply, LimitTimeout(key, pending.timeout, waiting))
+                self.reply_error(pending.request.reply, LimitTimeout(key, pending.request.timeout, waiting))
                 released.append(lease_id)
         for lease_id in released:
             outcomes = self.core.release(lease_id, now)
@@ -190,8 +194,8 @@ class LimiterServer(Server):
         try:
             return call(*args)
         except StoreError as exc:
-            for reply in [*self.waiting.values(), *(p.reply for p in self.pending.values())]:
-                self.reply_error(reply, exc)
+            for request in [*self.waiting.values(), *(p.request for p in self.pending.values())]:
+                self.reply_error(request.reply, exc)
             self.waiting.clear()
             self.pending.clear()
             raise
@@ -202,9 +206,9 @@ class LimiterServer(Server):
         if released or cancelled:
             log.info("%s: owner %s %s; %d permits back, %d requests cancelled", self.name, name, why, len(released), len(cancelled))
         for request_id in cancelled:
-            reply = self.waiting.pop(request_id, None)
-            if reply is not None:
-                self.reply_error(reply, BadRequest(f"the owner {name} {why} while waiting"))
+            request = self.waiting.pop(request_id, None)
+            if request is not None:
+                self.reply_error(request.reply, BadRequest(f"the owner {name} {why} while waiting"))
         self._deliver(outcomes)
 
     def _arm(self) -> None:
