@@ -11,21 +11,16 @@ import json
 import time
 
 from benchmarks import jobs, limiter, messaging, projector, scaling
-from benchmarks.common import RESULTS, Report, machine
+from benchmarks.common import RESULTS, Report, database_url, machine
 
 
 def run_all(quick: bool = False, dsn: str | None = None, sizes: list[int] | None = None) -> list[Report]:
-    from actors.stores.setup import resolve_database
-
     reports: list[Report] = []
     reports += [messaging.run(base, quick) for base in ("multiprocTCPBase", "multiprocQueueBase")]
-    handle = resolve_database(dsn, temporary=True, migrate=False)
-    try:
-        reports.append(limiter.run("multiprocTCPBase", quick, handle.config.dsn))
-        reports.append(jobs.run(handle.config.dsn, quick, history=100_000 if quick else 1_000_000))
-        reports.append(projector.run(handle.config.dsn, quick))
-    finally:
-        handle.close()
+    with database_url(dsn) as url:
+        reports.append(limiter.run("multiprocTCPBase", quick, url))
+        reports.append(jobs.run(url, quick, history=100_000 if quick else 1_000_000))
+        reports.append(projector.run(url, quick))
     reports.append(scaling.run(sizes or ([10, 100] if quick else [10, 100, 1000])))
     return reports
 

@@ -6,9 +6,11 @@ import json
 import os
 import platform
 import statistics
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import attrs
 
@@ -107,10 +109,27 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def timed(fn: Callable[[], Any]) -> float:
+def run_threads(target: Callable[[], Any], count: int) -> float:
+    """Run `target` in `count` threads at once; the seconds until the last one finished."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
     started = time.perf_counter()
-    fn()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return time.perf_counter() - started
+
+
+@contextmanager
+def database_url(dsn: str | None) -> Iterator[str]:
+    """`dsn`, else $DATABASE_URL, else a temporary embedded server (stopped on the way out)."""
+    from actors.stores.setup import resolve_database
+
+    handle = resolve_database(dsn, temporary=True, migrate=False)
+    try:
+        yield handle.config.dsn
+    finally:
+        handle.close()
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -125,6 +144,3 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def best_of(rounds: int, fn: Callable[[], float]) -> float:
-    """Run a rate-producing function `rounds` times, interleaved by the caller; keep the median."""
-    return statistics.median(fn() for _ in range(rounds))

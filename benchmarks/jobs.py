@@ -18,7 +18,6 @@ Usage: python -m benchmarks.jobs [--dsn URL] [--quick] [--history 1000000]
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 import uuid
 
@@ -31,8 +30,7 @@ from actors.stores.jobs import PgJobStore
 from actors.stores.migrate import Migrator
 from actors.stores.processes import PgProcessStore
 from actors.stores.rows import JobOutcome, NewJob
-from actors.stores.setup import resolve_database
-from benchmarks.common import Report, median, rate
+from benchmarks.common import Report, database_url, median, rate, run_threads
 from supervision import Runtime, SupervisorSpec
 
 HANDLERS = ["benchmarks.job_handlers"]
@@ -89,13 +87,7 @@ def raw_sql(config: DatabaseConfig, jobs: int, threads: int, batch: int = 100, e
                     return
                 conn.execute(complete, (ids,))
 
-    workers = [threading.Thread(target=loop) for _ in range(threads)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return rate(jobs, time.perf_counter() - started)
+    return rate(jobs, run_threads(loop, threads))
 
 
 def load_history(config: DatabaseConfig, history: int) -> str:
@@ -247,11 +239,8 @@ def main(argv: list[str] | None = None) -> list[Report]:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--history", type=int, default=1_000_000, help="finished jobs for (e)")
     args = parser.parse_args(argv)
-    handle = resolve_database(args.dsn, temporary=True, migrate=False)
-    try:
-        report = run(handle.config.dsn, args.quick, args.history)
-    finally:
-        handle.close()
+    with database_url(args.dsn) as dsn:
+        report = run(dsn, args.quick, args.history)
     report.emit("jobs")
     return [report]
 

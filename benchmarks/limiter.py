@@ -16,8 +16,7 @@ import time
 
 from actors.limiter import Limit, Limiter, LimiterCore, LimiterServer, Owner
 from actors.stores.config import DatabaseConfig
-from actors.stores.setup import resolve_database
-from benchmarks.common import Report, percentile, rate
+from benchmarks.common import Report, database_url, percentile, rate, run_threads
 from supervision import ChildSpec, Runtime, SupervisorSpec
 
 
@@ -47,13 +46,8 @@ def actor_pairs(rt: Runtime, n: int, threads: int, name: str = "limiter") -> tup
         with lock:
             latencies.extend(mine)
 
-    workers = [threading.Thread(target=client) for _ in range(threads)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return rate(len(latencies), time.perf_counter() - started), latencies
+    elapsed = run_threads(client, threads)
+    return rate(len(latencies), elapsed), latencies
 
 
 def run(base: str, quick: bool = False, dsn: str | None = None) -> Report:
@@ -89,14 +83,11 @@ def main(argv: list[str] | None = None) -> list[Report]:
     parser.add_argument("--dsn", help="PostgreSQL URL for the cluster rows (default: $DATABASE_URL, else an embedded server)")
     args = parser.parse_args(argv)
     reports = []
-    handle = resolve_database(args.dsn, temporary=True, migrate=False)
-    try:
+    with database_url(args.dsn) as dsn:
         for base in args.base or ["multiprocTCPBase"]:
-            report = run(base, args.quick, handle.config.dsn)
+            report = run(base, args.quick, dsn)
             report.emit(f"limiter-{base}")
             reports.append(report)
-    finally:
-        handle.close()
     return reports
 
 

@@ -23,8 +23,7 @@ from actors.stores.database import Database
 from actors.stores.events import PgEventStore
 from actors.stores.migrate import Migrator
 from actors.stores.rows import Checkpoint, NewEvent
-from actors.stores.setup import resolve_database
-from benchmarks.common import Report, rate
+from benchmarks.common import Report, database_url, rate
 from supervision import Runtime, SupervisorSpec
 
 KINDS = ("email", "resize", "report", "sync", "noop")
@@ -185,11 +184,8 @@ def main(argv: list[str] | None = None) -> list[Report]:
     parser.add_argument("--dsn")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    handle = resolve_database(args.dsn, temporary=True, migrate=False)
-    try:
-        report = run(handle.config.dsn, args.quick)
-    finally:
-        handle.close()
+    with database_url(args.dsn) as dsn:
+        report = run(dsn, args.quick)
     report.emit("projector")
     return [report]
 
