@@ -83,31 +83,14 @@ def session_errors(conn: psycopg.Connection, config: DatabaseConfig) -> Iterator
         raise
 
 
-def lock_session(
-    database: "Database",
-    application_name: str,
-    *,
-    keepalive_idle: int = 5,
-    keepalive_interval: int = 2,
-    keepalive_count: int = 3,
-    idle_session_timeout: float = 15.0,
-) -> psycopg.Connection:
-    """A dedicated autocommit connection for session-level advisory locks, which the server
-    ends by itself when the client vanishes: after about keepalive_idle + keepalive_interval *
-    keepalive_count seconds (11 s by default), so another node can take the locks. See
-    sessions.sql."""
+def lock_session(database: "Database", application_name: str, *, idle_session_timeout: float = 15.0) -> psycopg.Connection:
+    """A dedicated autocommit connection for session-level advisory locks. Like every
+    connection it asks the server to end it when the client vanishes (the keepalives of
+    `DatabaseConfig`: about 11 s by default), so another node can take the locks; it also ends
+    when left idle for `idle_session_timeout` (a frozen client). See sessions.sql."""
     conn = database.dedicated(application_name=application_name[:63])
-    with session_errors(conn, database.config):
-        conn.execute(
-            SESSIONS["session_settings"],
-            {
-                "idle": str(keepalive_idle),
-                "interval": str(keepalive_interval),
-                "count": str(keepalive_count),
-                "user_timeout_ms": str((keepalive_idle + keepalive_interval * keepalive_count) * 1000),
-            },
-        )
-        if conn.info.server_version >= 140000:
+    if conn.info.server_version >= 140000:
+        with session_errors(conn, database.config):
             conn.execute(SESSIONS["idle_session_timeout"], {"idle_session_ms": str(int(idle_session_timeout * 1000))})
     return conn
 

@@ -43,23 +43,13 @@ class LockSession:
         name: str,
         node: str,
         *,
-        keepalive_idle: int = 5,
-        keepalive_interval: int = 2,
-        keepalive_count: int = 3,
         idle_session_timeout: float = 15.0,
     ) -> None:
         self.database = database
         self.name = name
         self.node = node
         self.key = projection_key(database.config.schema, name)
-        self.conn = lock_session(
-            database,
-            f"thespian-otp:projector:{node}",
-            keepalive_idle=keepalive_idle,
-            keepalive_interval=keepalive_interval,
-            keepalive_count=keepalive_count,
-            idle_session_timeout=idle_session_timeout,
-        )
+        self.conn = lock_session(database, f"thespian-otp:projector:{node}", idle_session_timeout=idle_session_timeout)
         with self._errors():
             self.conn.execute(f"LISTEN {events_channel(database.config.schema)}")
 
