@@ -254,3 +254,31 @@ class NodeProcess:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.crash()
+
+
+# --- SQL audits of the job system, for multi-node tests ---------------------------------------
+
+
+def job_audit(database: Any) -> dict[str, int]:
+    """Jobs completed twice (by their events), jobs not finished, completion events."""
+    with database.connection() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM (SELECT data->>'id' FROM events WHERE type = 'job.completed'"
+            "   GROUP BY 1 HAVING count(*) > 1) d) AS twice,"
+            " (SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'failed')) AS unfinished,"
+            " (SELECT count(*) FROM events WHERE type = 'job.completed') AS completed"
+        ).fetchone()
+        conn.commit()
+    return dict(row)
+
+
+def completions_per_node(database: Any, after: int = 0) -> dict[str, int]:
+    """Completion events per node (the node part of the worker's name), after event `after`."""
+    with database.connection() as conn:
+        rows = conn.execute(
+            "SELECT split_part(data->>'node', ':', 1) AS node, count(*) AS n FROM events"
+            " WHERE type = 'job.completed' AND position > %s GROUP BY 1",
+            (after,),
+        ).fetchall()
+        conn.commit()
+    return {r["node"]: r["n"] for r in rows}

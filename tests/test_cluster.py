@@ -11,7 +11,7 @@ from actors.projector import ProjectorStatus, status
 from actors.stores.database import Database
 from actors.stores.jobs import PgJobStore
 from supervision import Runtime
-from tests.support import wait_for
+from tests.support import completions_per_node, job_audit, wait_for
 
 @pytest.fixture
 def state_dir(tmp_path, monkeypatch):
@@ -41,19 +41,7 @@ def test_three_nodes_share_the_work_run_one_projector_and_lose_nothing_when_one_
         for node in nodes.values():
             node.stop()
     assert sorted(holding) == [False, True]  # exactly one projector applies, cluster-wide
-    with database.connection() as conn:
-        per_node = {
-            r["node"]: r["n"]
-            for r in conn.execute(
-                "SELECT split_part(data->>'node', ':', 1) AS node, count(*) AS n FROM events WHERE type = 'job.completed' GROUP BY 1"
-            )
-        }
-        audit = conn.execute(
-            "SELECT (SELECT count(*) FROM (SELECT data->>'id' FROM events WHERE type = 'job.completed'"
-            " GROUP BY 1 HAVING count(*) > 1) d) AS twice,"
-            " (SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'failed')) AS unfinished"
-        ).fetchone()
-        conn.commit()
+    per_node, audit = completions_per_node(database), job_audit(database)
     assert set(per_node) == {"node-a", "node-b", "node-c"}, per_node  # the work was spread
     assert all(count > 100 for count in per_node.values()), per_node
     assert (audit["twice"], audit["unfinished"]) == (0, 0)

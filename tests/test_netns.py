@@ -18,7 +18,7 @@ from actors.stores.jobs import PgJobStore
 from actors.stores.migrate import Migrator
 from tests.netns import Hosts, Unavailable, serve_over_links
 from tests.projector_audit import LockSampler, holder_name
-from tests.support import wait_for
+from tests.support import completions_per_node, job_audit, wait_for
 
 
 @pytest.fixture
@@ -46,28 +46,6 @@ def linked_pg(hosts):
         server.stop()
 
 
-def _counts(database: Database) -> dict:
-    with database.connection() as conn:
-        row = conn.execute(
-            "SELECT (SELECT count(*) FROM (SELECT data->>'id' FROM events WHERE type = 'job.completed'"
-            "   GROUP BY 1 HAVING count(*) > 1) d) AS twice,"
-            " (SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'failed')) AS unfinished,"
-            " (SELECT count(*) FROM events WHERE type = 'job.completed') AS completed"
-        ).fetchone()
-        conn.commit()
-    return dict(row)
-
-
-def _per_node(database: Database, after: int = 0) -> dict[str, int]:
-    with database.connection() as conn:
-        rows = conn.execute(
-            "SELECT split_part(data->>'node', ':', 1) AS node, count(*) AS n FROM events WHERE type = 'job.completed' AND position > %s GROUP BY 1",
-            (after,),
-        ).fetchall()
-        conn.commit()
-    return {r["node"]: r["n"] for r in rows}
-
-
 def _job_stats(database: Database) -> list[dict]:
     with database.connection() as conn:
         rows = conn.execute("SELECT kind, completed, failed, retried, rescued, latency_count FROM job_stats ORDER BY kind").fetchall()
@@ -92,7 +70,7 @@ def test_a_partitioned_host_loses_its_projection_and_jobs_in_bounded_time_and_re
         jobs = PgJobStore(database)
         try:
             jobs.insert([new_job("work", {"sleep": 0.003}) for _ in range(3000)])
-            wait_for(lambda: _counts(database)["completed"] >= 600, timeout=60, what="the nodes to take jobs over the links")
+            wait_for(lambda: job_audit(database)["completed"] >= 600, timeout=60, what="the nodes to take jobs over the links")
             cut = wait_for(lambda: holder_name(database, "job_stats"), timeout=30, what="a projector holding the lock")
             host = hosts[int(cut.removeprefix("node-")) - 1]
             host.partition()  # its packets vanish; no socket is closed on either side
@@ -100,7 +78,7 @@ def test_a_partitioned_host_loses_its_projection_and_jobs_in_bounded_time_and_re
             new = wait_for(lambda: (holder_name(database, "job_stats") or cut) != cut and holder_name(database, "job_stats"),
                            timeout=60, interval=0.05, what="another node to take the projection")  # fmt: skip
             takeover = time.monotonic() - cut_at
-            wait_for(lambda: _counts(database)["unfinished"] == 0, timeout=120, what="every job, the cut node's claims rescued")
+            wait_for(lambda: job_audit(database)["unfinished"] == 0, timeout=120, what="every job, the cut node's claims rescued")
             host.heal()
             with database.connection() as conn:
                 healed_at = conn.execute("SELECT coalesce(max(position), 0) AS p FROM events").fetchone()["p"]
@@ -109,8 +87,8 @@ def test_a_partitioned_host_loses_its_projection_and_jobs_in_bounded_time_and_re
             for _ in range(10):  # the healed node comes back: it takes jobs again
                 jobs.insert([new_job("work", {"sleep": 0.003}) for _ in range(300)])
                 inserted += 300
-                wait_for(lambda: _counts(database)["unfinished"] == 0, timeout=120, what="the jobs enqueued after the heal")
-                if cut in _per_node(database, healed_at):
+                wait_for(lambda: job_audit(database)["unfinished"] == 0, timeout=120, what="the jobs enqueued after the heal")
+                if cut in completions_per_node(database, healed_at):
                     rejoined = True
                     break
             wait_for(lambda: status(database, ["job_stats"])[0].lag == 0, timeout=60, what="the projection to catch up")
@@ -121,7 +99,7 @@ def test_a_partitioned_host_loses_its_projection_and_jobs_in_bounded_time_and_re
             for node in nodes.values():
                 node.stop()
         sampler.join(5)
-        counts, spread = _counts(database), _per_node(database)
+        counts, spread = job_audit(database), completions_per_node(database)
         before = _job_stats(database)
         rebuild(database, "job_stats")
         after = _job_stats(database)
