@@ -63,10 +63,15 @@ class Projector(Server):
         poll_interval: float = 1.0,
         notify_check: float = 0.05,
         idle_session_timeout: float = 15.0,
+        max_scan: int | None = None,
     ) -> None:
+        """`max_scan`: the most rows of the log one step reads looking for wanted events
+        (default 10 batches); the checkpoint then moves past the unwanted ones it saw, so a
+        projection that wants few events pays per wake-up for what is new, not for the tail."""
         self.projection: Projection = load_projection(projection)
         self.node = node or default_node()
         self.batch = batch
+        self.max_scan = max_scan if max_scan is not None else 10 * batch
         self.lock_check_interval = lock_check_interval
         self.retry_interval = retry_interval
         self.poll_interval = poll_interval
@@ -77,6 +82,8 @@ class Projector(Server):
         self.checkpoint = Checkpoint()
         self.applied = 0
         self.batches = 0
+        self.scanned_rows = 0
+        self.last_scan_rows = 0
         self.want = True
         now = self.clock()
         self.next_check = now
@@ -98,6 +105,8 @@ class Projector(Server):
                 "txid": self.checkpoint.txid,
                 "applied": self.applied,
                 "batches": self.batches,
+                "scanned_rows": self.scanned_rows,
+                "last_scan_rows": self.last_scan_rows,
             }
         return super().handle(message)
 
@@ -141,25 +150,30 @@ class Projector(Server):
 
     def apply_batch(self) -> None:
         failure: ProjectionFailed | None = None
+        good: list = []
         with self.session.transaction() as conn:
-            events = self.session.read_after(conn, self.checkpoint, self.batch, self.projection.event_types)
-            if not events:
-                self.want = False
-                self.next_poll = self.clock() + self.poll_interval
-                return
-            good, failure = self._fold(conn, events)
-            if good:
+            scan = self.session.scan(conn, self.checkpoint, self.batch, self.projection.event_types, self.max_scan)
+            self.last_scan_rows = scan.rows
+            self.scanned_rows += scan.rows
+            if scan.events:
+                good, failure = self._fold(conn, scan.events)
+            # every event up to `scanned` is applied or not wanted, unless the projection failed
+            reached = scan.scanned if failure is None else (good[-1].checkpoint if good else None)
+            if reached is not None and reached != self.checkpoint:
                 self.verify("before the checkpoint write")
-                self.session.save_checkpoint(conn, good[-1].checkpoint)
+                self.session.save_checkpoint(conn, reached)
+        if reached is not None:
+            self.checkpoint = reached
         if good:
-            self.checkpoint = good[-1].checkpoint
             self.applied += len(good)
             self.batches += 1
         if failure is not None:
             raise failure
-        self.want = len(events) == self.batch
+        self.want = not scan.exhausted
         if self.want:
             self.send(self.myAddress, _CatchUp())  # more to catch up on: yield, then go on
+        else:
+            self.next_poll = self.clock() + self.poll_interval
 
     def _fold(self, conn: Any, events: list) -> tuple[list, ProjectionFailed | None]:
         """Apply the batch; if the projection raises, keep the events before the failing one."""

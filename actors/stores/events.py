@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
+import attrs
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -77,17 +78,57 @@ class PgEventStore:
         return row["n"]
 
 
-def read_events(conn: psycopg.Connection, checkpoint: Checkpoint, limit: int, types: Sequence[str] | None) -> list[Event]:
-    """Up to `limit` events of `types` after `checkpoint`, in order; fewer only at the end.
+@attrs.frozen
+class Scan:
+    """What one read of the log found: the wanted `events`, and how far it looked.
 
-    Walks the events in windows of `limit` (see `read_after` in events.sql), skipping the
-    events of other types, until `limit` events are found or the events run out."""
+    `scanned` is the checkpoint after the last event *considered* (wanted or not): every event up
+    to it is either in `events` or not wanted, so a projection may save it as its checkpoint even
+    when `events` is empty. `rows` counts the rows read; `exhausted` is True when the log (below
+    the commit-safe horizon) ran out before `limit` events or `max_rows` rows were reached."""
+
+    events: list[Event]
+    scanned: Checkpoint
+    rows: int
+    exhausted: bool
+
+
+def scan_events(
+    conn: psycopg.Connection,
+    checkpoint: Checkpoint,
+    limit: int,
+    types: Sequence[str] | None,
+    max_rows: int | None = None,
+) -> Scan:
+    """Up to `limit` events of `types` after `checkpoint`, in order, reading at most about
+    `max_rows` rows of the log (None: no cap).
+
+    Walks the events in windows of `limit` (see `read_after` in events.sql), skipping the events
+    of other types. A projection that wants 1 % of the log would otherwise re-read the whole tail
+    of unwanted events on every wake-up, since its checkpoint only moved to the last event it
+    wanted: the scan says how far it looked, and the cap bounds the work of one step."""
     found: list[Event] = []
     wanted = list(types) if types else None
+    rows_read = 0
+    position = checkpoint
     while True:
-        params = {"txid": checkpoint.txid, "position": checkpoint.position, "limit": limit, "types": wanted}
+        params = {"txid": position.txid, "position": position.position, "limit": limit, "types": wanted}
         rows = conn.execute(Q["read_after"], params).fetchall()
-        found += [Event.from_row(row) for row in rows if row["wanted"]]
-        if len(found) >= limit or len(rows) < limit:
-            return found[:limit]
-        checkpoint = Checkpoint(rows[-1]["txid"], rows[-1]["position"])
+        rows_read += len(rows)
+        for row in rows:
+            if row["wanted"]:
+                found.append(Event.from_row(row))
+                if len(found) == limit:
+                    # stop at the limit-th wanted event: the rows after it were not considered
+                    return Scan(found, found[-1].checkpoint, rows_read, False)
+        if rows:
+            position = Checkpoint(rows[-1]["txid"], rows[-1]["position"])
+        if len(rows) < limit:
+            return Scan(found, position, rows_read, True)
+        if max_rows is not None and rows_read >= max_rows:
+            return Scan(found, position, rows_read, False)
+
+
+def read_events(conn: psycopg.Connection, checkpoint: Checkpoint, limit: int, types: Sequence[str] | None) -> list[Event]:
+    """Up to `limit` events of `types` after `checkpoint`, in order; fewer only at the end."""
+    return scan_events(conn, checkpoint, limit, types).events

@@ -11,7 +11,7 @@ import psycopg
 
 from actors.stores.checkpoints import PgCheckpointStore
 from actors.stores.database import Database, advisory_key, lock_session, session_errors
-from actors.stores.events import EVENTS_CHANNEL_PREFIX, read_events
+from actors.stores.events import EVENTS_CHANNEL_PREFIX, Scan, read_events, scan_events
 from actors.stores.queries import load
 from actors.stores.rows import Checkpoint, Event
 
@@ -86,6 +86,10 @@ class LockSession:
 
     def read_after(self, conn: Any, checkpoint: Checkpoint, limit: int, types: Sequence[str] | None) -> list[Event]:
         return read_events(conn, checkpoint, limit, types)
+
+    def scan(self, conn: Any, checkpoint: Checkpoint, limit: int, types: Sequence[str] | None, max_rows: int | None) -> Scan:
+        """Like `read_after`, reading at most about `max_rows` rows, and saying how far it looked."""
+        return scan_events(conn, checkpoint, limit, types, max_rows)
 
     def save_checkpoint(self, conn: Any, checkpoint: Checkpoint) -> None:
         PgCheckpointStore(self.database).save(self.name, checkpoint, self.node, conn)
