@@ -1,16 +1,16 @@
-"""Job throughput: ours end to end vs the raw SQL limit, Procrastinate, and its own variants.
+"""Job throughput: ours end to end vs the raw SQL limit, and its own variants.
 
 In one run, on the same PostgreSQL:
 (a) the raw SQL limit: claim 100 with SKIP LOCKED, complete with one UPDATE per batch, no actors
     (and, for reference, the same with the completion event per job that our completer writes);
 (b) our end-to-end no-op jobs/s with 1, 2 and 4 worker processes;
-(c) Procrastinate 3.x no-op jobs/s with the same concurrency (needs `pip install .[bench]`);
+(c) other job queues: see `python -m benchmarks.peers` (same footing for every system);
 (d) batched completion (one statement per batch) vs row-at-a-time;
 (e) (b) with 1,000,000 finished jobs already in the table (claims must not slow down), against
     an empty table in the same rounds.
 Each figure is the median of 3 rounds in which ours and its baseline run in turn.
 
-Goals: (b) >= 0.5x (a); (b) >= 10x (c); batched >= 10x row-at-a-time; (e) >= 0.9x (b).
+Goals: (b) >= 0.5x (a); batched >= 10x row-at-a-time; (e) >= 0.9x (b).
 
 Usage: python -m benchmarks.jobs [--dsn URL] [--quick] [--history 1000000]
 """
@@ -141,35 +141,6 @@ def _wait_workers(rt: Runtime, count: int) -> None:
     raise RuntimeError("the workers did not start")
 
 
-def procrastinate(dsn: str, jobs: int, concurrency: int) -> float | None:
-    """(c): Procrastinate's worker on no-op tasks, with `concurrency` coroutines."""
-    try:
-        import procrastinate as pc
-    except ImportError:
-        return None
-    schema = f"bench_pc_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        connector = pc.PsycopgConnector(conninfo=dsn, kwargs={"options": f"-c search_path={schema}"})
-        app = pc.App(connector=connector)
-
-        @app.task(name="noop", queue="bench")
-        def noop() -> None:
-            return None
-
-        with app.open():
-            app.schema_manager.apply_schema()
-            for start in range(0, jobs, 1000):
-                noop.batch_defer(*({} for _ in range(min(1000, jobs - start))))
-            started = time.perf_counter()
-            app.run_worker(queues=["bench"], concurrency=concurrency, wait=False, listen_notify=False, install_signal_handlers=False)
-            return rate(jobs, time.perf_counter() - started)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 def completion(config: DatabaseConfig, jobs: int) -> tuple[float, float]:
     """(d): write `jobs` outcomes in one batch vs one transaction each."""
     with Database(config) as database:
@@ -204,11 +175,6 @@ def run(dsn: str, quick: bool = False, history: int = 1_000_000) -> Report:
         measured = median(our_rates)
         report.add(f"(b) ours vs (a) raw SQL, {workers} worker(s)", measured, median(raw_rates), "jobs/s", "raw claim 100 + complete", ">= 0.5x")
         report.add(f"(b) ours vs raw SQL with completion events, {workers} worker(s)", measured, median(event_rates), "jobs/s", "raw + an event per job")
-        pc = procrastinate(dsn, 500 if quick else 2000, workers)
-        if pc is not None:
-            report.add(f"(b) ours vs (c) Procrastinate, {workers} worker(s)", measured, pc, "jobs/s", "Procrastinate 3", ">= 10x")
-        else:
-            report.notes.append("Procrastinate is not installed (pip install .[bench]); (c) skipped")
     config = fresh(dsn, "completion")
     batched, single = completion(config, 2000 if quick else 5000)
     drop(config)
@@ -226,6 +192,7 @@ def run(dsn: str, quick: bool = False, history: int = 1_000_000) -> Report:
         "jobs/s", "the same with an empty table, same rounds", ">= 0.9x",
     )  # fmt: skip
     report.notes.append("claim plan with the finished jobs in place: " + " / ".join(line.strip() for line in plan.splitlines()))
+    report.notes.append("other job queues (pgqueuer, Procrastinate) on equal terms: python -m benchmarks.peers")
     report.notes.append(
         f"{jobs:,} jobs per measurement, median of {rounds} interleaved rounds (ours and its baseline in turn); "
         "ours includes the completion events and the process heartbeats"

@@ -4,7 +4,9 @@ and how long a standby node takes over after the active one is SIGKILLed.
 - ours: the JobStats projection under a projector actor (lock checks, batches of 500, the
   checkpoint in each batch's transaction), from an empty read model to lag 0;
 - raw SQL: the same read model built by one set-based INSERT ... SELECT ... GROUP BY;
-- the same batched fold in a plain loop (no actor, no lock), to show what the actor costs.
+- the same batched fold in a plain loop (no actor, no lock), to show what the actor costs;
+- the cost of one wake-up of a projection that wants 1 % of the log, at the start of the log and
+  at the end of a long one (it must not grow with the unwanted tail behind its last event).
 
 Usage: python -m benchmarks.projector [--dsn URL] [--quick]
 """
@@ -17,7 +19,7 @@ import statistics
 import time
 import uuid
 
-from actors.projector import JobStats, ProjectorStatus, projector_spec
+from actors.projector import JobStats, Projection, ProjectorStatus, projector_spec
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.events import PgEventStore
@@ -60,6 +62,57 @@ def make_events(config: DatabaseConfig, count: int) -> None:
                     ],
                     conn=conn,
                 )
+
+
+class RareTicks(Projection):
+    """Counts `rare.tick` events: 1 % of the log in the wake-up measurement."""
+
+    name = "rare_ticks"
+    event_types = ("rare.tick",)
+
+    def setup(self, conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS rare_ticks (n bigint NOT NULL)")
+
+    def reset(self, conn):
+        conn.execute("TRUNCATE rare_ticks")
+
+    def apply(self, conn, events):
+        conn.execute("INSERT INTO rare_ticks VALUES (%s)", (len(events),))
+
+
+def load_log(config: DatabaseConfig, count: int, wanted_every: int = 100) -> None:
+    """`count` events, one `rare.tick` in every `wanted_every`, loaded with COPY."""
+    with Database(config) as database, database.transaction() as conn, conn.cursor() as cursor:
+        with cursor.copy("COPY events (type, data) FROM STDIN") as copy:
+            for i in range(count):
+                copy.write_row(("rare.tick" if i % wanted_every == 0 else "noise", "{}"))
+    with Database(config) as database, database.dedicated() as conn:
+        conn.execute("VACUUM ANALYZE events")
+
+
+def wakeup_cost(dsn: str, log_size: int, rounds: int = 7) -> float:
+    """Median seconds from the commit of one wanted event to its fold, with the projector caught
+    up at the end of a log of `log_size` events (99 % of them unwanted)."""
+    config = fresh(dsn, 0)
+    try:
+        load_log(config, log_size)
+        spec = projector_spec(config, "benchmarks.projector:RareTicks", batch=500, poll_interval=1.0)
+        with Runtime("multiprocTCPBase", log_level="ERROR") as rt, Database(config) as database:
+            rt.start(SupervisorSpec("bench", children=[spec]))
+            head = PgEventStore(database).head()
+            while rt.ask("projector-rare_ticks", ProjectorStatus())["position"] < head:
+                time.sleep(0.02)
+            samples = []
+            for _ in range(rounds):
+                applied = rt.ask("projector-rare_ticks", ProjectorStatus())["applied"]
+                PgEventStore(database).append([NewEvent("noise", {}) for _ in range(99)] + [NewEvent("rare.tick", {})])
+                started = time.perf_counter()
+                while rt.ask("projector-rare_ticks", ProjectorStatus())["applied"] == applied:
+                    time.sleep(0.001)
+                samples.append(time.perf_counter() - started)
+            return statistics.median(samples)
+    finally:
+        Database(config).drop_schema()
 
 
 def fresh(dsn: str, events: int) -> DatabaseConfig:
@@ -167,6 +220,16 @@ def run(dsn: str, quick: bool = False) -> Report:
         measured = statistics.median(ourss)
         report.add("events folded/s: projector vs raw SQL (one GROUP BY)", measured, statistics.median(raws), "events/s", "raw SQL fold", ">= 0.5x")
         report.add("events folded/s: projector vs the same batches in a plain loop", measured, statistics.median(loops), "events/s", "plain loop, no actor/lock")
+        small, large = 1_000, (100_000 if quick else 1_000_000)
+        starts, ends = [], []
+        for _ in range(1 if quick else 2):
+            starts.append(wakeup_cost(dsn, small))
+            ends.append(wakeup_cost(dsn, large))
+        report.add(
+            f"one wake-up of a projection of 1 % of the log: after {large:,} events vs after {small:,}",
+            statistics.median(ends) * 1000, statistics.median(starts) * 1000, "ms", f"after {small:,} events",
+            "<= 1.5x", higher_is_better=False,
+        )
         takeovers = failover(config, 3 if quick else 7)
         report.add("failover after SIGKILL of the holder (median)", statistics.median(takeovers) * 1000, None, "ms", higher_is_better=False)
         report.add("failover after SIGKILL of the holder (max)", max(takeovers) * 1000, None, "ms", higher_is_better=False)
