@@ -156,8 +156,14 @@ class Process(Actor):
         elif envelope.corr is not None:
             self.send(envelope.reply_to or sender, Reply(envelope.corr, value))
 
-    def send_error(self, envelope: Envelope | None, sender: Any, error: BaseException | ErrorInfo) -> None:
-        info = error if isinstance(error, ErrorInfo) else ErrorInfo.from_exception(error, with_traceback=False)
+    def send_error(
+        self, envelope: Envelope | None, sender: Any, error: BaseException | ErrorInfo, *, with_traceback: bool = False, cause: ErrorInfo | None = None
+    ) -> None:
+        """Reply `error` (rebuilt as its own type by the caller, with this actor's name on it)."""
+        if isinstance(error, ErrorInfo):
+            info = error
+        else:
+            info = ErrorInfo.from_exception(error, with_traceback=with_traceback, actor=self.name, cause=cause)
         if envelope is None:
             self.send(sender, ErrorReply("", info))
         elif envelope.corr is not None:

@@ -133,10 +133,12 @@ class Server(Process):
             return
         self.send(handle.reply_to, Reply(handle.corr, value) if handle.corr else value)
 
-    def reply_error(self, handle: ReplyHandle, error: BaseException) -> None:
+    def reply_error(self, handle: ReplyHandle, error: BaseException | ErrorInfo) -> None:
+        """Answer a deferred request with an error (any exception: the caller gets its type)."""
         if handle.reply_to is None:
             return
-        self.send(handle.reply_to, ErrorReply(handle.corr or "", ErrorInfo.from_exception(error, with_traceback=False)))
+        info = error if isinstance(error, ErrorInfo) else ErrorInfo.from_exception(error, with_traceback=True, actor=self.name)
+        self.send(handle.reply_to, ErrorReply(handle.corr or "", info))
 
     def watch(self, name: str) -> None:
         """Receive `Down(name, reason)` in `handle` when the actor registered as `name` dies.
@@ -182,7 +184,7 @@ class Server(Process):
         except (Recoverable, SpecError) as exc:  # bad input (a bad argument is bad input too)
             self._recoverable(exc, payload)
             if expects_reply:
-                self.send_error(envelope, sender, exc)
+                self.send_error(envelope, sender, exc, with_traceback=True)
             return
         except Exception as exc:  # noqa: BLE001 - a crash, by definition
             self._crash(exc, payload, envelope, sender)
@@ -208,14 +210,14 @@ class Server(Process):
     def _crash(self, exc: Exception, payload: Any, envelope: Envelope | None, sender: Any) -> None:
         reason = f"crash: {type(exc).__name__}: {exc}"
         log.error("%s crashed handling %s: %s", self.name, type_name(payload), reason[7:], exc_info=exc)
-        if envelope is not None and envelope.corr is not None:
-            self.send_error(envelope, sender, ActorCrashed(self.name, type(exc).__name__, str(exc), type_name(payload)))
-        elif envelope is None and sender is not None:
-            self.send_error(None, sender, ActorCrashed(self.name, type(exc).__name__, str(exc), type_name(payload)))
+        original = ErrorInfo.from_exception(exc, actor=self.name)  # the caller gets it as __cause__
+        crashed = ActorCrashed(self.name, type(exc).__name__, str(exc), type_name(payload))
+        if (envelope is not None and envelope.corr is not None) or (envelope is None and sender is not None):
+            self.send_error(envelope, sender, crashed, cause=original)
         self._crashed = reason
         if self.monitor_address is not None:
             self.send(self.monitor_address, CountEvent(self.name, "crash"))
-        self.exit(reason, ErrorInfo.from_exception(exc))
+        self.exit(reason, original)
 
     def _refuse(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
         """A request that arrived after this actor crashed or began to stop."""
