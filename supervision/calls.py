@@ -26,13 +26,18 @@ from supervision.errors import (
     AskTimeout,
     DeadLetter,
     MessageNotPicklable,
+    MessageNotUnpicklable,
     RuntimeNotRunning,
+    StartFailed,
+    SupervisionError,
 )
 from supervision.kernel import KERNEL_NAME
 from supervision.liveness import ProcessIdentity
 from supervision.logs import logger
-from supervision.messages import Envelope, ErrorReply, Exiting, Forget, Ping, Relay, Reply, Resolve, Resolved
+from supervision.messages import Envelope, ErrorReply, Exiting, Forget, Packed, Ping, Relay, Reply, Resolve, Resolved, StartTree
 from supervision.router import new_corr, type_name
+from supervision.supervisor import AddChild
+from supervision.wire import PROTOCOL, unpack_reply
 from supervision.specs import validate_name
 
 log = logger("supervision.calls")
@@ -58,7 +63,7 @@ class Calls:
         """Send `message` to the actor registered as `name` and return its reply."""
         name = validate_name(name, "name")
         timeout = self._timeout(timeout)
-        self._check_transferable(message, "message")
+        raw, message = message, self._pack(message, "message")
         deadline = time.monotonic() + timeout
         resends = 0
         while True:
@@ -78,11 +83,13 @@ class Calls:
             except ActorCrashed:
                 self._forget(name, entry)  # that actor is on its way out
                 raise
+            except MessageNotUnpicklable as exc:
+                raise _start_failed(raw, exc) from None
 
     def tell(self, name: str, message: Any) -> None:
         """Send `message` to `name` without waiting. Raises `NoSuchName` if nothing is registered."""
         name = validate_name(name, "name")
-        self._check_transferable(message, "message")
+        message = self._pack(message, "message")
         if not self.info.direct_sends:
             # acknowledged by the kernel: thespian's queue base routes through bounded queues
             # that deadlock (kernel and admin each blocked on the other's full queue) under a
@@ -153,9 +160,13 @@ class Calls:
         ctx = self._context()
         corr = new_corr("x")
         reply_to = self._reply_address(ctx)
-        envelope = Envelope(envelope.payload, envelope.target, corr, reply_to, envelope.ttl)
+        payload = envelope.payload
+        envelope = Envelope(self._pack(payload, "message"), envelope.target, corr, reply_to, envelope.ttl)
         self._send(address, envelope, ctx)
-        return self._await(ctx, corr, deadline, identity, name, type_name(envelope.payload))
+        try:
+            return self._await(ctx, corr, deadline, identity, name, type_name(payload))
+        except MessageNotUnpicklable as exc:
+            raise _start_failed(payload, exc) from None
 
     def _send(self, address: Any, message: Any, ctx: ExternalContext | None = None) -> None:
         ctx = ctx or self._context()
@@ -186,7 +197,7 @@ class Calls:
                     raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
                 continue
             if isinstance(message, Reply) and message.corr == corr:
-                return message.value
+                return unpack_reply(message.value)
             if isinstance(message, ErrorReply) and message.corr == corr:
                 raise message.error.to_exception()
             if isinstance(message, (Reply, ErrorReply)):
@@ -198,11 +209,30 @@ class Calls:
 
     def _check_transferable(self, value: Any, what: str) -> None:
         """On multiproc bases everything is pickled: fail here, clearly, not in thespian."""
-        if self.info.in_process:
-            return
+        self._pack(value, what)
+
+    def _pack(self, value: Any, what: str) -> Any:
+        """Pickle `value` for the actor (multiproc bases), checking it unpickles here too:
+        `MessageNotPicklable` now rather than a message thespian logs and drops."""
+        if self.info.in_process or isinstance(value, Packed):
+            return value
         try:
-            pickle.loads(pickle.dumps(value))
+            data = pickle.dumps(value, PROTOCOL)
+            pickle.loads(data)
         except Exception as exc:  # noqa: BLE001 - any pickling failure
             raise MessageNotPicklable(type_name(value), f"{what} does not survive pickling ({type(exc).__name__}: {exc})") from None
+        return Packed(type(value).__name__, data)
 
 
+
+
+def _start_failed(payload: Any, exc: MessageNotUnpicklable) -> SupervisionError:
+    """A spec that does not unpickle in the actor system names a class its processes cannot
+    load: that start failed (`StartFailed`); any other payload keeps its own error."""
+    if isinstance(payload, (StartTree, AddChild)):
+        return StartFailed(
+            payload.spec.name,
+            f"its spec cannot be loaded in the actor system ({exc.problem}); define its actor classes "
+            "in an importable module, or before the runtime starts",
+        )
+    return exc

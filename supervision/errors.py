@@ -181,6 +181,43 @@ class RemoteError(Recoverable):
     process, or not an `Exception`); `remote_type` is its "module:qualname"."""
 
 
+class MessageNotUnpicklable(Recoverable, TypeError):
+    """The request arrived but its payload does not unpickle in the actor's process (for example a
+    class defined in `__main__` after the runtime started). The actor keeps running."""
+
+    def __init__(self, message_type: str, problem: str) -> None:
+        super().__init__(
+            f"{message_type} cannot be unpickled in the actor's process: {problem}; define the "
+            "class in an importable module (or before the runtime starts)",
+            message_type=message_type,
+            problem=problem,
+        )
+
+
+class ReplyNotPicklable(Recoverable, TypeError):
+    """The actor's reply cannot be pickled (a lock, a socket, a lambda...). The actor keeps running."""
+
+    def __init__(self, value_type: str, problem: str) -> None:
+        super().__init__(
+            f"the reply ({value_type}) cannot be sent between processes: {problem}; reply with "
+            "module-level, picklable values",
+            value_type=value_type,
+            problem=problem,
+        )
+
+
+class ReplyNotUnpicklable(SupervisionError, TypeError):
+    """The actor's reply arrived but does not unpickle in the caller's process."""
+
+    def __init__(self, value_type: str, problem: str) -> None:
+        super().__init__(
+            f"the reply ({value_type}) cannot be unpickled here: {problem}; its class must be "
+            "importable in the caller's process",
+            value_type=value_type,
+            problem=problem,
+        )
+
+
 def _is_simple(value: Any) -> bool:
     if isinstance(value, _SIMPLE):
         return True

@@ -344,3 +344,16 @@ class StepTimer(Message):
 @attrs.frozen
 class AskTimer(Message):
     corr: str
+
+
+# --- payloads pickled by the runtime (internal) ------------------------------------------
+
+
+@attrs.frozen
+class Packed(Message):
+    """A request payload or a reply value pickled by the runtime itself (`supervision.wire`), so
+    that a value that cannot be pickled, or cannot be unpickled where it arrives, becomes a
+    typed error for the caller instead of a message thespian logs and drops."""
+
+    type_name: str
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")

@@ -28,9 +28,10 @@ from thespian.actors import (
 )
 
 from supervision.logs import logger
-from supervision.errors import ErrorInfo, SupervisionError
+from supervision.errors import ErrorInfo, MessageNotUnpicklable, ReplyNotPicklable, SupervisionError
 from supervision.liveness import ProcessIdentity, die_with_parent
 from supervision.messages import (
+    CountEvent,
     Down,
     Envelope,
     ErrorReply,
@@ -38,6 +39,7 @@ from supervision.messages import (
     Init,
     InitFailed,
     MonitorChanged,
+    Packed,
     Reply,
     Resolved,
     SystemContext,
@@ -45,6 +47,7 @@ from supervision.messages import (
     Tick,
 )
 from supervision.router import Router, type_name
+from supervision.wire import pack_reply, unpack_message
 
 log = logger("supervision.process")
 
@@ -140,7 +143,22 @@ class Process(Actor):
     # --- requests ----------------------------------------------------------------------------
 
     def _on_envelope(self, envelope: Envelope, sender: Any) -> None:
-        self.on_request(envelope.payload, envelope, sender)
+        payload = envelope.payload
+        if isinstance(payload, Packed):
+            try:
+                payload = unpack_message(payload)
+            except MessageNotUnpicklable as exc:
+                self.refuse_request(envelope, sender, exc)
+                return
+            envelope = Envelope(payload, envelope.target, envelope.corr, envelope.reply_to, envelope.ttl)
+        self.on_request(payload, envelope, sender)
+
+    def refuse_request(self, envelope: Envelope, sender: Any, error: SupervisionError) -> None:
+        """Answer a request this actor will not handle (bad on arrival); it keeps running."""
+        log.warning("%s: refused %s: %s", self.name, type_name(envelope.payload), error)
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, CountEvent(self.name, "recoverable"))
+        self.send_error(envelope, sender, error)
 
     def on_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
         raise NotImplementedError
@@ -154,7 +172,21 @@ class Process(Actor):
             if value is not None:
                 self.send(sender, value)
         elif envelope.corr is not None:
-            self.send(envelope.reply_to or sender, Reply(envelope.corr, value))
+            self.reply_value(envelope.reply_to or sender, envelope.corr, value)
+
+    def reply_value(self, address: Any, corr: str, value: Any) -> None:
+        """Send `Reply(corr, value)`; on multiproc bases the value is pickled here, so one that
+        cannot be is answered as `ReplyNotPicklable` (naming its type) instead of being lost."""
+        if not self.in_process:
+            try:
+                value = pack_reply(value)
+            except ReplyNotPicklable as exc:
+                log.warning("%s: reply %s: %s", self.name, corr, exc)
+                if self.monitor_address is not None:
+                    self.send(self.monitor_address, CountEvent(self.name, "recoverable"))
+                self.send(address, ErrorReply(corr, ErrorInfo.from_exception(exc, with_traceback=False, actor=self.name)))
+                return
+        self.send(address, Reply(corr, value))
 
     def send_error(
         self, envelope: Envelope | None, sender: Any, error: BaseException | ErrorInfo, *, with_traceback: bool = False, cause: ErrorInfo | None = None

@@ -103,20 +103,42 @@ class Server(Process):
         timeout: float = 5.0,
         then: Callable[[Answer], None] | None = None,
         tag: Any = None,
+        reply_to: ReplyHandle | None = None,
     ) -> None:
         """Send a request to `name`. The outcome (reply or typed error) arrives later as an
-        `Answer`: passed to `then` if given, otherwise delivered to `handle`."""
-        if then is None:
-            def then(answer: Answer) -> None:
-                self._run_guarded(None, None, answer, internal=True)
+        `Answer`: passed to `then` if given, forwarded as is to a deferred request with
+        `reply_to=self.defer()`, otherwise delivered to `handle`.
+
+        Nothing is lost: an exception raised while handling the answer (in `then`, or in
+        `handle`) is answered to the request this actor was handling when it called `ask`: a
+        `Recoverable` as itself, anything else as `ActorCrashed`, with crash semantics (the
+        actor is restarted)."""
+        if reply_to is not None and then is not None:
+            raise SpecError("Server.ask", "give then= or reply_to=, not both")
+        if reply_to is not None and not isinstance(reply_to, ReplyHandle):
+            raise SpecError("Server.ask.reply_to", f"must be a ReplyHandle from defer(); got {type(reply_to).__name__}")
+        origin = self._current  # the request being handled now (None in a timer or init)
+        if reply_to is not None:
+            handle = reply_to
+
+            def callback(answer: Answer) -> None:
+                self.forward(handle, answer)
 
         else:
             callback = then
 
-            def then(answer: Answer) -> None:
-                self._call_guarded(callback, answer)
+        def on_answer(answer: Answer) -> None:
+            self._answer_guarded(callback, answer, origin)
 
-        self.router.ask(validate_name(name), message, timeout, then, tag)
+        self.router.ask(validate_name(name), message, timeout, on_answer, tag)
+
+    def forward(self, handle: ReplyHandle, answer: Answer) -> None:
+        """Answer a deferred request with the outcome of an `ask`: its value, or its error as
+        it came (type, fields, remote traceback). `then=lambda a: self.forward(reply, a)`."""
+        if answer.error is not None:
+            self.reply_error(handle, answer.error)
+        else:
+            self.reply(handle, answer.value)
 
     def defer(self) -> ReplyHandle:
         """Reply later: call inside `handle`, keep the handle, `reply(handle, value)` when ready."""
@@ -131,7 +153,10 @@ class Server(Process):
     def reply(self, handle: ReplyHandle, value: Any) -> None:
         if handle.reply_to is None:
             return
-        self.send(handle.reply_to, Reply(handle.corr, value) if handle.corr else value)
+        if handle.corr:
+            self.reply_value(handle.reply_to, handle.corr, value)
+        else:
+            self.send(handle.reply_to, value)
 
     def reply_error(self, handle: ReplyHandle, error: BaseException | ErrorInfo) -> None:
         """Answer a deferred request with an error (any exception: the caller gets its type)."""
@@ -194,13 +219,26 @@ class Server(Process):
         if not self._deferred and expects_reply:
             self.send_reply(envelope, sender, result)
 
-    def _call_guarded(self, callback: Callable[[Answer], None], answer: Answer) -> None:
+    def _answer_guarded(self, callback: Callable[[Answer], None] | None, answer: Answer, origin: Any) -> None:
+        """Run `callback(answer)` (or `handle(answer)`); what it raises goes to `origin`."""
+        envelope, sender = origin if origin is not None else (None, None)
+        if envelope is None or envelope.corr is None:
+            envelope, sender = None, None  # nobody waits for an answer
         try:
-            callback(answer)
+            if callback is None:
+                self._current, self._deferred = (None, None), False
+                try:
+                    self.handle(answer)
+                finally:
+                    self._current = None
+            else:
+                callback(answer)
         except (Recoverable, SpecError) as exc:
             self._recoverable(exc, answer)
-        except Exception as exc:  # noqa: BLE001
-            self._crash(exc, answer, None, None)
+            if envelope is not None:
+                self.send_error(envelope, sender, exc, with_traceback=True)
+        except Exception as exc:  # noqa: BLE001 - a crash, by definition
+            self._crash(exc, answer, envelope, sender)
 
     def _recoverable(self, exc: Recoverable | SpecError, payload: Any) -> None:
         log.info("%s: %s on %s: %s", self.name, type(exc).__name__, type_name(payload), exc)

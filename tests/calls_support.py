@@ -57,3 +57,53 @@ class Faulty(Server):
 
 class Unpicklable(Recoverable):
     """A Recoverable with a field that does not pickle (only simple fields travel)."""
+
+
+def define_late(name: str, bases: tuple = (), namespace: dict | None = None) -> type:
+    """Define a class in this module *now* (after the runtime started): the actor system's
+    processes, forked earlier, cannot unpickle it."""
+    import sys
+
+    cls = type(name, bases, {"__module__": __name__, **(namespace or {})})
+    cls.__qualname__ = name
+    setattr(sys.modules[__name__], name, cls)
+    return cls
+
+
+def late_handle(self, message):
+    return message
+
+
+@attrs.frozen
+class Via:
+    """Ask `Deferring` to ask `target` for `message` and answer later, the way `how` says:
+    "unwrap" (the README's pattern), "forward" (`reply_to=`), "boom" (a bug in the callback)."""
+
+    how: str
+    target: str
+    message: Any
+
+
+class Deferring(Server):
+    """Answers requests later, from the answer of an ask to another actor."""
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, Via):
+            if message.how == "forward":
+                self.ask(message.target, message.message, reply_to=self.defer())
+                return None
+            reply = self.defer()
+            if message.how == "unwrap":
+                self.ask(message.target, message.message, then=lambda a: self.reply(reply, a.unwrap()))
+            elif message.how == "boom":
+                self.ask(message.target, message.message, then=lambda a: 1 / 0)
+            elif message.how == "handle":
+                self.pending = reply
+                self.ask(message.target, message.message)  # the Answer comes to handle
+            return None
+        if isinstance(message, Answer):
+            self.reply(self.pending, message.unwrap())
+            return None
+        if message == "pid":
+            return os.getpid()
+        return super().handle(message)

@@ -59,3 +59,54 @@ def test_an_answer_between_actors_unwraps_to_the_real_type(make_runtime, base):
     with pytest.raises(ActorCrashed) as info:
         rt.ask("asker", Relay("faulty", "crash-value"))
     assert isinstance(info.value.__cause__, ValueError)
+
+
+# --- what cannot cross a process boundary is a typed error at once ----------------------------
+
+import time  # noqa: E402
+
+from supervision import MessageNotUnpicklable, ReplyNotPicklable, Server, StartFailed  # noqa: E402
+from tests.calls_support import define_late, late_handle  # noqa: E402
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_reply_that_cannot_be_pickled_is_a_typed_error_at_once_and_the_actor_keeps_running(make_runtime, base):
+    rt = make_runtime(base).start(faulty_tree())
+    pid = rt.ask("faulty", "pid")
+    started = time.monotonic()
+    with pytest.raises(ReplyNotPicklable, match="lock") as info:
+        rt.ask("faulty", "unpicklable", timeout=30)
+    assert time.monotonic() - started < 10, "the caller waited for its timeout"
+    assert info.value.value_type == "lock" and info.value.remote_actor == "faulty"
+    with pytest.raises(ReplyNotPicklable):  # the same between actors, as an Answer
+        rt.ask("asker", Relay("faulty", "unpicklable", timeout=30), timeout=30)
+    assert rt.ask("faulty", "pid") == pid and rt.tree().find("faulty").restarts == 0
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_message_that_does_not_unpickle_in_the_actor_is_a_typed_error_at_once(make_runtime, base):
+    rt = make_runtime(base).start(faulty_tree())
+    pid = rt.ask("faulty", "pid")
+    Late = define_late(f"LateMessage{base}")  # the actor processes were forked before it existed
+    started = time.monotonic()
+    with pytest.raises(MessageNotUnpicklable, match=f"LateMessage{base}") as info:
+        rt.ask("faulty", Late(), timeout=30)
+    assert time.monotonic() - started < 10, "the caller waited for its timeout"
+    assert info.value.message_type == f"LateMessage{base}"
+    with pytest.raises(MessageNotUnpicklable):
+        rt.ask("asker", Relay("faulty", Late(), timeout=30), timeout=30)
+    assert rt.ask("faulty", "pid") == pid and rt.tree().find("faulty").restarts == 0
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_tree_whose_actor_class_cannot_be_loaded_fails_to_start_at_once_naming_the_class(make_runtime, base):
+    rt = make_runtime(base).start(faulty_tree())
+    Late = define_late(f"LateServer{base}", (Server,), {"handle": late_handle})
+    started = time.monotonic()
+    with pytest.raises(StartFailed, match=f"LateServer{base}") as info:
+        rt.start(SupervisorSpec("late-tree", children=[ChildSpec("late", Late)]))
+    assert time.monotonic() - started < 10
+    assert info.value.name == "late-tree"
+    with pytest.raises(StartFailed, match=f"LateServer{base}"):
+        rt.add_child("root", ChildSpec("late-child", Late))
+    assert rt.ask("faulty", "ping") == "pong" and "late-tree" not in {n.name for n in rt.tree().walk()}
