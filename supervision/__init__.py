@@ -31,6 +31,7 @@ from supervision.errors import (
     SpecError,
     StartFailed,
     SupervisionError,
+    SystemMessageRefused,
     UnknownMessage,
 )
 from supervision.introspect import ChildTable, Tree, TreeNode
@@ -68,6 +69,7 @@ __all__ = [
     "StartChild",
     "StartFailed",
     "SupervisionError",
+    "SystemMessageRefused",
     "SupervisorSpec",
     "TerminateChild",
     "Tree",

@@ -194,6 +194,19 @@ class MessageNotUnpicklable(Recoverable, TypeError):
         )
 
 
+class SystemMessageRefused(Recoverable):
+    """A message only the runtime may send (`Down`, `Answer`, registry, supervisor and lifecycle
+    control) arrived as the payload of a caller's request: refused, nothing changed."""
+
+    def __init__(self, actor: str, message_type: str) -> None:
+        super().__init__(
+            f"{actor!r} refused {message_type}: only the runtime sends it, never a caller; "
+            "use the public API (Runtime, Server helpers, the actor's own messages) instead",
+            actor=actor,
+            message_type=message_type,
+        )
+
+
 class ReplyNotPicklable(Recoverable, TypeError):
     """The actor's reply cannot be pickled (a lock, a socket, a lambda...). The actor keeps running."""
 

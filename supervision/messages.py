@@ -357,3 +357,12 @@ class Packed(Message):
 
     type_name: str
     data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+
+
+#: Messages only the runtime sends: refused as the payload of a request (`Process`), so that a
+#: caller cannot, say, make the limiter release an owner's permits with a forged `Down`.
+RUNTIME_ONLY: tuple[type, ...] = (
+    Envelope, Reply, ErrorReply, Answer, Down, Watch, Unwatch, SystemContext, Init, Started, InitFailed,
+    Terminate, Exiting, MonitorChanged, RegistryEntry, Register, Unregister, Lookup, Resolved, NodeRow,
+    NodeRemoved, CountEvent, Tick, StepTimer, AskTimer, Packed,
+)

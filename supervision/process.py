@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from thespian.actors import (
     Actor,
     ActorExitRequest,
+    ActorSystemMessage,
     ChildActorExited,
     DeadEnvelope,
     PoisonMessage,
@@ -28,7 +29,7 @@ from thespian.actors import (
 )
 
 from supervision.logs import logger
-from supervision.errors import ErrorInfo, MessageNotUnpicklable, ReplyNotPicklable, SupervisionError
+from supervision.errors import ErrorInfo, MessageNotUnpicklable, ReplyNotPicklable, SupervisionError, SystemMessageRefused
 from supervision.liveness import ProcessIdentity, die_with_parent
 from supervision.messages import (
     CountEvent,
@@ -40,6 +41,7 @@ from supervision.messages import (
     InitFailed,
     MonitorChanged,
     Packed,
+    RUNTIME_ONLY,
     Reply,
     Resolved,
     SystemContext,
@@ -50,6 +52,9 @@ from supervision.router import Router, type_name
 from supervision.wire import pack_reply, unpack_message
 
 log = logger("supervision.process")
+
+#: payloads a request may not carry: the runtime's own messages and thespian's
+_REFUSED_IN_BAND = (*RUNTIME_ONLY, ActorSystemMessage)
 
 
 class Process(Actor):
@@ -151,6 +156,9 @@ class Process(Actor):
                 self.refuse_request(envelope, sender, exc)
                 return
             envelope = Envelope(payload, envelope.target, envelope.corr, envelope.reply_to, envelope.ttl)
+        if isinstance(payload, _REFUSED_IN_BAND):
+            self.refuse_request(envelope, sender, SystemMessageRefused(self.name, type_name(payload)))
+            return
         self.on_request(payload, envelope, sender)
 
     def refuse_request(self, envelope: Envelope, sender: Any, error: SupervisionError) -> None:
@@ -216,6 +224,9 @@ class Process(Actor):
         self.router.on_resolved(message)
 
     def _on_down(self, message: Down, sender: Any) -> None:
+        if self.monitor_address is not None and sender != self.monitor_address:
+            log.warning("%s: a Down for %r from %s, not from the monitor: ignored", self.name, message.name, sender)
+            return
         self.router.on_down(message)
         self.on_down(message)
 
