@@ -28,6 +28,7 @@ from supervision.errors import (
     MessageNotPicklable,
     MessageNotUnpicklable,
     RuntimeNotRunning,
+    SendTimeout,
     StartFailed,
     SupervisionError,
 )
@@ -37,6 +38,7 @@ from supervision.logs import logger
 from supervision.messages import Envelope, ErrorReply, Exiting, Forget, Packed, Ping, Relay, Reply, Resolve, Resolved, StartTree
 from supervision.router import new_corr, type_name
 from supervision.supervisor import AddChild
+from supervision.transmit import Transmit, finish, schedule
 from supervision.wire import PROTOCOL, unpack_reply
 from supervision.specs import validate_name
 
@@ -44,8 +46,6 @@ log = logger("supervision.calls")
 
 #: While waiting for a reply, how often to check that the target's process is alive.
 LIVENESS_SLICE = 0.05
-#: How long the first call of a thread may wait for its reply address (the kernel's Ping).
-HANDSHAKE_TIMEOUT = 30.0
 #: How many times a request that certainly did not reach its (dead) actor is sent again to
 #: the actor now registered under the name.
 MAX_RESENDS = 3
@@ -75,30 +75,39 @@ class Calls:
             try:
                 return self._request(target, envelope, deadline, identity, name)
             except DeadLetter as exc:
-                self._forget(name, entry)
+                self._forget(name, entry, deadline)
                 if getattr(exc, "undelivered", False) and resends < MAX_RESENDS and time.monotonic() < deadline:
                     resends += 1  # it never reached the actor: safe to send to its successor
                     continue
                 raise
             except ActorCrashed:
-                self._forget(name, entry)  # that actor is on its way out
+                self._forget(name, entry, deadline)  # that actor is on its way out
                 raise
             except MessageNotUnpicklable as exc:
                 raise _start_failed(raw, exc) from None
 
-    def tell(self, name: str, message: Any) -> None:
-        """Send `message` to `name` without waiting. Raises `NoSuchName` if nothing is registered."""
+    def tell(self, name: str, message: Any, timeout: float | None = None) -> None:
+        """Send `message` to `name` without waiting for an answer; returns once the actor's
+        process has accepted it. Raises `NoSuchName` if nothing is registered, `SendTimeout` if
+        the actor does not accept it within `timeout` (default `ask_timeout`)."""
         name = validate_name(name, "name")
+        timeout = self._timeout(timeout)
         message = self._pack(message, "message")
+        deadline = time.monotonic() + timeout
         if not self.info.direct_sends:
             # acknowledged by the kernel: thespian's queue base routes through bounded queues
             # that deadlock (kernel and admin each blocked on the other's full queue) under a
             # flood of unacknowledged sends
-            deadline = time.monotonic() + self.ask_timeout
             self._request(self._kernel, Envelope(Relay(Envelope(message, name)), KERNEL_NAME), deadline, None, KERNEL_NAME)
             return
-        entry = self._resolve(name, time.monotonic() + self.ask_timeout)
-        self._send(entry.address, Envelope(message, name))
+        entry = self._resolve(name, deadline)
+        ctx = self._context()
+        envelope = Envelope(message, name)
+        tx = self._send(entry.address, envelope, ctx, deadline)
+        if tx is not None:
+            if not finish(ctx._systemBase, tx, deadline):
+                raise SendTimeout(name, round(timeout, 3), type_name(message))
+            self._check_tx(tx, name, type_name(message))
 
     def whereis(self, name: str) -> Resolved:
         """The registry entry of `name` (address and process identity); raises `NoSuchName`."""
@@ -120,12 +129,14 @@ class Calls:
             self._contexts.append(ctx)
         return ctx
 
-    def _reply_address(self, ctx: ExternalContext) -> Any:
+    def _reply_address(self, ctx: ExternalContext, deadline: float) -> Any:
+        """This thread's address as actors see it (the kernel tells it once, per thread); the
+        handshake is part of the first call and keeps within its deadline."""
         address = getattr(self._local, "address", None)
         if address is None:
             corr = new_corr("p")
-            self._send(self._kernel, Envelope(Ping(), KERNEL_NAME, corr), ctx)
-            address = self._await(ctx, corr, time.monotonic() + HANDSHAKE_TIMEOUT, None, KERNEL_NAME, "Ping")
+            tx = self._send(self._kernel, Envelope(Ping(), KERNEL_NAME, corr), ctx, deadline)
+            address = self._await(ctx, corr, deadline, None, KERNEL_NAME, "Ping", tx)
             self._local.address = address
         return address
 
@@ -140,15 +151,19 @@ class Calls:
         self._cache[name] = entry
         return entry
 
-    def _forget(self, name: str, entry: Resolved | None) -> None:
+    def _forget(self, name: str, entry: Resolved | None, deadline: float | None = None) -> None:
         """The actor of `name` crashed or is dead: the next lookup must not return it."""
         if entry is not None:
             self._cache.pop(name, None)
             self._stale[name] = entry.address
         else:
-            # the kernel routes for us; runtime -> kernel messages stay in order, so it forgets
-            # that actor before it routes our next request
-            self._send(self._kernel, Envelope(Forget(name), KERNEL_NAME))
+            # the kernel routes for us; it must forget that actor before it routes our next
+            # request, so this send is finished (acknowledged) before the next one starts
+            ctx = self._context()
+            deadline = deadline or time.monotonic() + self.ask_timeout
+            tx = self._send(self._kernel, Envelope(Forget(name), KERNEL_NAME), ctx, deadline)
+            if tx is not None:
+                finish(ctx._systemBase, tx, deadline)
 
     def _request(self, address: Any, envelope: Envelope, deadline: float, identity: ProcessIdentity | None, name: str) -> Any:
         if self.info.in_process:
@@ -159,31 +174,50 @@ class Calls:
     def _request_now(self, address: Any, envelope: Envelope, deadline: float, identity: ProcessIdentity | None, name: str) -> Any:
         ctx = self._context()
         corr = new_corr("x")
-        reply_to = self._reply_address(ctx)
+        reply_to = self._reply_address(ctx, deadline)
         payload = envelope.payload
         envelope = Envelope(self._pack(payload, "message"), envelope.target, corr, reply_to, envelope.ttl)
-        self._send(address, envelope, ctx)
+        tx = self._send(address, envelope, ctx, deadline)
         try:
-            return self._await(ctx, corr, deadline, identity, name, type_name(payload))
+            return self._await(ctx, corr, deadline, identity, name, type_name(payload), tx)
         except MessageNotUnpicklable as exc:
             raise _start_failed(payload, exc) from None
 
-    def _send(self, address: Any, message: Any, ctx: ExternalContext | None = None) -> None:
+    def _send(self, address: Any, message: Any, ctx: ExternalContext | None = None, deadline: float | None = None) -> Transmit | None:
+        """Start sending `message`; never waits on the receiver. Returns the transmit to watch
+        (None on simpleSystemBase, whose sends are immediate)."""
         ctx = ctx or self._context()
         if address is self._kernel and not self._kernel_alive():
             raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
-        try:
-            ctx.tell(address, message)
-        except ActorSystemException as exc:
-            raise DeadLetter(getattr(message, "target", "?"), type_name(message), f"thespian could not send it: {exc}", undelivered=True) from exc
+        if self.info.in_process:
+            try:
+                ctx.tell(address, message)
+            except ActorSystemException as exc:
+                raise DeadLetter(getattr(message, "target", "?"), type_name(message), f"thespian could not send it: {exc}", undelivered=True) from exc
+            return None
+        return schedule(ctx._systemBase, address, message, deadline or time.monotonic() + self.ask_timeout)
 
-    def _await(self, ctx: ExternalContext, corr: str, deadline: float, identity: ProcessIdentity | None, name: str, message_type: str) -> Any:
+    def _check_tx(self, tx: Transmit, name: str, message_type: str) -> None:
+        """Raise the typed error of a transmit that failed."""
+        if not tx.failed:
+            return
+        if tx.rejected:
+            raise MessageNotUnpicklable(message_type, "the receiving process could not unpickle the message")
+        raise DeadLetter(name, message_type, f"thespian could not deliver it ({tx.status})", undelivered=tx.dead_target)
+
+    def _await(
+        self, ctx: ExternalContext, corr: str, deadline: float, identity: ProcessIdentity | None, name: str, message_type: str, tx: Transmit | None = None
+    ) -> Any:
         timeout = max(0.0, deadline - time.monotonic())
         died_at: float | None = None
         while True:
             now = time.monotonic()
             remaining = deadline - now
+            if tx is not None and tx.failed:
+                self._check_tx(tx, name, message_type)
             if remaining <= 0:
+                if tx is not None and not tx.done:
+                    raise SendTimeout(name, round(timeout, 3), message_type)
                 raise AskTimeout(name, round(timeout, 3), message_type)
             if died_at is not None and now - died_at >= DEAD_LETTER_GRACE:
                 raise DeadLetter(name, message_type, "the actor died while handling the request")

@@ -97,6 +97,22 @@ class AskTimeout(SupervisionError, TimeoutError):
         )
 
 
+class SendTimeout(AskTimeout):
+    """The actor did not even accept the message within the caller's timeout: its process is
+    stopped (SIGSTOP), or busy in a handler without reading its socket. Nothing was replied."""
+
+    def __init__(self, name: str, timeout: float, message_type: str = "") -> None:
+        what = f" {message_type}" if message_type else " the message"
+        SupervisionError.__init__(
+            self,
+            f"{name!r} did not accept{what} within {timeout:g} s (its process is stopped or busy "
+            "without reading); it may still get it later; check the actor or raise the timeout",
+            name=name,
+            timeout=timeout,
+            message_type=message_type,
+        )
+
+
 class DeadLetter(SupervisionError):
     """The message could not be handled because its target actor is dead.
 
