@@ -203,7 +203,9 @@ class Calls:
             return
         if tx.rejected:
             raise MessageNotUnpicklable(message_type, "the receiving process could not unpickle the message")
-        raise DeadLetter(name, message_type, f"thespian could not deliver it ({tx.status})", undelivered=tx.dead_target)
+        if tx.dead_target:
+            raise DeadLetter(name, message_type, "the actor is dead (its address no longer answers)", undelivered=True)
+        raise DeadLetter(name, message_type, f"thespian could not deliver it ({tx.status})")
 
     def _await(
         self, ctx: ExternalContext, corr: str, deadline: float, identity: ProcessIdentity | None, name: str, message_type: str, tx: Transmit | None = None

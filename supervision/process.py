@@ -47,6 +47,7 @@ from supervision.messages import (
     SystemContext,
     Terminate,
     Tick,
+    Undelivered,
 )
 from supervision.router import Router, type_name
 from supervision.wire import pack_reply, unpack_message
@@ -73,6 +74,7 @@ class Process(Actor):
         ChildActorExited: "_on_child_exited",
         PoisonMessage: "_on_poison",
         DeadEnvelope: "_on_dead_envelope",
+        Undelivered: "_on_undelivered",
     }
 
     def __init__(self) -> None:
@@ -219,6 +221,18 @@ class Process(Actor):
 
     def on_unmatched_reply(self, message: Reply | ErrorReply, sender: Any) -> None:
         """A reply nobody waits for any more (its request timed out): dropped."""
+
+    def on_undelivered(self, envelope: Envelope, reason: str) -> None:
+        """A tell this actor sent went nowhere (its router could not resolve the name)."""
+        log.info("%s: dropped %s to %r: %s", self.name, type_name(envelope.payload), envelope.target, reason)
+
+    def _on_undelivered(self, message: Undelivered, sender: Any) -> None:
+        if self.monitor_address is not None and sender != self.monitor_address:
+            return  # only the monitor reports dead targets
+        self.on_undelivered_notice(message)
+
+    def on_undelivered_notice(self, message: Undelivered) -> None:
+        """The monitor reports that a tell sent with `notify=True` reached a dead actor."""
 
     def _on_resolved(self, message: Resolved, sender: Any) -> None:
         self.router.on_resolved(message)

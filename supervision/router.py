@@ -98,8 +98,12 @@ class Router:
 
     # --- sending -------------------------------------------------------------------------
 
-    def tell(self, name: str, payload: Any) -> None:
-        self._route(_Outgoing(Envelope(self._pack(payload), name), None))
+    def tell(self, name: str, payload: Any, notify: bool = False) -> None:
+        """Send without a reply. A tell that goes nowhere is counted and reported to the owner
+        (`on_undelivered`); with `notify`, the envelope carries the owner's address, so that
+        the monitor can report a dead target too."""
+        reply_to = self.owner.myAddress if notify else None
+        self._route(_Outgoing(Envelope(self._pack(payload), name, None, reply_to), None))
 
     def _pack(self, payload: Any) -> Any:
         """On multiproc bases, pickle here: an unpicklable message is the sender's error, raised
@@ -304,7 +308,7 @@ class Router:
         for outgoing in self.waiting.pop(name, ()):
             if outgoing.pending is None:
                 self.dead_letters += 1
-                log.info("%s: dropped %s to %r: %s", self.owner.name, type_name(outgoing.envelope.payload), name, error)
+                self.owner.on_undelivered(outgoing.envelope, str(error))
                 continue
             if outgoing.pending.message_type == "Resolve":
                 outgoing.pending.on_answer(Answer(None, error=ErrorInfo.from_exception(error, with_traceback=False)))

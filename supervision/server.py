@@ -29,7 +29,7 @@ from typing import Any, Callable
 import attrs
 
 from supervision.logs import logger
-from supervision.errors import ActorCrashed, DeadLetter, ErrorInfo, Recoverable, SpecError, UnknownMessage
+from supervision.errors import ActorCrashed, DeadLetter, ErrorInfo, Recoverable, SpecError, SupervisionError, UnknownMessage
 from supervision.messages import (
     Answer,
     CountEvent,
@@ -38,12 +38,14 @@ from supervision.messages import (
     ErrorReply,
     Init,
     Reply,
+    Undelivered,
     Unwatch,
     Watch,
 )
 from supervision.process import Process
 from supervision.router import type_name
 from supervision.specs import validate_name
+from supervision.wire import unpack_message
 
 log = logger("supervision.server")
 
@@ -91,9 +93,14 @@ class Server(Process):
 
     # --- helpers for handle ----------------------------------------------------------------------
 
-    def tell(self, name: str, message: Any) -> None:
-        """Send `message` to the actor registered as `name`; no reply."""
-        self.router.tell(name if name in self.router.cache else validate_name(name), message)
+    def tell(self, name: str, message: Any, *, notify: bool = False) -> None:
+        """Send `message` to the actor registered as `name`; no reply.
+
+        A tell that goes nowhere (no such name, or its actor is dead) is a dead letter: logged,
+        and counted in the tree as this actor's `undelivered`. With `notify=True` it also comes
+        back to `handle` as `Undelivered(target, message_type, reason, message)`, as Pykka
+        raises `ActorDeadError` on a tell to a dead actor."""
+        self.router.tell(name if name in self.router.cache else validate_name(name), message, notify)
 
     def ask(
         self,
@@ -288,6 +295,22 @@ class Server(Process):
             self.terminate(reason)
         except Exception as exc:  # noqa: BLE001
             log.warning("%s: terminate(%r) raised %s: %s", self.name, reason, type(exc).__name__, exc)
+
+    def on_undelivered(self, envelope: Envelope, reason: str) -> None:
+        super().on_undelivered(envelope, reason)
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, CountEvent(self.name, "undelivered"))
+        if envelope.reply_to is not None:
+            self.on_undelivered_notice(Undelivered(envelope.target, type_name(envelope.payload), reason, envelope.payload))
+
+    def on_undelivered_notice(self, message: Undelivered) -> None:
+        if self._crashed is not None or self._exiting:
+            return
+        try:
+            sent = unpack_message(message.message)
+        except SupervisionError:
+            sent = None
+        self._run_guarded(None, None, Undelivered(message.target, message.message_type, message.reason, sent), internal=True)
 
     def on_unmatched_reply(self, message: Reply | ErrorReply, sender: Any) -> None:
         log.debug("%s: late reply %s dropped", self.name, message.corr)

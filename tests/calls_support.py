@@ -107,3 +107,32 @@ class Deferring(Server):
         if message == "pid":
             return os.getpid()
         return super().handle(message)
+
+
+@attrs.frozen
+class TellTo:
+    """Ask `Teller` to tell `target` a message (with `notify`)."""
+
+    target: str
+    message: Any
+    notify: bool = False
+
+
+class Teller(Server):
+    """Tells other actors by name, and keeps the `Undelivered` notices it gets back."""
+
+    def init(self) -> None:
+        self.notices: list = []
+
+    def handle(self, message: Any) -> Any:
+        from supervision.messages import Undelivered
+
+        if isinstance(message, TellTo):
+            self.tell(message.target, message.message, notify=message.notify)
+            return "sent"
+        if isinstance(message, Undelivered):
+            self.notices.append((message.target, message.message_type, message.message))
+            return None
+        if message == "notices":
+            return list(self.notices)
+        return super().handle(message)
