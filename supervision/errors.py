@@ -1,10 +1,11 @@
 """Typed errors of the runtime, and how they travel between processes as plain data.
 
 Every error a caller can see is a subclass of `SupervisionError`. Errors cross process
-boundaries as an `ErrorInfo` record (type path, message, simple fields, traceback text),
-never as pickled exception objects: thespian wedges on exceptions that do not unpickle
-(see THESPIAN_NOTES.md). `ErrorInfo.to_exception()` rebuilds the typed exception on the
-caller's side without calling the class's `__init__`.
+boundaries as an `ErrorInfo` record (type path, message, simple fields and args, traceback
+text, the actor), never as pickled exception objects: thespian wedges on exceptions that do not
+unpickle (see THESPIAN_NOTES.md). `ErrorInfo.to_exception()` rebuilds the exception as its own
+type on the caller's side (ours, builtins, any importable `Exception` subclass) without calling
+the class's `__init__`, and falls back to `RemoteError` only for types it cannot import.
 
 Classification (DESIGN.md story 2):
 - `Recoverable` and its subclasses are replied to the caller; the actor keeps running.
@@ -96,6 +97,22 @@ class AskTimeout(SupervisionError, TimeoutError):
         )
 
 
+class SendTimeout(AskTimeout):
+    """The actor did not even accept the message within the caller's timeout: its process is
+    stopped (SIGSTOP), or busy in a handler without reading its socket. Nothing was replied."""
+
+    def __init__(self, name: str, timeout: float, message_type: str = "") -> None:
+        what = f" {message_type}" if message_type else " the message"
+        SupervisionError.__init__(
+            self,
+            f"{name!r} did not accept{what} within {timeout:g} s (its process is stopped or busy "
+            "without reading); it may still get it later; check the actor or raise the timeout",
+            name=name,
+            timeout=timeout,
+            message_type=message_type,
+        )
+
+
 class DeadLetter(SupervisionError):
     """The message could not be handled because its target actor is dead.
 
@@ -176,7 +193,58 @@ class BadRequest(Recoverable):
 
 
 class RemoteError(Recoverable):
-    """A `Recoverable` raised by an actor whose class cannot be rebuilt here (not importable)."""
+    """An error raised by an actor whose type cannot be rebuilt here (not importable in this
+    process, or not an `Exception`); `remote_type` is its "module:qualname"."""
+
+
+class MessageNotUnpicklable(Recoverable, TypeError):
+    """The request arrived but its payload does not unpickle in the actor's process (for example a
+    class defined in `__main__` after the runtime started). The actor keeps running."""
+
+    def __init__(self, message_type: str, problem: str) -> None:
+        super().__init__(
+            f"{message_type} cannot be unpickled in the actor's process: {problem}; define the "
+            "class in an importable module (or before the runtime starts)",
+            message_type=message_type,
+            problem=problem,
+        )
+
+
+class SystemMessageRefused(Recoverable):
+    """A message only the runtime may send (`Down`, `Answer`, registry, supervisor and lifecycle
+    control) arrived as the payload of a caller's request: refused, nothing changed."""
+
+    def __init__(self, actor: str, message_type: str) -> None:
+        super().__init__(
+            f"{actor!r} refused {message_type}: only the runtime sends it, never a caller; "
+            "use the public API (Runtime, Server helpers, the actor's own messages) instead",
+            actor=actor,
+            message_type=message_type,
+        )
+
+
+class ReplyNotPicklable(Recoverable, TypeError):
+    """The actor's reply cannot be pickled (a lock, a socket, a lambda...). The actor keeps running."""
+
+    def __init__(self, value_type: str, problem: str) -> None:
+        super().__init__(
+            f"the reply ({value_type}) cannot be sent between processes: {problem}; reply with "
+            "module-level, picklable values",
+            value_type=value_type,
+            problem=problem,
+        )
+
+
+class ReplyNotUnpicklable(SupervisionError, TypeError):
+    """The actor's reply arrived but does not unpickle in the caller's process."""
+
+    def __init__(self, value_type: str, problem: str) -> None:
+        super().__init__(
+            f"the reply ({value_type}) cannot be unpickled here: {problem}; its class must be "
+            "importable in the caller's process",
+            value_type=value_type,
+            problem=problem,
+        )
 
 
 def _is_simple(value: Any) -> bool:
@@ -189,51 +257,103 @@ def _is_simple(value: Any) -> bool:
 
 @attrs.frozen
 class ErrorInfo:
-    """An error as plain, always-picklable data."""
+    """An error as plain, always-picklable data.
+
+    `args` are the exception's arguments when they are all simple values (so a builtin or a
+    library exception is rebuilt with them); `actor` names the actor that raised or replied
+    it; `cause` is the original error of an `ActorCrashed`."""
 
     type_path: str
     message: str
     fields: tuple[tuple[str, Any], ...] = ()
     traceback: str | None = None
+    args: tuple | None = None
+    actor: str | None = None
+    cause: "ErrorInfo | None" = None
 
     @classmethod
-    def from_exception(cls, exc: BaseException, *, with_traceback: bool = True) -> "ErrorInfo":
+    def from_exception(cls, exc: BaseException, *, with_traceback: bool = True, actor: str | None = None, cause: "ErrorInfo | None" = None, _depth: int = 0) -> "ErrorInfo":
         kind = type(exc)
         if isinstance(exc, SupervisionError):
             message = exc.message
-            fields = tuple(sorted(exc.fields.items()))
+            fields = tuple(sorted((k, v) for k, v in exc.fields.items() if k not in _LOCAL_ATTRIBUTES))
         else:
             message = str(exc)
             fields = tuple(
-                sorted((k, v) for k, v in getattr(exc, "__dict__", {}).items() if _is_simple(v))
+                sorted(
+                    (k, v)
+                    for k, v in getattr(exc, "__dict__", {}).items()
+                    if _is_simple(v) and not k.startswith("__") and k not in _LOCAL_ATTRIBUTES
+                )
             )
+        args = None if isinstance(exc, SupervisionError) or not _is_simple(tuple(exc.args)) else tuple(exc.args)
         text = None
         if with_traceback and exc.__traceback__ is not None:
             text = "".join(traceback_module.format_exception(exc))
-        return cls(f"{kind.__module__}:{kind.__qualname__}", message, fields, text)
+        if cause is None and exc.__cause__ is not None and _depth < 3:
+            cause = cls.from_exception(exc.__cause__, with_traceback=with_traceback, _depth=_depth + 1)
+        if isinstance(getattr(exc, "remote_actor", None), str):
+            actor = exc.remote_actor  # an error passed on: it still names the actor that raised it
+        if text is None and isinstance(getattr(exc, "remote_traceback", None), str):
+            text = exc.remote_traceback
+        return cls(f"{kind.__module__}:{kind.__qualname__}", message, fields, text, args, actor, cause)
 
     @property
     def type_name(self) -> str:
         return self.type_path.rpartition(":")[2]
 
     def to_exception(self) -> BaseException:
-        """Rebuild the typed exception; types that are not ours become `RemoteError`."""
+        """Rebuild the exception as its own type (ours, a builtin, or any importable `Exception`
+        subclass), without calling its `__init__`; `RemoteError` where it cannot be imported or
+        rebuilt. The remote traceback text (`remote_traceback`, also a note shown in tracebacks)
+        and the actor's name (`remote_actor`) are attached, as Pykka re-raises the real
+        exception; an `ActorCrashed` gets the original error as its `__cause__`."""
         kind = _import_type(self.type_path)
-        if kind is None or not issubclass(kind, SupervisionError):
-            exc: BaseException = RemoteError(f"{self.type_name}: {self.message}")
-            exc.remote_type = self.type_path  # type: ignore[attr-defined]
-            return exc
-        exc = kind.__new__(kind)
-        Exception.__init__(exc, self.message)
-        exc.message = self.message
-        for key, value in self.fields:
-            try:
-                setattr(exc, key, value)
-            except AttributeError:
-                pass
+        exc = self._rebuild(kind) if kind is not None and issubclass(kind, Exception) else None
+        if exc is None:
+            exc = RemoteError(f"{self.type_name}: {self.message}", remote_type=self.type_path)
+        _attach(exc, "remote_actor", self.actor)
         if self.traceback:
-            exc.remote_traceback = self.traceback  # type: ignore[attr-defined]
+            _attach(exc, "remote_traceback", self.traceback)
+            where = f"in actor {self.actor!r}" if self.actor else "in another process"
+            try:
+                exc.add_note(f"raised {where}; its traceback there:\n{self.traceback.rstrip()}")
+            except Exception:  # noqa: BLE001 - notes are a courtesy
+                pass
+        if self.cause is not None:
+            exc.__cause__ = self.cause.to_exception()
         return exc
+
+    def _rebuild(self, kind: type) -> BaseException | None:
+        try:
+            if issubclass(kind, SupervisionError):
+                exc = kind.__new__(kind)
+                Exception.__init__(exc, self.message)
+                exc.message = self.message
+            else:
+                args = self.args if self.args is not None else (self.message,)
+                try:
+                    exc = kind.__new__(kind, *args)
+                except TypeError:
+                    exc = kind.__new__(kind)
+                BaseException.__init__(exc, *args)
+            for key, value in self.fields:
+                _attach(exc, key, value)
+            str(exc)  # a __str__ that needs what __init__ would have set: not rebuildable
+        except Exception:  # noqa: BLE001 - any failure means: fall back to RemoteError
+            return None
+        return exc
+
+
+#: attributes the rebuilding adds on the caller's side: never sent on again as fields
+_LOCAL_ATTRIBUTES = frozenset({"remote_actor", "remote_traceback"})
+
+
+def _attach(exc: BaseException, key: str, value: Any) -> None:
+    try:
+        setattr(exc, key, value)
+    except (AttributeError, TypeError):
+        pass
 
 
 def _import_type(path: str) -> type | None:

@@ -29,6 +29,8 @@ class Counters:
     dead_letters: int = 0
     recoverable_errors: int = 0
     crashes: int = 0
+    #: tells this actor sent that went nowhere (no such name, or a dead actor)
+    undelivered: int = 0
 
 
 @attrs.frozen
@@ -68,6 +70,8 @@ class TreeNode:
             extra.append(f"dead letters {self.counters.dead_letters}")
         if self.counters.recoverable_errors:
             extra.append(f"errors {self.counters.recoverable_errors}")
+        if self.counters.undelivered:
+            extra.append(f"undelivered {self.counters.undelivered}")
         tail = f" ({', '.join(extra)})" if extra else ""
         return f"{self.name} [{kind}] {self.status}{pid}{tail}"
 
@@ -129,6 +133,8 @@ class Tree:
                 text.append(f" dead letters {node.counters.dead_letters}", style="magenta")
             if node.counters.recoverable_errors:
                 text.append(f" errors {node.counters.recoverable_errors}", style="magenta")
+            if node.counters.undelivered:
+                text.append(f" undelivered {node.counters.undelivered}", style="magenta")
             branch = parent.add(text)
             for child in node.children:
                 add(branch, child)

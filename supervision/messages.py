@@ -344,3 +344,42 @@ class StepTimer(Message):
 @attrs.frozen
 class AskTimer(Message):
     corr: str
+
+
+# --- payloads pickled by the runtime (internal) ------------------------------------------
+
+
+@attrs.frozen
+class Packed(Message):
+    """A request payload or a reply value pickled by the runtime itself (`supervision.wire`), so
+    that a value that cannot be pickled, or cannot be unpickled where it arrives, becomes a
+    typed error for the caller instead of a message thespian logs and drops."""
+
+    type_name: str
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+
+
+@attrs.frozen
+class Undelivered(Message):
+    """Back to the sender's `handle`: a `Server.tell(..., notify=True)` that could not be
+    delivered (no such name, or its actor is dead). `message` is what was sent."""
+
+    target: str
+    message_type: str
+    reason: str
+    message: Any = None
+
+
+@attrs.frozen
+class MonitorStats(Message):
+    """Request to the monitor. Reply: a dict of the sizes of its tables (entries, watches,
+    watchers, parked lookups, rows, counters): for tests and the soak benchmark."""
+
+
+#: Messages only the runtime sends: refused as the payload of a request (`Process`), so that a
+#: caller cannot, say, make the limiter release an owner's permits with a forged `Down`.
+RUNTIME_ONLY: tuple[type, ...] = (
+    Envelope, Reply, ErrorReply, Answer, Down, Watch, Unwatch, SystemContext, Init, Started, InitFailed,
+    Terminate, Exiting, MonitorChanged, RegistryEntry, Register, Unregister, Lookup, Resolved, NodeRow,
+    NodeRemoved, CountEvent, Tick, StepTimer, AskTimer, Packed, Undelivered,
+)

@@ -37,6 +37,8 @@ from supervision.messages import (
     RegistryEntry,
     Reply,
     Resolved,
+    MonitorStats,
+    Undelivered,
     Unregister,
     Unwatch,
     Watch,
@@ -46,6 +48,9 @@ from supervision.registry import Registry
 from supervision.router import type_name
 
 log = logger("supervision.monitor")
+
+#: CountEvent kinds -> the tree's counter they add to
+_COUNTED = {"recoverable": "recoverable_errors", "crash": "crashes", "undelivered": "undelivered"}
 
 #: Seconds between sweeps of the registry for actors that died unnoticed.
 SWEEP_INTERVAL = 1.0
@@ -191,6 +196,12 @@ class Monitor(Process):
             if letter.corr is not None and letter.reply_to is not None:
                 error = DeadLetter(target, type_name(letter.payload), "the actor is dead", undelivered=True)
                 self.send_error(letter, None, error)
+            elif letter.reply_to is not None:  # a tell whose sender asked to hear of it
+                log.info("dead letter: %s to %r (the actor is dead), sender told", type_name(letter.payload), target)
+                sender_name = self.registry.name_of(letter.reply_to)
+                if sender_name is not None:
+                    self._count(sender_name, "undelivered")
+                self.send(letter.reply_to, Undelivered(target, type_name(letter.payload), "the actor is dead", letter.payload))
             else:
                 log.info("dead letter: %s to %r dropped (the actor is dead)", type_name(letter.payload), target)
         elif isinstance(letter, (Down, Reply, ErrorReply, Resolved)):
@@ -213,11 +224,14 @@ class Monitor(Process):
 
     def _on_node_removed(self, message: NodeRemoved, sender: Any) -> None:
         self.rows.pop(message.name, None)
+        self.counters.pop(message.name, None)  # a removed child's counts go with its row
         if message.name in self.parked:
             self._expire_parked(self.clock())
 
     def _on_count_event(self, message: CountEvent, sender: Any) -> None:
-        self._count(message.name, "recoverable_errors" if message.kind == "recoverable" else "crashes")
+        field = _COUNTED.get(message.kind)
+        if field is not None:
+            self._count(message.name, field)
 
     def _count(self, name: str, field: str) -> None:
         current = self.counters.get(name, Counters())
@@ -226,10 +240,22 @@ class Monitor(Process):
     def on_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
         if isinstance(payload, GetTree):
             self.send_reply(envelope, sender, self.snapshot())
+        elif isinstance(payload, MonitorStats):
+            self.send_reply(envelope, sender, self.stats())
         else:
             from supervision.errors import UnknownMessage
 
             self.send_error(envelope, sender, UnknownMessage(self.name, type_name(payload)))
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "entries": len(self.registry.entries),
+            "watches": self.registry.watch_count(),
+            "watchers": len(self.registry.watching),
+            "parked": sum(len(p) for p in self.parked.values()),
+            "rows": len(self.rows),
+            "counters": len(self.counters),
+        }
 
     def snapshot(self) -> Any:
         return build_tree(self.rows, self.counters, root=self.kernel_name, base=self.context.base if self.context else "")

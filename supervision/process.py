@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from thespian.actors import (
     Actor,
     ActorExitRequest,
+    ActorSystemMessage,
     ChildActorExited,
     DeadEnvelope,
     PoisonMessage,
@@ -28,9 +29,10 @@ from thespian.actors import (
 )
 
 from supervision.logs import logger
-from supervision.errors import ErrorInfo, SupervisionError
+from supervision.errors import ErrorInfo, MessageNotUnpicklable, ReplyNotPicklable, SupervisionError, SystemMessageRefused
 from supervision.liveness import ProcessIdentity, die_with_parent
 from supervision.messages import (
+    CountEvent,
     Down,
     Envelope,
     ErrorReply,
@@ -38,15 +40,22 @@ from supervision.messages import (
     Init,
     InitFailed,
     MonitorChanged,
+    Packed,
+    RUNTIME_ONLY,
     Reply,
     Resolved,
     SystemContext,
     Terminate,
     Tick,
+    Undelivered,
 )
 from supervision.router import Router, type_name
+from supervision.wire import pack_reply, unpack_message
 
 log = logger("supervision.process")
+
+#: payloads a request may not carry: the runtime's own messages and thespian's
+_REFUSED_IN_BAND = (*RUNTIME_ONLY, ActorSystemMessage)
 
 
 class Process(Actor):
@@ -65,6 +74,7 @@ class Process(Actor):
         ChildActorExited: "_on_child_exited",
         PoisonMessage: "_on_poison",
         DeadEnvelope: "_on_dead_envelope",
+        Undelivered: "_on_undelivered",
     }
 
     def __init__(self) -> None:
@@ -140,7 +150,25 @@ class Process(Actor):
     # --- requests ----------------------------------------------------------------------------
 
     def _on_envelope(self, envelope: Envelope, sender: Any) -> None:
-        self.on_request(envelope.payload, envelope, sender)
+        payload = envelope.payload
+        if isinstance(payload, Packed):
+            try:
+                payload = unpack_message(payload)
+            except MessageNotUnpicklable as exc:
+                self.refuse_request(envelope, sender, exc)
+                return
+            envelope = Envelope(payload, envelope.target, envelope.corr, envelope.reply_to, envelope.ttl)
+        if isinstance(payload, _REFUSED_IN_BAND):
+            self.refuse_request(envelope, sender, SystemMessageRefused(self.name, type_name(payload)))
+            return
+        self.on_request(payload, envelope, sender)
+
+    def refuse_request(self, envelope: Envelope, sender: Any, error: SupervisionError) -> None:
+        """Answer a request this actor will not handle (bad on arrival); it keeps running."""
+        log.warning("%s: refused %s: %s", self.name, type_name(envelope.payload), error)
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, CountEvent(self.name, "recoverable"))
+        self.send_error(envelope, sender, error)
 
     def on_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
         raise NotImplementedError
@@ -154,10 +182,30 @@ class Process(Actor):
             if value is not None:
                 self.send(sender, value)
         elif envelope.corr is not None:
-            self.send(envelope.reply_to or sender, Reply(envelope.corr, value))
+            self.reply_value(envelope.reply_to or sender, envelope.corr, value)
 
-    def send_error(self, envelope: Envelope | None, sender: Any, error: BaseException | ErrorInfo) -> None:
-        info = error if isinstance(error, ErrorInfo) else ErrorInfo.from_exception(error, with_traceback=False)
+    def reply_value(self, address: Any, corr: str, value: Any) -> None:
+        """Send `Reply(corr, value)`; on multiproc bases the value is pickled here, so one that
+        cannot be is answered as `ReplyNotPicklable` (naming its type) instead of being lost."""
+        if not self.in_process:
+            try:
+                value = pack_reply(value)
+            except ReplyNotPicklable as exc:
+                log.warning("%s: reply %s: %s", self.name, corr, exc)
+                if self.monitor_address is not None:
+                    self.send(self.monitor_address, CountEvent(self.name, "recoverable"))
+                self.send(address, ErrorReply(corr, ErrorInfo.from_exception(exc, with_traceback=False, actor=self.name)))
+                return
+        self.send(address, Reply(corr, value))
+
+    def send_error(
+        self, envelope: Envelope | None, sender: Any, error: BaseException | ErrorInfo, *, with_traceback: bool = False, cause: ErrorInfo | None = None
+    ) -> None:
+        """Reply `error` (rebuilt as its own type by the caller, with this actor's name on it)."""
+        if isinstance(error, ErrorInfo):
+            info = error
+        else:
+            info = ErrorInfo.from_exception(error, with_traceback=with_traceback, actor=self.name, cause=cause)
         if envelope is None:
             self.send(sender, ErrorReply("", info))
         elif envelope.corr is not None:
@@ -174,10 +222,25 @@ class Process(Actor):
     def on_unmatched_reply(self, message: Reply | ErrorReply, sender: Any) -> None:
         """A reply nobody waits for any more (its request timed out): dropped."""
 
+    def on_undelivered(self, envelope: Envelope, reason: str) -> None:
+        """A tell this actor sent went nowhere (its router could not resolve the name)."""
+        log.info("%s: dropped %s to %r: %s", self.name, type_name(envelope.payload), envelope.target, reason)
+
+    def _on_undelivered(self, message: Undelivered, sender: Any) -> None:
+        if self.monitor_address is not None and sender != self.monitor_address:
+            return  # only the monitor reports dead targets
+        self.on_undelivered_notice(message)
+
+    def on_undelivered_notice(self, message: Undelivered) -> None:
+        """The monitor reports that a tell sent with `notify=True` reached a dead actor."""
+
     def _on_resolved(self, message: Resolved, sender: Any) -> None:
         self.router.on_resolved(message)
 
     def _on_down(self, message: Down, sender: Any) -> None:
+        if self.monitor_address is not None and sender != self.monitor_address:
+            log.warning("%s: a Down for %r from %s, not from the monitor: ignored", self.name, message.name, sender)
+            return
         self.router.on_down(message)
         self.on_down(message)
 

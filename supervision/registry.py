@@ -6,6 +6,10 @@ overwrite); an entry whose process is dead is replaced; entries go away when the
 and when a supervisor dies, the entries of the children it owned go with it.
 
 Watches are one-shot, like Erlang monitors: a watcher gets one `Down` for the entry it watched.
+Nothing here grows with restarts: a watch goes when its name goes down (the `Down` is sent) or
+when its watcher's own entry goes (the watcher died), and every lookup is O(1) (indexes by
+address), where each restart of a caller used to leave one watch behind (200 restarts: 200
+watches on its callee, scanned on every lookup).
 """
 
 from __future__ import annotations
@@ -20,10 +24,21 @@ def _default_alive(entry: RegistryEntry) -> bool:
     return entry.identity is None or entry.identity.is_alive()
 
 
+def address_key(address: Any) -> Any:
+    """A hashable key for an actor address (thespian's `ActorAddress` is not hashable; its
+    details are)."""
+    return getattr(address, "addressDetails", address)
+
+
 class Registry:
     def __init__(self, is_alive: Callable[[RegistryEntry], bool] = _default_alive) -> None:
         self.entries: dict[str, RegistryEntry] = {}
-        self.watchers: dict[str, list[Any]] = {}
+        #: name -> {watcher key: watcher address}
+        self.watchers: dict[str, dict[Any, Any]] = {}
+        #: watcher key -> the names it watches (to drop its watches when it dies)
+        self.watching: dict[Any, set[str]] = {}
+        #: address key -> name (for dead letters, which carry only the address)
+        self.names: dict[Any, str] = {}
         self.is_alive = is_alive
 
     def register(self, entry: RegistryEntry) -> list[RegistryEntry]:
@@ -38,24 +53,30 @@ class Registry:
             raise AlreadyRegistered(entry.name, f"{current.actor_class} under {current.supervisor}")
         replaced = self.remove(entry.name, current.address) if current is not None else []
         self.entries[entry.name] = entry
+        self.names[address_key(entry.address)] = entry.name
         return replaced
 
     def lookup(self, name: str) -> RegistryEntry | None:
         return self.entries.get(name)
 
     def name_of(self, address: Any) -> str | None:
-        for name, entry in self.entries.items():
-            if entry.address == address:
-                return name
-        return None
+        name = self.names.get(address_key(address))
+        entry = self.entries.get(name) if name is not None else None
+        return name if entry is not None and entry.address == address else None
 
     def remove(self, name: str, address: Any = None) -> list[RegistryEntry]:
         """Remove `name` (only if it is still held by `address`, when given), and, for a
-        supervisor, the entries of its subtree whose actors are dead. Returns what was removed."""
+        supervisor, the entries of its subtree whose actors are dead. Returns what was removed.
+
+        The removed actors are gone: the watches *they* held are dropped too."""
         entry = self.entries.get(name)
         if entry is None or (address is not None and entry.address != address):
             return []
         del self.entries[name]
+        key = address_key(entry.address)
+        if self.names.get(key) == name:
+            del self.names[key]
+        self.forget_watcher(entry.address)
         removed = [entry]
         if entry.kind == "supervisor":
             for child in [e for e in self.entries.values() if e.supervisor == name]:
@@ -72,20 +93,43 @@ class Registry:
         """Watch `name`; False if nothing is registered under it (the caller reports noproc)."""
         if name not in self.entries:
             return False
-        watchers = self.watchers.setdefault(name, [])
-        if not any(w == watcher for w in watchers):
-            watchers.append(watcher)
+        key = address_key(watcher)
+        self.watchers.setdefault(name, {})[key] = watcher
+        self.watching.setdefault(key, set()).add(name)
         return True
 
     def unwatch(self, name: str, watcher: Any) -> None:
+        key = address_key(watcher)
         watchers = self.watchers.get(name)
-        if watchers:
-            self.watchers[name] = [w for w in watchers if w != watcher]
+        if watchers is not None:
+            watchers.pop(key, None)
+            if not watchers:
+                del self.watchers[name]
+        self._unindex(key, name)
 
     def take_watchers(self, name: str) -> list[Any]:
         """The watchers to notify now that `name` went down (their watches are used up)."""
-        return self.watchers.pop(name, [])
+        watchers = self.watchers.pop(name, {})
+        for key in watchers:
+            self._unindex(key, name)
+        return list(watchers.values())
 
     def forget_watcher(self, watcher: Any) -> None:
-        for name in list(self.watchers):
-            self.unwatch(name, watcher)
+        """`watcher` died: drop every watch it held."""
+        key = address_key(watcher)
+        for name in self.watching.pop(key, ()):
+            watchers = self.watchers.get(name)
+            if watchers is not None:
+                watchers.pop(key, None)
+                if not watchers:
+                    del self.watchers[name]
+
+    def watch_count(self) -> int:
+        return sum(len(w) for w in self.watchers.values())
+
+    def _unindex(self, key: Any, name: str) -> None:
+        names = self.watching.get(key)
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self.watching[key]

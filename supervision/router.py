@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import attrs
 
 from supervision.logs import logger
-from supervision.errors import AskTimeout, DeadLetter, ErrorInfo, NoSuchName
+from supervision.errors import AskTimeout, DeadLetter, ErrorInfo, MessageNotPicklable, NoSuchName, ReplyNotUnpicklable
 from supervision.messages import (
     Answer,
     Down,
@@ -34,6 +34,8 @@ from supervision.messages import (
     Reply,
     Resolved,
 )
+
+from supervision.wire import pack, type_name as _wire_type_name, unpack_reply
 
 if TYPE_CHECKING:
     from supervision.process import Process
@@ -52,7 +54,7 @@ def new_corr(prefix: str = "") -> str:
 
 
 def type_name(message: Any) -> str:
-    return type(message).__name__
+    return _wire_type_name(message)
 
 
 @attrs.define
@@ -96,8 +98,22 @@ class Router:
 
     # --- sending -------------------------------------------------------------------------
 
-    def tell(self, name: str, payload: Any) -> None:
-        self._route(_Outgoing(Envelope(payload, name), None))
+    def tell(self, name: str, payload: Any, notify: bool = False) -> None:
+        """Send without a reply. A tell that goes nowhere is counted and reported to the owner
+        (`on_undelivered`); with `notify`, the envelope carries the owner's address, so that
+        the monitor can report a dead target too."""
+        reply_to = self.owner.myAddress if notify else None
+        self._route(_Outgoing(Envelope(self._pack(payload), name, None, reply_to), None))
+
+    def _pack(self, payload: Any) -> Any:
+        """On multiproc bases, pickle here: an unpicklable message is the sender's error, raised
+        now (thespian would log it in its transport and drop it)."""
+        if self.owner.in_process:
+            return payload
+        try:
+            return pack(payload)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure
+            raise MessageNotPicklable(type_name(payload), f"{type(exc).__name__}: {exc}") from None
 
     def ask(
         self,
@@ -107,13 +123,14 @@ class Router:
         on_answer: Callable[[Answer], None],
         tag: Any = None,
     ) -> str:
+        packed = self._pack(payload)
         corr = new_corr("a")
         pending = _Pending(
             corr, name, type_name(payload), self.clock() + timeout, timeout, on_answer=on_answer, tag=tag
         )
         self.pending[corr] = pending
         self.owner.arm_timer(pending.deadline)
-        self._route(_Outgoing(Envelope(payload, name, corr, self.owner.myAddress), pending))
+        self._route(_Outgoing(Envelope(packed, name, corr, self.owner.myAddress), pending))
         return corr
 
     def forward(self, envelope: Envelope, ttl: float = 60.0) -> None:
@@ -235,7 +252,12 @@ class Router:
         if pending is None:
             return False
         if pending.on_answer is not None:
-            pending.on_answer(Answer(pending.tag, message.value))
+            try:
+                value = unpack_reply(message.value)
+            except ReplyNotUnpicklable as exc:
+                pending.on_answer(Answer(pending.tag, error=ErrorInfo.from_exception(exc, with_traceback=False)))
+                return True
+            pending.on_answer(Answer(pending.tag, value))
         return True
 
     def on_down(self, message: Down) -> None:
@@ -286,7 +308,7 @@ class Router:
         for outgoing in self.waiting.pop(name, ()):
             if outgoing.pending is None:
                 self.dead_letters += 1
-                log.info("%s: dropped %s to %r: %s", self.owner.name, type_name(outgoing.envelope.payload), name, error)
+                self.owner.on_undelivered(outgoing.envelope, str(error))
                 continue
             if outgoing.pending.message_type == "Resolve":
                 outgoing.pending.on_answer(Answer(None, error=ErrorInfo.from_exception(error, with_traceback=False)))

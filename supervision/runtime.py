@@ -13,12 +13,7 @@ Contracts (DESIGN.md section 3):
 - `stop()` (or leaving the `with` block) stops the trees in reverse order within the sum of
   their shutdown budgets and leaves no process of the actor system behind. Stopping twice is fine.
 
-How a request travels: the runtime resolves a name once through the kernel and caches the
-address with the actor's process identity; later asks go straight to the actor (two messages,
-as a raw thespian ask). While waiting it checks the target's process, so an actor killed in
-the middle of a request gives `DeadLetter` at once rather than a timeout. On
-multiprocQueueBase, where one send to a dead actor wedges thespian's external interface,
-every request goes through the kernel instead.
+Calls (ask, tell, whereis) and how a request travels: `supervision.calls`.
 """
 
 from __future__ import annotations
@@ -26,24 +21,20 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import pickle
 import signal
 import threading
 import time
 import weakref
 from typing import Any
 
-from thespian.actors import ActorSystem, ActorSystemException
+from thespian.actors import ActorSystem
 from thespian.actors import ExternalContext
 
 from supervision import bases, discovery
+from supervision.calls import LIVENESS_SLICE, Calls
 from supervision.logs import logger
 from supervision.errors import (
-    ActorCrashed,
-    AskTimeout,
     ConfigError,
-    DeadLetter,
-    MessageNotPicklable,
     NoSuchName,
     RuntimeNotRunning,
     SpecError,
@@ -56,16 +47,9 @@ from supervision.liveness import ProcessIdentity, group_members
 from supervision.messages import (
     CountChildren,
     Envelope,
-    ErrorReply,
-    Exiting,
-    Forget,
     GetTree,
     Init,
     InitFailed,
-    Ping,
-    Relay,
-    Reply,
-    Resolve,
     Resolved,
     Shutdown,
     StartChild,
@@ -76,27 +60,18 @@ from supervision.messages import (
     TerminateChild,
     WhichChildren,
 )
-from supervision.router import new_corr, type_name
 from supervision.specs import ChildSpec, SupervisorSpec, validate_name
 from supervision.supervisor import AddChild
 
 log = logger("supervision.runtime")
 
-#: While waiting for a reply, how often to check that the target's process is alive.
-LIVENESS_SLICE = 0.05
 #: How long the actor system may take to come up.
 BOOT_TIMEOUT = 30.0
-#: How many times a request that certainly did not reach its (dead) actor is sent again to
-#: the actor now registered under the name.
-MAX_RESENDS = 3
-#: After the target's process is seen dead, how long to wait for the monitor's dead-letter
-#: reply, which tells a message that never arrived (safe to resend) from one that was lost.
-DEAD_LETTER_GRACE = 0.1
 #: How long thespian's own shutdown may take before the runtime kills what is left.
 SYSTEM_SHUTDOWN_TIMEOUT = 3.0
 
 
-class Runtime:
+class Runtime(Calls):
     """An actor system in this process, its kernel, and the trees you start under it.
 
     Arguments:
@@ -380,51 +355,6 @@ class Runtime:
 
     # --- talking to actors --------------------------------------------------------------------------
 
-    def ask(self, name: str, message: Any, timeout: float | None = None) -> Any:
-        """Send `message` to the actor registered as `name` and return its reply."""
-        name = validate_name(name, "name")
-        timeout = self._timeout(timeout)
-        self._check_transferable(message, "message")
-        deadline = time.monotonic() + timeout
-        resends = 0
-        while True:
-            if self.info.direct_sends:
-                entry = self._resolve(name, deadline)
-                target, identity, envelope = entry.address, entry.identity, Envelope(message, name)
-            else:
-                entry, target, identity, envelope = None, self._kernel, None, Envelope(message, name, ttl=timeout)
-            try:
-                return self._request(target, envelope, deadline, identity, name)
-            except DeadLetter as exc:
-                self._forget(name, entry)
-                if getattr(exc, "undelivered", False) and resends < MAX_RESENDS and time.monotonic() < deadline:
-                    resends += 1  # it never reached the actor: safe to send to its successor
-                    continue
-                raise
-            except ActorCrashed:
-                self._forget(name, entry)  # that actor is on its way out
-                raise
-
-    def tell(self, name: str, message: Any) -> None:
-        """Send `message` to `name` without waiting. Raises `NoSuchName` if nothing is registered."""
-        name = validate_name(name, "name")
-        self._check_transferable(message, "message")
-        if not self.info.direct_sends:
-            # acknowledged by the kernel: thespian's queue base routes through bounded queues
-            # that deadlock (kernel and admin each blocked on the other's full queue) under a
-            # flood of unacknowledged sends
-            deadline = time.monotonic() + self.ask_timeout
-            self._request(self._kernel, Envelope(Relay(Envelope(message, name)), KERNEL_NAME), deadline, None, KERNEL_NAME)
-            return
-        entry = self._resolve(name, time.monotonic() + self.ask_timeout)
-        self._send(entry.address, Envelope(message, name))
-
-    def whereis(self, name: str) -> Resolved:
-        """The registry entry of `name` (address and process identity); raises `NoSuchName`."""
-        name = validate_name(name, "name")
-        self._cache.pop(name, None)
-        return self._resolve(name, time.monotonic() + self.ask_timeout)
-
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Fault injection: send `sig` (default SIGKILL) to the process of the actor `name`.
 
@@ -483,107 +413,10 @@ class Runtime:
 
     # --- internals ---------------------------------------------------------------------------------------
 
-    def _context(self) -> ExternalContext:
-        if self._system is None:
-            raise RuntimeNotRunning("the runtime is not running; use `with Runtime(...) as rt` or rt.start()")
-        if self.info.in_process:
-            # simpleSystemBase runs its actors only inside the main handle's calls; its
-            # private contexts never drive the system, so every thread shares the main handle
-            return self._system
-        ctx = getattr(self._local, "ctx", None)
-        if ctx is None:
-            ctx = ExternalContext(self._system._systemBase.external_clone())
-            self._local.ctx = ctx
-            self._contexts.append(ctx)
-        return ctx
-
-    def _reply_address(self, ctx: ExternalContext) -> Any:
-        address = getattr(self._local, "address", None)
-        if address is None:
-            corr = new_corr("p")
-            self._send(self._kernel, Envelope(Ping(), KERNEL_NAME, corr), ctx)
-            address = self._await(ctx, corr, time.monotonic() + BOOT_TIMEOUT, None, KERNEL_NAME, "Ping")
-            self._local.address = address
-        return address
-
     def _call_kernel(self, payload: Any, timeout: float, allow_stopped: bool = False) -> Any:
         if not allow_stopped and self._stopped:
             raise RuntimeNotRunning("the runtime was stopped")
         return self._request(self._kernel, Envelope(payload, KERNEL_NAME), time.monotonic() + timeout, None, KERNEL_NAME)
-
-    def _resolve(self, name: str, deadline: float) -> Resolved:
-        entry = self._cache.get(name)
-        if entry is not None and (entry.identity is None or entry.identity.is_alive()):
-            return entry
-        stale = self._stale.pop(name, None) or (entry.address if entry is not None else None)
-        # a name whose actor is restarting is waited for, but never for more than half the time left
-        wait = max(0.0, min(self.restart_wait, (deadline - time.monotonic()) / 2))
-        entry = self._request(self._kernel, Envelope(Resolve(name, wait, stale), KERNEL_NAME), deadline, None, KERNEL_NAME)
-        self._cache[name] = entry
-        return entry
-
-    def _forget(self, name: str, entry: Resolved | None) -> None:
-        """The actor of `name` crashed or is dead: the next lookup must not return it."""
-        if entry is not None:
-            self._cache.pop(name, None)
-            self._stale[name] = entry.address
-        else:
-            # the kernel routes for us; runtime -> kernel messages stay in order, so it forgets
-            # that actor before it routes our next request
-            self._send(self._kernel, Envelope(Forget(name), KERNEL_NAME))
-
-    def _request(self, address: Any, envelope: Envelope, deadline: float, identity: ProcessIdentity | None, name: str) -> Any:
-        if self.info.in_process:
-            with self._lock:  # simpleSystemBase: one shared handle runs the actors; one caller at a time
-                return self._request_now(address, envelope, deadline, identity, name)
-        return self._request_now(address, envelope, deadline, identity, name)
-
-    def _request_now(self, address: Any, envelope: Envelope, deadline: float, identity: ProcessIdentity | None, name: str) -> Any:
-        ctx = self._context()
-        corr = new_corr("x")
-        reply_to = self._reply_address(ctx)
-        envelope = Envelope(envelope.payload, envelope.target, corr, reply_to, envelope.ttl)
-        self._send(address, envelope, ctx)
-        return self._await(ctx, corr, deadline, identity, name, type_name(envelope.payload))
-
-    def _send(self, address: Any, message: Any, ctx: ExternalContext | None = None) -> None:
-        ctx = ctx or self._context()
-        if address is self._kernel and not self._kernel_alive():
-            raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
-        try:
-            ctx.tell(address, message)
-        except ActorSystemException as exc:
-            raise DeadLetter(getattr(message, "target", "?"), type_name(message), f"thespian could not send it: {exc}", undelivered=True) from exc
-
-    def _await(self, ctx: ExternalContext, corr: str, deadline: float, identity: ProcessIdentity | None, name: str, message_type: str) -> Any:
-        timeout = max(0.0, deadline - time.monotonic())
-        died_at: float | None = None
-        while True:
-            now = time.monotonic()
-            remaining = deadline - now
-            if remaining <= 0:
-                raise AskTimeout(name, round(timeout, 3), message_type)
-            if died_at is not None and now - died_at >= DEAD_LETTER_GRACE:
-                raise DeadLetter(name, message_type, "the actor died while handling the request")
-            # short slices: to check processes between them, and because simpleSystemBase's
-            # listen sleeps until its next timer even when a reply is already waiting
-            message = ctx.listen(min(remaining, LIVENESS_SLICE if died_at is None else 0.01))
-            if message is None:
-                if died_at is None and identity is not None and not identity.is_alive():
-                    died_at = time.monotonic()
-                if not self._kernel_alive():
-                    raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
-                continue
-            if isinstance(message, Reply) and message.corr == corr:
-                return message.value
-            if isinstance(message, ErrorReply) and message.corr == corr:
-                raise message.error.to_exception()
-            if isinstance(message, (Reply, ErrorReply)):
-                continue  # a late reply to an ask that already gave up
-            if isinstance(message, Exiting) and message.name == KERNEL_NAME:
-                log.error("the kernel exited: %s", message.reason)
-                continue
-            log.debug("runtime: unexpected %s dropped", type_name(message))
 
     def _kernel_alive(self) -> bool:
         if self._system is None:
@@ -594,16 +427,6 @@ class Runtime:
         if timeout is None:
             return self.ask_timeout
         return _check_seconds("timeout", timeout)
-
-    def _check_transferable(self, value: Any, what: str) -> None:
-        """On multiproc bases everything is pickled: fail here, clearly, not in thespian."""
-        if self.info.in_process:
-            return
-        try:
-            pickle.loads(pickle.dumps(value))
-        except Exception as exc:  # noqa: BLE001 - any pickling failure
-            raise MessageNotPicklable(type_name(value), f"{what} does not survive pickling ({type(exc).__name__}: {exc})") from None
-
 
 def _check_seconds(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value) or value <= 0:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import attrs
 
 from supervision.logs import logger
-from supervision.errors import ActorCrashed, DeadLetter, ErrorInfo, Recoverable, SpecError, UnknownMessage
+from supervision.errors import ActorCrashed, DeadLetter, ErrorInfo, Recoverable, SpecError, SupervisionError, UnknownMessage
 from supervision.messages import (
     Answer,
     CountEvent,
@@ -38,12 +38,14 @@ from supervision.messages import (
     ErrorReply,
     Init,
     Reply,
+    Undelivered,
     Unwatch,
     Watch,
 )
 from supervision.process import Process
 from supervision.router import type_name
 from supervision.specs import validate_name
+from supervision.wire import unpack_message
 
 log = logger("supervision.server")
 
@@ -91,9 +93,14 @@ class Server(Process):
 
     # --- helpers for handle ----------------------------------------------------------------------
 
-    def tell(self, name: str, message: Any) -> None:
-        """Send `message` to the actor registered as `name`; no reply."""
-        self.router.tell(name if name in self.router.cache else validate_name(name), message)
+    def tell(self, name: str, message: Any, *, notify: bool = False) -> None:
+        """Send `message` to the actor registered as `name`; no reply.
+
+        A tell that goes nowhere (no such name, or its actor is dead) is a dead letter: logged,
+        and counted in the tree as this actor's `undelivered`. With `notify=True` it also comes
+        back to `handle` as `Undelivered(target, message_type, reason, message)`, as Pykka
+        raises `ActorDeadError` on a tell to a dead actor."""
+        self.router.tell(name if name in self.router.cache else validate_name(name), message, notify)
 
     def ask(
         self,
@@ -103,20 +110,42 @@ class Server(Process):
         timeout: float = 5.0,
         then: Callable[[Answer], None] | None = None,
         tag: Any = None,
+        reply_to: ReplyHandle | None = None,
     ) -> None:
         """Send a request to `name`. The outcome (reply or typed error) arrives later as an
-        `Answer`: passed to `then` if given, otherwise delivered to `handle`."""
-        if then is None:
-            def then(answer: Answer) -> None:
-                self._run_guarded(None, None, answer, internal=True)
+        `Answer`: passed to `then` if given, forwarded as is to a deferred request with
+        `reply_to=self.defer()`, otherwise delivered to `handle`.
+
+        Nothing is lost: an exception raised while handling the answer (in `then`, or in
+        `handle`) is answered to the request this actor was handling when it called `ask`: a
+        `Recoverable` as itself, anything else as `ActorCrashed`, with crash semantics (the
+        actor is restarted)."""
+        if reply_to is not None and then is not None:
+            raise SpecError("Server.ask", "give then= or reply_to=, not both")
+        if reply_to is not None and not isinstance(reply_to, ReplyHandle):
+            raise SpecError("Server.ask.reply_to", f"must be a ReplyHandle from defer(); got {type(reply_to).__name__}")
+        origin = self._current  # the request being handled now (None in a timer or init)
+        if reply_to is not None:
+            handle = reply_to
+
+            def callback(answer: Answer) -> None:
+                self.forward(handle, answer)
 
         else:
             callback = then
 
-            def then(answer: Answer) -> None:
-                self._call_guarded(callback, answer)
+        def on_answer(answer: Answer) -> None:
+            self._answer_guarded(callback, answer, origin)
 
-        self.router.ask(validate_name(name), message, timeout, then, tag)
+        self.router.ask(validate_name(name), message, timeout, on_answer, tag)
+
+    def forward(self, handle: ReplyHandle, answer: Answer) -> None:
+        """Answer a deferred request with the outcome of an `ask`: its value, or its error as
+        it came (type, fields, remote traceback). `then=lambda a: self.forward(reply, a)`."""
+        if answer.error is not None:
+            self.reply_error(handle, answer.error)
+        else:
+            self.reply(handle, answer.value)
 
     def defer(self) -> ReplyHandle:
         """Reply later: call inside `handle`, keep the handle, `reply(handle, value)` when ready."""
@@ -131,12 +160,17 @@ class Server(Process):
     def reply(self, handle: ReplyHandle, value: Any) -> None:
         if handle.reply_to is None:
             return
-        self.send(handle.reply_to, Reply(handle.corr, value) if handle.corr else value)
+        if handle.corr:
+            self.reply_value(handle.reply_to, handle.corr, value)
+        else:
+            self.send(handle.reply_to, value)
 
-    def reply_error(self, handle: ReplyHandle, error: BaseException) -> None:
+    def reply_error(self, handle: ReplyHandle, error: BaseException | ErrorInfo) -> None:
+        """Answer a deferred request with an error (any exception: the caller gets its type)."""
         if handle.reply_to is None:
             return
-        self.send(handle.reply_to, ErrorReply(handle.corr or "", ErrorInfo.from_exception(error, with_traceback=False)))
+        info = error if isinstance(error, ErrorInfo) else ErrorInfo.from_exception(error, with_traceback=True, actor=self.name)
+        self.send(handle.reply_to, ErrorReply(handle.corr or "", info))
 
     def watch(self, name: str) -> None:
         """Receive `Down(name, reason)` in `handle` when the actor registered as `name` dies.
@@ -182,7 +216,7 @@ class Server(Process):
         except (Recoverable, SpecError) as exc:  # bad input (a bad argument is bad input too)
             self._recoverable(exc, payload)
             if expects_reply:
-                self.send_error(envelope, sender, exc)
+                self.send_error(envelope, sender, exc, with_traceback=True)
             return
         except Exception as exc:  # noqa: BLE001 - a crash, by definition
             self._crash(exc, payload, envelope, sender)
@@ -192,13 +226,26 @@ class Server(Process):
         if not self._deferred and expects_reply:
             self.send_reply(envelope, sender, result)
 
-    def _call_guarded(self, callback: Callable[[Answer], None], answer: Answer) -> None:
+    def _answer_guarded(self, callback: Callable[[Answer], None] | None, answer: Answer, origin: Any) -> None:
+        """Run `callback(answer)` (or `handle(answer)`); what it raises goes to `origin`."""
+        envelope, sender = origin if origin is not None else (None, None)
+        if envelope is None or envelope.corr is None:
+            envelope, sender = None, None  # nobody waits for an answer
         try:
-            callback(answer)
+            if callback is None:
+                self._current, self._deferred = (None, None), False
+                try:
+                    self.handle(answer)
+                finally:
+                    self._current = None
+            else:
+                callback(answer)
         except (Recoverable, SpecError) as exc:
             self._recoverable(exc, answer)
-        except Exception as exc:  # noqa: BLE001
-            self._crash(exc, answer, None, None)
+            if envelope is not None:
+                self.send_error(envelope, sender, exc, with_traceback=True)
+        except Exception as exc:  # noqa: BLE001 - a crash, by definition
+            self._crash(exc, answer, envelope, sender)
 
     def _recoverable(self, exc: Recoverable | SpecError, payload: Any) -> None:
         log.info("%s: %s on %s: %s", self.name, type(exc).__name__, type_name(payload), exc)
@@ -208,14 +255,14 @@ class Server(Process):
     def _crash(self, exc: Exception, payload: Any, envelope: Envelope | None, sender: Any) -> None:
         reason = f"crash: {type(exc).__name__}: {exc}"
         log.error("%s crashed handling %s: %s", self.name, type_name(payload), reason[7:], exc_info=exc)
-        if envelope is not None and envelope.corr is not None:
-            self.send_error(envelope, sender, ActorCrashed(self.name, type(exc).__name__, str(exc), type_name(payload)))
-        elif envelope is None and sender is not None:
-            self.send_error(None, sender, ActorCrashed(self.name, type(exc).__name__, str(exc), type_name(payload)))
+        original = ErrorInfo.from_exception(exc, actor=self.name)  # the caller gets it as __cause__
+        crashed = ActorCrashed(self.name, type(exc).__name__, str(exc), type_name(payload))
+        if (envelope is not None and envelope.corr is not None) or (envelope is None and sender is not None):
+            self.send_error(envelope, sender, crashed, cause=original)
         self._crashed = reason
         if self.monitor_address is not None:
             self.send(self.monitor_address, CountEvent(self.name, "crash"))
-        self.exit(reason, ErrorInfo.from_exception(exc))
+        self.exit(reason, original)
 
     def _refuse(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
         """A request that arrived after this actor crashed or began to stop."""
@@ -248,6 +295,22 @@ class Server(Process):
             self.terminate(reason)
         except Exception as exc:  # noqa: BLE001
             log.warning("%s: terminate(%r) raised %s: %s", self.name, reason, type(exc).__name__, exc)
+
+    def on_undelivered(self, envelope: Envelope, reason: str) -> None:
+        super().on_undelivered(envelope, reason)
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, CountEvent(self.name, "undelivered"))
+        if envelope.reply_to is not None:
+            self.on_undelivered_notice(Undelivered(envelope.target, type_name(envelope.payload), reason, envelope.payload))
+
+    def on_undelivered_notice(self, message: Undelivered) -> None:
+        if self._crashed is not None or self._exiting:
+            return
+        try:
+            sent = unpack_message(message.message)
+        except SupervisionError:
+            sent = None
+        self._run_guarded(None, None, Undelivered(message.target, message.message_type, message.reason, sent), internal=True)
 
     def on_unmatched_reply(self, message: Reply | ErrorReply, sender: Any) -> None:
         log.debug("%s: late reply %s dropped", self.name, message.corr)

@@ -154,3 +154,36 @@ def test_no_such_limiter_is_a_typed_error(make_runtime):
     rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
     with pytest.raises((NoSuchName, DeadLetter)):
         Limiter(rt).acquire("db", timeout=0.5)
+
+
+def test_a_typo_in_a_key_is_an_unknown_limit_key_unless_the_limiter_has_a_default(make_runtime):
+    from actors.limiter import UnknownLimitKey
+
+    strict = ChildSpec("strict", LimiterServer, kwargs={"limits": {"images": Limit(2)}})
+    lenient = ChildSpec("lenient", LimiterServer, kwargs={"limits": {"images": Limit(2)}, "default": Limit(3)})
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[strict, lenient]))
+    with pytest.raises(UnknownLimitKey, match="'imagse'.*configured: 'images'") as info:
+        with Limiter(rt, "strict").permit("imagse", timeout=1):
+            pass
+    assert info.value.key == "imagse"
+    assert rt.ask("strict", Stats())[0].key == "images" and len(rt.ask("strict", Stats())) == 1  # nothing created
+    with Limiter(rt, "strict").permit("images", timeout=1):
+        pass
+    with Limiter(rt, "lenient").permit("imagse", timeout=1) as lease:
+        assert lease.key == "imagse"  # an explicit default covers every other key
+    assert rt.tree()["strict"].restarts == 0
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_forged_down_from_a_caller_releases_nothing(make_runtime, base):
+    from supervision import Down, SystemMessageRefused
+
+    rt = make_runtime(base).start(tree({"db": Limit(1)}))
+    assert rt.ask("holder", ("hold", "db"))
+    with pytest.raises(SystemMessageRefused, match="Down"):
+        rt.ask("limiter", Down("holder", "killed"))
+    rt.tell("limiter", Down("holder", "noproc"))  # refused too, with nobody to tell
+    assert held(rt) == 1  # the holder's permit is still out
+    with pytest.raises(LimitTimeout):
+        Limiter(rt).acquire("db", timeout=0.2)
+    assert rt.tree()["limiter"].restarts == 0

@@ -202,3 +202,46 @@ def test_fuzzed_messages_get_typed_error_replies_and_never_restart_the_actor(fuz
 def test_fuzzing_left_no_restarts(fuzz_runtime):
     node = fuzz_runtime.tree().find("kv")
     assert node.restarts == 0 and node.counters.crashes == 0
+
+
+# --- dead letters of tells; nothing grows with restarts ---------------------------------------
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_tell_to_an_unknown_or_dead_name_is_a_dead_letter_counted_and_the_sender_can_hear_of_it(make_runtime, base):
+    from tests.calls_support import Teller, TellTo
+
+    pool = SupervisorSpec("pool", strategy="simple_one_for_one", children=[ChildSpec("t", Echo, restart="temporary")])
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("teller", Teller), pool]))
+    assert rt.ask("teller", TellTo("nobody", "silent")) == "sent"
+    assert rt.ask("teller", TellTo("nobody", Put("k", 1), notify=True)) == "sent"
+    notices = wait_for(lambda: rt.ask("teller", "notices"), what="an Undelivered notice")
+    assert notices == [("nobody", "Put", Put("k", 1))]
+    wait_for(lambda: tree_node(rt, "teller").counters.undelivered == 2, what="both dead letters counted")
+    assert "undelivered 2" in str(rt.tree())
+    gone = rt.start_child("pool")
+    assert rt.ask("teller", TellTo(gone, "warm the cache")) == "sent"  # the teller resolves it once
+    rt.kill(gone)
+    assert rt.ask("teller", TellTo(gone, "to the dead", notify=True)) == "sent"
+    wait_for(lambda: len(rt.ask("teller", "notices")) == 2, what="a notice for the dead target")
+    assert rt.ask("teller", "notices")[1][0] == gone
+    assert tree_node(rt, "teller").restarts == 0
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_restarts_of_a_caller_leave_no_watches_behind_in_the_monitor(make_runtime, base):
+    from supervision.messages import MonitorStats
+
+    spec = SupervisorSpec("root", intensity=1000, period=1.0, children=[ChildSpec("kv", KeyValue), ChildSpec("asker", Asker)])
+    rt = make_runtime(base).start(spec)
+    rt.ask("kv", Put("a", 1))
+    baseline = None
+    for restart in range(30):
+        assert rt.ask("asker", Relay("kv", Get("a")), timeout=10) == 1  # a lookup (and a watch) by the caller
+        stats = rt.ask("sys.monitor", MonitorStats())
+        baseline = baseline or stats
+        rt.kill("asker")
+        wait_for(lambda: tree_node(rt, "asker").restarts == restart + 1, what="the caller restarted")
+    stats = rt.ask("sys.monitor", MonitorStats())
+    assert stats["watches"] <= baseline["watches"] + 1, (baseline, stats)
+    assert stats["watchers"] <= baseline["watchers"] + 1, (baseline, stats)

@@ -103,6 +103,7 @@ class RegistryMachine(RuleBasedStateMachine):
             removed = self.registry.remove(name, address)
             assert [e.address for e in removed] == [address]
             del self.model[name]
+            self.registry.take_watchers(name)  # the monitor sends Down to its watchers
 
     @rule(name=names)
     def a_stale_unregister_changes_nothing(self, name):
@@ -112,7 +113,21 @@ class RegistryMachine(RuleBasedStateMachine):
     def sweep(self):
         for dead in self.registry.dead_entries():
             self.registry.remove(dead.name, dead.address)
+            self.registry.take_watchers(dead.name)
         self.model = {n: v for n, v in self.model.items() if v[1].alive}
+
+    @rule(name=names, watcher=names)
+    def one_actor_watches_another(self, name, watcher):
+        if watcher in self.model:
+            self.registry.watch(name, self.model[watcher][0])
+
+    @invariant()
+    def watches_belong_to_registered_watchers_of_registered_names(self):
+        live = {address for address, _ in self.model.values()}
+        for name, watchers in self.registry.watchers.items():
+            assert name in self.registry.entries
+            assert set(watchers.values()) <= live, "a watch outlived its watcher's entry"
+        assert self.registry.watch_count() == sum(len(names) for names in self.registry.watching.values())
 
     @invariant()
     def lookups_match_the_model(self):
@@ -123,3 +138,27 @@ class RegistryMachine(RuleBasedStateMachine):
 
 
 TestRegistry = RegistryMachine.TestCase
+
+
+def test_the_watches_of_an_actor_go_with_its_entry():
+    registry = Registry()
+    registry.register(entry("callee", "c1"))
+    for restart in range(200):  # a caller restarted 200 times, each incarnation watching the callee
+        caller = f"caller-addr-{restart}"
+        registry.register(entry("caller", caller))
+        assert registry.watch("callee", caller)
+        registry.remove("caller", caller)
+    assert registry.watch_count() == 0 and registry.watching == {}
+    assert registry.take_watchers("callee") == []
+
+
+def test_a_watch_is_kept_once_per_watcher_and_dropped_with_its_name():
+    registry = Registry()
+    registry.register(entry("callee", "c1"))
+    registry.register(entry("caller", "w1"))
+    for _ in range(100):
+        registry.watch("callee", "w1")  # every lookup watches: still one watch
+    assert registry.watch_count() == 1
+    assert registry.take_watchers("callee") == ["w1"]
+    assert registry.watch_count() == 0 and registry.watching == {}
+    assert registry.name_of("w1") == "caller" and registry.name_of("nobody") is None

@@ -9,7 +9,7 @@ registered name (DESIGN.md story 1).
 from actors.limiter.actor import LimiterServer
 from actors.limiter.client import Limiter
 from actors.limiter.core import KeyStats, Lease, Limit, LimiterCore, Owner
-from actors.limiter.errors import LimitTimeout, UnknownKey, UnknownLease
+from actors.limiter.errors import LimitTimeout, UnknownKey, UnknownLease, UnknownLimitKey
 from actors.limiter.messages import Acquire, Configure, Held, Release, Stats
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "Stats",
     "UnknownKey",
     "UnknownLease",
+    "UnknownLimitKey",
 ]

@@ -3,8 +3,11 @@
 Start it under a supervisor:
 
 ```python
-ChildSpec("limiter", LimiterServer, kwargs={"limits": {"db": Limit(4)}, "default": Limit(10)})
+ChildSpec("limiter", LimiterServer, kwargs={"limits": {"db": Limit(4)}})
 ```
+
+A key that is not configured is `UnknownLimitKey`, unless the limiter is given a `default`
+limit for every other key (`"default": Limit(10)`).
 
 Owners are actors (by registered name: the limiter watches them through the monitor and gets
 their permits back when they die) or OS processes (checked by pid every
@@ -62,7 +65,7 @@ class LimiterServer(Server):
     def init(
         self,
         limits: dict[str, Limit] | None = None,
-        default: Limit | None = Limit(10),
+        default: Limit | None = None,
         owner_check_interval: float = 0.2,
         database: DatabaseConfig | None = None,
         node: str | None = None,

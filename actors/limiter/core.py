@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import attrs
 
-from actors.limiter.errors import BadRequest, UnknownKey, UnknownLease
+from actors.limiter.errors import BadRequest, UnknownLimitKey, UnknownLease
 from supervision.liveness import ProcessIdentity
 
 _EPSILON = 1e-9
@@ -180,7 +180,7 @@ class LimiterCore:
         bucket = self.buckets.get(key)
         if bucket is None:
             if self.default is None:
-                raise UnknownKey(key)
+                raise UnknownLimitKey(key, tuple(sorted(self.buckets)))
             self.configure(key, self.default, now)
             bucket = self.buckets[key]
         return bucket

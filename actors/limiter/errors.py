@@ -28,11 +28,20 @@ class UnknownLease(Recoverable):
         )
 
 
-class UnknownKey(Recoverable):
-    """No limit is configured for the key and the limiter has no default."""
+class UnknownLimitKey(Recoverable):
+    """No limit is configured for the key and the limiter has no default: a typo'd key is an
+    error, never silently limited by a guess."""
 
-    def __init__(self, key: str) -> None:
-        super().__init__(f"no limit is configured for {key!r}; configure it first or give the limiter a default", key=key)
+    def __init__(self, key: str, known: tuple[str, ...] = ()) -> None:
+        shown = ", ".join(repr(k) for k in known[:10]) + (", ..." if len(known) > 10 else "")
+        super().__init__(
+            f"no limit is configured for {key!r} (configured: {shown or 'none'}); check the key, "
+            "configure it (Configure(key, Limit(n))), or start the limiter with default=Limit(n)",
+            key=key,
+        )
 
 
-__all__ = ["BadRequest", "LimitTimeout", "UnknownKey", "UnknownLease"]
+#: the earlier name
+UnknownKey = UnknownLimitKey
+
+__all__ = ["BadRequest", "LimitTimeout", "UnknownKey", "UnknownLimitKey", "UnknownLease"]
