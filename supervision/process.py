@@ -50,6 +50,8 @@ log = logger("supervision.process")
 
 
 class Process(Actor):
+    #: True for supervisors (specs.ChildSpec refuses them as workers)
+    supervisor_class: ClassVar[bool] = False
     #: message type -> name of the method that handles it (subclasses extend this table)
     system_handlers: ClassVar[dict[type, str]] = {
         Envelope: "_on_envelope",

@@ -149,6 +149,7 @@ Step = StartStep | StopStep | StopManyStep | DelayStep | CallStep | ExitStep
 
 
 class Supervisor(Process):
+    supervisor_class = True
     system_handlers = {
         **Process.system_handlers,
         Started: "_on_started",
