@@ -264,6 +264,12 @@ class ExitNotice:
     reason: Any
     cause: str | None
     removed: bool
+    child: Any = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class Stopped:
+    """The kernel's stop is done (every child stopped)."""
 
 
 @attrs.frozen
@@ -521,6 +527,7 @@ class Plan:
             for requester in [step.requester, *self.stop_waiters]:
                 self._reply(requester, "stopped")
             self.stop_waiters.clear()
+            self.out.append(Stopped())
 
     def _timer(self, seconds: float) -> None:
         self.seq += 1
@@ -862,7 +869,7 @@ class Plan:
         elif isinstance(decision, Exited):
             child.status = "stopped"
             self.out.append(Log("info", f"{self.name}: {name} exited ({text}); not restarted ({child.restart})"))
-            self.out.append(ExitNotice(name, reason, cause, decision.remove))
+            self.out.append(ExitNotice(name, reason, cause, decision.remove, child))
             self._remove(child) if decision.remove else self._report(child)
             self._auto_shutdown(child, text)
         elif isinstance(decision, Restart):
