@@ -83,6 +83,41 @@ class AlreadyRegistered(SupervisionError):
         super().__init__(text + "; choose another name or stop the holder first", name=name)
 
 
+class AlreadyPresent(AlreadyRegistered):
+    """A supervisor already has a child spec named `name` (OTP's `already_present` /
+    `already_started`): restart it with `restart_child`, or `delete_child` it first."""
+
+    def __init__(self, name: str, supervisor: str, running: bool) -> None:
+        state = "running" if running else "stopped, its spec kept"
+        SupervisionError.__init__(
+            self,
+            f"{supervisor} already has a child named {name!r} ({state}); use restart_child, or delete_child first",
+            name=name,
+            supervisor=supervisor,
+            running=running,
+        )
+
+
+class ChildRunning(SupervisionError):
+    """`restart_child` / `delete_child` of a child that is running (OTP's `{error, running}`)."""
+
+    def __init__(self, name: str, supervisor: str, status: str) -> None:
+        super().__init__(
+            f"{name!r} is {status} under {supervisor}; terminate_child it first", name=name, supervisor=supervisor, status=status
+        )
+
+
+class RuntimeExited(SupervisionError):
+    """A tree started with `Runtime.start(spec, restart="transient"|"permanent")` exited and
+    took the runtime down (as an OTP application of that type stops the node)."""
+
+    def __init__(self, tree: str, reason: str, cause: str = "") -> None:
+        text = f"the runtime stopped: tree {tree!r} exited ({reason})"
+        if cause:
+            text += f": {cause}"
+        super().__init__(text, tree=tree, reason=reason, cause=cause)
+
+
 class AskTimeout(SupervisionError, TimeoutError):
     """No reply arrived within the caller's timeout."""
 

@@ -202,7 +202,10 @@ def build_tree(rows: dict[str, NodeRow], counters: dict[str, Counters], root: st
         by_parent.setdefault(row.parent, []).append(row)
 
     def node(row: NodeRow, depth: int) -> TreeNode:
-        kids = sorted(by_parent.get(row.name, ()), key=lambda r: r.position) if depth < 64 else []
+        # only the children of the supervisor's current process: rows reported by an earlier
+        # incarnation describe actors that died with it
+        current = [r for r in by_parent.get(row.name, ()) if r.parent_pid == row.pid] if depth < 64 else []
+        kids = sorted(current, key=lambda r: r.position)
         return TreeNode(
             row.name,
             row.kind,

@@ -1,13 +1,15 @@
-"""The kernel: the runtime's top supervisor, its gateway, and its guard against orphans.
+"""The kernel: the runtime's top supervisor, composed with its gateway and its guard against orphans.
 
 The runtime creates one kernel per actor system. The kernel
 
 - supervises the monitor (`sys.monitor`, started first, stopped last) and every tree the user
-  starts (`Runtime.start(spec)` adds the tree as a child);
-- is the one actor the outside world talks to when the system base cannot be trusted with
-  sends to dead actors (multiprocQueueBase): it forwards requests by name, and answers
-  `DeadLetter` for requests whose target dies;
-- resolves names for the runtime, which then talks to actors directly where that is safe;
+  starts. A tree is never restarted by the kernel (as OTP's application controller never
+  restarts an application): its restart type says what its exit means. temporary: it is
+  logged and shown in the tree; transient (after an abnormal exit) and permanent: the whole
+  runtime stops, and `Runtime.wait()` raises `RuntimeExited` with the reason;
+- holds a `Gateway`: the one actor the outside world talks to when the system base cannot be
+  trusted with sends to dead actors (multiprocQueueBase); it forwards requests by name,
+  answers `DeadLetter` for requests whose target dies, and resolves names for the runtime;
 - kills the whole actor system (its process group) when the process that owns the runtime
   dies, so no actor outlives its owner.
 """
@@ -20,14 +22,19 @@ from typing import Any
 
 import attrs
 
+from supervision import plan as P
+from supervision.errors import RuntimeNotRunning, SpecError
 from supervision.logs import logger
-from supervision.errors import SpecError
 from supervision.messages import (
     Answer,
+    AwaitExit,
     Envelope,
+    Forget,
+    GetBudget,
     Init,
     MonitorChanged,
-    Forget,
+    NodeRemoved,
+    NodeRow,
     Ping,
     Relay,
     Resolve,
@@ -35,16 +42,16 @@ from supervision.messages import (
     Started,
     StartTree,
     StopTree,
-    TerminateChild,
+    TreeExit,
 )
 from supervision.monitor import Monitor
-from supervision.specs import ChildSpec, SupervisorSpec
-from supervision.supervisor import AddChild, CallStep, StartStep, Supervisor, _Requester
+from supervision.policy import format_reason, is_normal
+from supervision.specs import KERNEL_NAME, KILL_GRACE, MONITOR_NAME, RESTART_TYPES, ChildSpec, SupervisorSpec
+from supervision.supervisor import Requester, Supervisor
 
 log = logger("supervision.kernel")
 
-KERNEL_NAME = "sys.kernel"
-MONITOR_NAME = "sys.monitor"
+__all__ = ["KERNEL_NAME", "MONITOR_NAME", "Kernel", "kernel_spec"]
 
 
 def kernel_spec(intensity: int = 3, period: float = 5.0) -> SupervisorSpec:
@@ -57,74 +64,156 @@ def kernel_spec(intensity: int = 3, period: float = 5.0) -> SupervisorSpec:
     )
 
 
+class Gateway:
+    """Requests the runtime sends to the kernel that are not about supervision: route by name,
+    resolve names, answer pings."""
+
+    def __init__(self, owner: Supervisor) -> None:
+        self.owner = owner
+
+    def handles(self, envelope: Envelope) -> bool:
+        """Forward a request meant for another actor; True if it was."""
+        if envelope.target and envelope.target != self.owner.name:
+            self.owner.router.forward(envelope)
+            return True
+        return False
+
+    def request(self, payload: Any, requester: Requester) -> bool:
+        owner = self.owner
+        if isinstance(payload, Ping):
+            owner.send_reply(requester.envelope, requester.sender, requester.sender)
+        elif isinstance(payload, Forget):
+            owner.router.forget(payload.name)
+        elif isinstance(payload, Relay):
+            owner.router.forward(payload.envelope)
+            owner.send_reply(requester.envelope, requester.sender, None)
+        elif isinstance(payload, Resolve):
+            owner.router.resolve(payload.name, lambda answer: self._answer(requester, answer), payload.wait, payload.stale)
+        else:
+            return False
+        return True
+
+    def _answer(self, requester: Requester, answer: Answer) -> None:
+        if answer.error is not None:
+            self.owner.send_error(requester.envelope, requester.sender, answer.error)
+        else:
+            self.owner.send_reply(requester.envelope, requester.sender, answer.value)
+
+
 class Kernel(Supervisor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gateway = Gateway(self)
+        #: tree name -> its restart type (temporary | transient | permanent)
+        self.trees: dict[str, str] = {}
+        self.exit_waiters: list[Requester] = []
+        self.tree_exit: TreeExit | None = None
+        #: trees that exited and stay in the snapshot as stopped
+        self.shown: set[str] = set()
+        self.budget = 0.0
+
     def on_init(self, message: Init) -> None:
         self.context = attrs.evolve(self.context, kernel=self.myAddress)
         super().on_init(message)
+        self.budget = self.plan.budget()
         if self.context.owner is not None:
             self.arm_timer(self.clock() + max(0.2, self.context.liveness_interval))
 
     # --- the monitor is special: its address is everyone's monitor --------------------------------
 
     def _on_started(self, message: Started, sender: Any) -> None:
-        step = self.step
-        if isinstance(step, StartStep) and step.name == MONITOR_NAME:
-            child = self.child_at(sender)
-            if child is not None:
-                restarted = self.context.monitor is not None
-                self.context = attrs.evolve(self.context, monitor=sender)
-                if restarted:
-                    self._announce_monitor(sender)
+        monitor = self.plan.child(MONITOR_NAME) if self.plan is not None else None
+        if monitor is not None and monitor.status == "starting" and monitor.address == sender:
+            restarted = self.context.monitor is not None
+            self.context = attrs.evolve(self.context, monitor=sender)
+            if restarted:
+                log.warning("the monitor restarted; children re-register with it")
+                self.router.on_monitor_changed()
+                self.on_monitor_changed(MonitorChanged(sender))
         super()._on_started(message, sender)
 
-    def _announce_monitor(self, monitor: Any) -> None:
-        log.warning("the monitor restarted; children re-register with it")
-        notice = MonitorChanged(monitor)
-        self.router.on_monitor_changed()
-        self.on_monitor_changed(notice)
+    # --- trees ------------------------------------------------------------------------------------
 
-    # --- gateway -----------------------------------------------------------------------------------
+    def on_exit_notice(self, notice: P.ExitNotice) -> None:
+        kind = self.trees.get(notice.name)
+        if kind is None:
+            return
+        text = format_reason(notice.reason) + (f" ({notice.cause})" if notice.cause else "")
+        if kind == "permanent" or (kind == "transient" and not is_normal(notice.reason)):
+            log.error("tree %s (%s) exited: %s; stopping the runtime", notice.name, kind, text)
+            self.tree_exit = TreeExit(notice.name, format_reason(notice.reason), notice.cause)
+            self.run(P.StopRequested("shutdown", exit=False))
+        else:
+            log.warning("tree %s (%s) exited: %s; not restarted", notice.name, kind, text)
+
+    def execute(self, effect: Any) -> list | None:
+        if isinstance(effect, P.ExitNotice) and effect.removed and effect.name in self.trees and self.monitor_address is not None:
+            # the exit of a tree stays in the snapshot, as stopped, with its cause
+            child = effect.child
+            self.shown.add(effect.name)
+            self.send(
+                self.monitor_address,
+                NodeRow(effect.name, self.name, child.kind, self.class_name(child), self.trees[effect.name],
+                        getattr(child.spec, "strategy", None), "stopped", None, child.restarts, child.position,
+                        P.describe_exit(effect.reason, effect.cause)),
+            )  # fmt: skip
+        elif isinstance(effect, P.Removed) and effect.name in self.shown:
+            return None
+        elif isinstance(effect, P.Stopped):
+            for waiter in self.exit_waiters:
+                self.send_reply(waiter.envelope, waiter.sender, self.tree_exit)
+            self.exit_waiters.clear()
+        return super().execute(effect)
+
+    def on_budget_changed(self, seconds: float) -> None:
+        self.budget = seconds
+
+    # --- gateway and runtime requests ----------------------------------------------------------
 
     def _on_envelope(self, envelope: Envelope, sender: Any) -> None:
-        if envelope.target and envelope.target != self.name:
-            self.router.forward(envelope)
+        if self.gateway.handles(envelope):
             return
         super()._on_envelope(envelope, sender)
 
-    def on_other_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
-        requester = _Requester(envelope, sender)
-        if isinstance(payload, Ping):
-            self.send_reply(envelope, sender, sender)
-        elif isinstance(payload, Forget):
-            self.router.forget(payload.name)
-        elif isinstance(payload, Relay):
-            self.router.forward(payload.envelope)
-            self.send_reply(envelope, sender, None)
-        elif isinstance(payload, Resolve):
-            self.router.resolve(payload.name, lambda answer: self._answer(requester, answer), payload.wait, payload.stale)
-        elif isinstance(payload, StartTree):
-            if not isinstance(payload.spec, (ChildSpec, SupervisorSpec)):
-                raise SpecError("spec", f"must be a SupervisorSpec or ChildSpec; got {type(payload.spec).__name__}")
-            self._request_add_child(AddChild(payload.spec), requester)
+    def on_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
+        if self.tree_exit is not None and not isinstance(payload, (Ping, Shutdown, AwaitExit, GetBudget)):
+            error = RuntimeNotRunning(f"the runtime stopped: tree {self.tree_exit.tree!r} exited ({self.tree_exit.reason})")
+            self.send_error(envelope, sender, error)
+            return
+        super().on_request(payload, envelope, sender)
+
+    def on_other_request(self, payload: Any, requester: Requester) -> None:
+        if self.gateway.request(payload, requester):
+            return
+        if isinstance(payload, StartTree):
+            spec = payload.spec
+            if not isinstance(spec, (ChildSpec, SupervisorSpec)):
+                raise SpecError("spec", f"must be a SupervisorSpec or ChildSpec; got {type(spec).__name__}")
+            if payload.restart not in RESTART_TYPES:
+                raise SpecError("restart", f"must be one of {', '.join(RESTART_TYPES)}; got {payload.restart!r}")
+            self.trees[spec.name] = payload.restart
+            self.shown.discard(spec.name)
+            # the kernel never restarts a tree: its exit is decided in on_exit_notice
+            self.run(P.AddChild(spec, requester, restart="temporary"))
         elif isinstance(payload, StopTree):
-            self._request_terminate_child(TerminateChild(payload.name), requester)
-        elif isinstance(payload, Shutdown):
-            if self.phase in ("stopping", "exiting"):
-                self.send_reply(envelope, sender, "stopped")
+            self.trees.pop(payload.name, None)
+            if payload.name in self.shown and self.plan.child(payload.name) is None:
+                self.shown.discard(payload.name)  # a tree that already exited: drop its row
+                self.send(self.monitor_address, NodeRemoved(payload.name))
+                self.send_reply(requester.envelope, requester.sender, None)
                 return
-            self.begin_stop("shutdown", CallStep(lambda: self._stopped(requester)))
+            self.run(P.TerminateChild(payload.name, requester))
+        elif isinstance(payload, Shutdown):
+            self.run(P.StopRequested("shutdown", requester, exit=False))
+        elif isinstance(payload, AwaitExit):
+            if self.plan.phase == "stopped":
+                self.send_reply(requester.envelope, requester.sender, self.tree_exit)
+            else:
+                self.exit_waiters.append(requester)
+        elif isinstance(payload, GetBudget):
+            self.send_reply(requester.envelope, requester.sender, self.budget + KILL_GRACE)
         else:
-            super().on_other_request(payload, envelope, sender)
-
-    def _answer(self, requester: _Requester, answer: Answer) -> None:
-        if answer.error is not None:
-            self.send_error(requester.envelope, requester.sender, answer.error)
-        else:
-            self.send_reply(requester.envelope, requester.sender, answer.value)
-
-    def _stopped(self, requester: _Requester) -> None:
-        self.phase = "stopped"
-        self.send_reply(requester.envelope, requester.sender, "stopped")
+            super().on_other_request(payload, requester)
 
     # --- orphan guard ------------------------------------------------------------------------------
 

@@ -97,7 +97,10 @@ def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when the process that forked it dies (Linux).
 
     This links an actor process to its supervisor's process as OTP links a child to its
-    supervisor: a killed supervisor takes its subtree with it, and nothing is left orphaned."""
+    supervisor: a killed supervisor takes its subtree with it, and nothing is left orphaned.
+
+    It also gives the fatal signals back their default action (see `default_fatal_signals`)."""
+    default_fatal_signals()
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -105,6 +108,22 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return
+
+
+#: Signals a native crash raises. thespian installs a Python handler for them in actor
+#: processes; a Python handler cannot recover from a segfault (the faulting instruction runs
+#: again as soon as the handler returns), so the process spun at 100 % CPU forever instead of
+#: dying, and its supervisor never restarted it.
+FATAL_SIGNALS = tuple(getattr(signal, n) for n in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT") if hasattr(signal, n))
+
+
+def default_fatal_signals() -> None:
+    """Let a native crash kill this process (the default action), so its supervisor sees it die."""
+    for sig in FATAL_SIGNALS:
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):  # not the main thread, or not settable here
+            pass
 
 
 def this_host() -> str:

@@ -90,6 +90,9 @@ class Down(Message):
     name: str
     reason: str
     address: Any = None
+    #: the human story behind `reason` (a supervisor that gave up exits "shutdown"; this
+    #: says "reached max restart intensity ...; last exit: ...")
+    cause: str | None = None
 
 
 @attrs.frozen
@@ -193,6 +196,7 @@ class Exiting(Message):
     name: str
     reason: str
     error: ErrorInfo | None = None
+    cause: str | None = None
 
 
 @attrs.frozen
@@ -226,6 +230,7 @@ class Unregister(Message):
     name: str
     address: Any
     reason: str
+    cause: str | None = None
 
 
 @attrs.frozen
@@ -262,6 +267,9 @@ class NodeRow(Message):
     restarts: int
     position: int
     last_exit: str | None = None
+    #: the pid of the supervisor incarnation that reported this row: rows of an earlier
+    #: incarnation (its children died with it) are not part of the tree
+    parent_pid: int | None = None
 
 
 @attrs.frozen
@@ -288,6 +296,8 @@ class GetTree(Message):
 @attrs.frozen
 class StartTree(Message):
     spec: Any
+    #: what the kernel does when the tree exits (OTP application types); it never restarts it
+    restart: str = "temporary"
 
 
 @attrs.frozen
@@ -346,6 +356,72 @@ class AskTimer(Message):
     corr: str
 
 
+# --- added for the plan-driven supervisor (issue 18) --------------------------------------
+
+
+@attrs.frozen
+class Linked(Message):
+    """Child -> supervisor, before the child's init runs: its process, so a start that hangs
+    can be killed."""
+
+    name: str
+    identity: ProcessIdentity | None
+
+
+@attrs.frozen
+class Ignored(Message):
+    """Child -> supervisor: init returned `Ignore`; the child is not started (OTP's `ignore`)."""
+
+    name: str
+
+
+@attrs.frozen
+class Budget(Message):
+    """Supervisor -> its parent: how long its stop may take now (children added at run time)."""
+
+    name: str
+    seconds: float
+
+
+@attrs.frozen
+class RestartChild(Message):
+    """Start a stopped child again from its kept spec. Reply: its name (None if it ignored)."""
+
+    name: str
+
+
+@attrs.frozen
+class DeleteChild(Message):
+    """Remove the kept spec of a stopped child. Reply: None."""
+
+    name: str
+
+
+@attrs.frozen
+class GetChildspec(Message):
+    """Reply: the child's spec."""
+
+    name: str
+
+
+@attrs.frozen
+class GetBudget(Message):
+    """Runtime -> kernel: seconds the ordered stop of every tree may take now."""
+
+
+@attrs.frozen
+class AwaitExit(Message):
+    """Runtime -> kernel: answered when the runtime stops: None after `Shutdown`, or the
+    `TreeExit` of the transient/permanent tree that took it down."""
+
+
+@attrs.frozen
+class TreeExit(Message):
+    tree: str
+    reason: Any
+    cause: str | None = None
+
+
 # --- payloads pickled by the runtime (internal) ------------------------------------------
 
 
@@ -381,5 +457,5 @@ class MonitorStats(Message):
 RUNTIME_ONLY: tuple[type, ...] = (
     Envelope, Reply, ErrorReply, Answer, Down, Watch, Unwatch, SystemContext, Init, Started, InitFailed,
     Terminate, Exiting, MonitorChanged, RegistryEntry, Register, Unregister, Lookup, Resolved, NodeRow,
-    NodeRemoved, CountEvent, Tick, StepTimer, AskTimer, Packed, Undelivered,
+    NodeRemoved, CountEvent, Tick, StepTimer, AskTimer, Packed, Undelivered, Linked, Ignored, Budget, TreeExit,
 )

@@ -46,6 +46,7 @@ from supervision.messages import (
 from supervision.process import Process
 from supervision.registry import Registry
 from supervision.router import type_name
+from supervision.specs import KERNEL_NAME
 
 log = logger("supervision.monitor")
 
@@ -101,8 +102,10 @@ class Monitor(Process):
 
     def _on_unregister(self, message: Unregister, sender: Any) -> None:
         for entry in self.registry.remove(message.name, message.address):
-            reason = message.reason if entry.name == message.name else f"its supervisor {message.name} died"
-            self._down(entry, reason)
+            if entry.name == message.name:
+                self._down(entry, message.reason, message.cause)
+            else:
+                self._down(entry, f"its supervisor {message.name} died")
 
     def _on_lookup(self, message: Lookup, sender: Any) -> None:
         if message.stale is not None:
@@ -170,10 +173,10 @@ class Monitor(Process):
     def _on_unwatch(self, message: Unwatch, sender: Any) -> None:
         self.registry.unwatch(message.name, sender)
 
-    def _down(self, entry: RegistryEntry, reason: str) -> None:
+    def _down(self, entry: RegistryEntry, reason: str, cause: str | None = None) -> None:
         log.debug("%s is down: %s", entry.name, reason)
         for watcher in self.registry.take_watchers(entry.name):
-            self.send(watcher, Down(entry.name, reason, entry.address))
+            self.send(watcher, Down(entry.name, reason, entry.address, cause))
 
     def on_tick(self, now: float) -> float | None:
         if self.in_process:
@@ -218,9 +221,19 @@ class Monitor(Process):
     # --- the tree --------------------------------------------------------------------------------------
 
     def _on_node_row(self, message: NodeRow, sender: Any) -> None:
+        previous = self.rows.get(message.name)
         self.rows[message.name] = message
+        if previous is not None and previous.kind == "supervisor" and previous.pid != message.pid and previous.pid is not None:
+            # that supervisor's process is gone, and its children with it: drop their rows
+            self._drop_children(message.name, previous.pid)
         if message.name in self.parked and not self._coming_back(message.name):
             self._expire_parked(self.clock())
+
+    def _drop_children(self, parent: str, pid: int) -> None:
+        for row in [r for r in self.rows.values() if r.parent == parent and r.parent_pid == pid]:
+            del self.rows[row.name]
+            if row.kind == "supervisor" and row.pid is not None:
+                self._drop_children(row.name, row.pid)
 
     def _on_node_removed(self, message: NodeRemoved, sender: Any) -> None:
         self.rows.pop(message.name, None)
@@ -262,6 +275,4 @@ class Monitor(Process):
 
     @property
     def kernel_name(self) -> str:
-        from supervision.kernel import KERNEL_NAME
-
         return KERNEL_NAME

@@ -20,7 +20,7 @@ Semantics follow OTP:
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import attrs
 
@@ -30,8 +30,18 @@ from supervision.intensity import RestartWindow
 NORMAL_REASONS = frozenset({"normal", "shutdown"})
 
 
-def is_normal(reason: str) -> bool:
+def is_normal(reason: Any) -> bool:
+    """normal, shutdown and OTP's `{shutdown, Detail}` (here the tuple `("shutdown", detail)`)."""
+    if isinstance(reason, tuple):
+        return len(reason) == 2 and reason[0] == "shutdown"
     return reason in NORMAL_REASONS
+
+
+def format_reason(reason: Any) -> str:
+    """An exit reason as text: `("shutdown", "x")` reads "shutdown: x"."""
+    if isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "shutdown":
+        return f"shutdown: {reason[1]}"
+    return str(reason)
 
 
 @attrs.frozen

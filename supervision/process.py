@@ -39,6 +39,7 @@ from supervision.messages import (
     Exiting,
     Init,
     InitFailed,
+    Linked,
     MonitorChanged,
     Packed,
     RUNTIME_ONLY,
@@ -59,6 +60,8 @@ _REFUSED_IN_BAND = (*RUNTIME_ONLY, ActorSystemMessage)
 
 
 class Process(Actor):
+    #: True for supervisors (specs.ChildSpec refuses them as workers)
+    supervisor_class: ClassVar[bool] = False
     #: message type -> name of the method that handles it (subclasses extend this table)
     system_handlers: ClassVar[dict[type, str]] = {
         Envelope: "_on_envelope",
@@ -131,6 +134,8 @@ class Process(Actor):
                 self.exit_now()  # the parent died before we linked to it
                 return
             self.identity = ProcessIdentity.current()
+            # the parent knows our process before user init runs: a start that hangs is killed
+            self.send(sender, Linked(self.name, self.identity))
         try:
             self.on_init(message)
         except Exception as exc:  # noqa: BLE001
@@ -292,12 +297,12 @@ class Process(Actor):
     def _on_terminate(self, message: Terminate, sender: Any) -> None:
         self.exit(message.reason)
 
-    def exit(self, reason: str, error: ErrorInfo | None = None) -> None:
-        """Tell the parent why, then leave."""
+    def exit(self, reason: str, error: ErrorInfo | None = None, cause: str | None = None) -> None:
+        """Tell the parent why (`cause`: the human story behind `reason`), then leave."""
         if self._exiting:
             return
         if self.parent_address is not None:
-            self.send(self.parent_address, Exiting(self.name, reason, error))
+            self.send(self.parent_address, Exiting(self.name, reason, error, cause))
         self.exit_now()
 
     def exit_now(self) -> None:

@@ -36,6 +36,7 @@ from supervision.logs import logger
 from supervision.errors import (
     ConfigError,
     NoSuchName,
+    RuntimeExited,
     RuntimeNotRunning,
     SpecError,
     StartFailed,
@@ -45,7 +46,12 @@ from supervision.introspect import ChildTable, Tree
 from supervision.kernel import KERNEL_NAME, MONITOR_NAME, Kernel, kernel_spec
 from supervision.liveness import ProcessIdentity, group_members
 from supervision.messages import (
+    AwaitExit,
     CountChildren,
+    DeleteChild,
+    GetBudget,
+    GetChildspec,
+    RestartChild,
     Envelope,
     GetTree,
     Init,
@@ -60,7 +66,7 @@ from supervision.messages import (
     TerminateChild,
     WhichChildren,
 )
-from supervision.specs import ChildSpec, SupervisorSpec, validate_name
+from supervision.specs import RESTART_TYPES, ChildSpec, SupervisorSpec, validate_name
 from supervision.supervisor import AddChild
 
 log = logger("supervision.runtime")
@@ -69,6 +75,10 @@ log = logger("supervision.runtime")
 BOOT_TIMEOUT = 30.0
 #: How long thespian's own shutdown may take before the runtime kills what is left.
 SYSTEM_SHUTDOWN_TIMEOUT = 3.0
+#: `wait()` asks the kernel in slices this long (a kernel that died is noticed between them).
+WAIT_SLICE = 30.0
+#: How long `shutdown_budget` waits for the kernel's figure.
+BUDGET_TIMEOUT = 2.0
 
 
 class Runtime(Calls):
@@ -141,6 +151,8 @@ class Runtime(Calls):
         self._stale: dict[str, Any] = {}
         self._trees: dict[str, Any] = {}
         self._stopped = False
+        self._budget: float | None = None
+        self._exit: RuntimeExited | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -214,11 +226,23 @@ class Runtime(Calls):
                     )
                 )
 
-    def start(self, spec: SupervisorSpec | ChildSpec | None = None, timeout: float | None = None) -> "Runtime":
+    def start(
+        self, spec: SupervisorSpec | ChildSpec | None = None, timeout: float | None = None, restart: str = "temporary"
+    ) -> "Runtime":
         """Start the actor system if needed, then the tree `spec` under the kernel. Returns self.
+
+        The kernel never restarts a tree (its own supervisor gave up, or it exited): `restart`
+        says what its exit means, as OTP's application types do:
+        - "temporary" (default): the exit is logged and shown in `tree()` (stopped, with its
+          cause); the tree's names are gone (`NoSuchName`); the rest runs on.
+        - "transient": an abnormal exit stops the runtime (every other tree in reverse order);
+          `wait()` then raises `RuntimeExited`. A normal exit (normal, shutdown) is as temporary.
+        - "permanent": any exit stops the runtime.
 
         Raises `StartFailed` (with the reason) if any child's `init` fails; nothing of that tree
         is left running."""
+        if restart not in RESTART_TYPES:
+            raise SpecError("restart", f"must be one of {', '.join(RESTART_TYPES)}; got {restart!r}")
         self.boot()
         if spec is None:
             return self
@@ -226,22 +250,59 @@ class Runtime(Calls):
             raise SpecError("spec", f"must be a SupervisorSpec or ChildSpec; got {type(spec).__name__}")
         self._check_transferable(spec, "spec")
         limit = timeout if timeout is not None else spec.start_timeout + 5.0
-        self._call_kernel(StartTree(spec), limit)
+        self._call_kernel(StartTree(spec, restart), limit)
         self._trees[spec.name] = spec
         return self
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the runtime stops; True once it has, False if `timeout` passed first.
+
+        Returns True after `stop()` (from another thread, or earlier). If a "transient" or
+        "permanent" tree exited and took the runtime down, this finishes the stop (the actor
+        system is shut down) and raises `RuntimeExited` with the tree, reason and cause; every
+        later call raises it again. A program's main thread typically ends with `rt.wait()`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._exit is not None:
+                raise self._exit
+            if self._stopped or self._system is None:
+                return True
+            slice_ = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
+            if slice_ <= 0:
+                return False
+            try:
+                outcome = self._call_kernel(AwaitExit(), slice_)
+            except AskTimeout:
+                continue
+            except RuntimeNotRunning:
+                if self._stopped:
+                    return True
+                raise
+            if outcome is not None:
+                self._exit = RuntimeExited(outcome.tree, outcome.reason, outcome.cause or "")
+                self.stop()
+                raise self._exit
+            return True
+
     def stop_tree(self, name: str) -> None:
         """Stop one tree started with `start` (reverse order, shutdown budgets apply)."""
-        spec = self._trees.get(name)
-        budget = spec.shutdown_budget + 2.0 if spec is not None else 30.0
+        budget = self.shutdown_budget + 2.0
         self._call_kernel(StopTree(validate_name(name)), budget)
         self._trees.pop(name, None)
 
     @property
     def shutdown_budget(self) -> float:
-        """The longest `stop()` may take: every tree's budget, the monitor's, and the system's."""
-        trees = sum(spec.shutdown_budget for spec in self._trees.values())
-        return trees + self.kernel_spec.shutdown_budget + SYSTEM_SHUTDOWN_TIMEOUT
+        """The longest `stop()` may take: every tree's budget (children added at run time
+        included, as the kernel counts them now), the monitor's, and the system's."""
+        if self.running and not self._attached:
+            try:
+                self._budget = self._call_kernel(GetBudget(), BUDGET_TIMEOUT)
+            except SupervisionError:
+                pass  # the last figure the kernel gave
+        if self._budget is None:
+            trees = sum(spec.shutdown_budget for spec in self._trees.values())
+            return trees + self.kernel_spec.shutdown_budget + SYSTEM_SHUTDOWN_TIMEOUT
+        return self._budget + SYSTEM_SHUTDOWN_TIMEOUT
 
     @classmethod
     def attach(cls, name: str | None = None) -> "Runtime":
@@ -273,13 +334,13 @@ class Runtime(Calls):
             if self._system is None or self._stopped:
                 self._stopped = True
                 return
+            budget = self.shutdown_budget - SYSTEM_SHUTDOWN_TIMEOUT  # asked while still running
             self._stopped = True
             if self._attached:
                 self._detach()
                 return
             if self.name is not None and self._kernel_identity is not None:
                 discovery.withdraw(self.name, self._kernel_identity.pid)
-            budget = self.shutdown_budget - SYSTEM_SHUTDOWN_TIMEOUT
             try:
                 if self._kernel_alive():
                     self._call_kernel(Shutdown(), budget, allow_stopped=True)
@@ -408,8 +469,22 @@ class Runtime(Calls):
         return self.ask(supervisor, AddChild(spec), timeout or spec.start_timeout + 5.0)
 
     def terminate_child(self, supervisor: str, name: str, timeout: float | None = None) -> None:
-        """Stop a child (its shutdown policy applies) and remove it from its supervisor."""
+        """Stop a child (its shutdown policy applies). As in OTP, a permanent or transient child
+        keeps its spec (stopped: `restart_child` starts it again, a one_for_all or rest_for_one
+        restart too); a temporary child, or one of a simple_one_for_one supervisor, is removed."""
         self.ask(supervisor, TerminateChild(validate_name(name, "name")), timeout or 60.0)
+
+    def restart_child(self, supervisor: str, name: str, timeout: float | None = None) -> str | None:
+        """Start a stopped child again from its kept spec; its name, or None if its init returned
+        `Ignore`. `ChildRunning` if it runs, `NoSuchName` if there is no such child."""
+        return self.ask(supervisor, RestartChild(validate_name(name, "name")), timeout or 60.0)
+
+    def delete_child(self, supervisor: str, name: str, timeout: float | None = None) -> None:
+        """Forget the spec of a stopped child (`ChildRunning` if it runs)."""
+        self.ask(supervisor, DeleteChild(validate_name(name, "name")), timeout)
+
+    def get_childspec(self, supervisor: str, name: str, timeout: float | None = None) -> ChildSpec | SupervisorSpec:
+        return self.ask(supervisor, GetChildspec(validate_name(name, "name")), timeout)
 
     # --- internals ---------------------------------------------------------------------------------------
 

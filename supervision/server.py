@@ -36,6 +36,7 @@ from supervision.messages import (
     Down,
     Envelope,
     ErrorReply,
+    Ignored,
     Init,
     Reply,
     Undelivered,
@@ -68,6 +69,11 @@ class _UserTimer:
     message: Any
 
 
+class Ignore:
+    """Return `Ignore` (the class or an instance) from `init` to not start (OTP's `ignore`):
+    the supervisor keeps the child's spec, stopped, and goes on with the next child."""
+
+
 class Server(Process):
     """Base class for supervised worker actors. Override `init`, `handle`, `terminate`."""
 
@@ -77,6 +83,7 @@ class Server(Process):
         self._deferred = False
         self._crashed: str | None = None
         self._terminated = False
+        self._initialized = False
         self._watched: set[str] = set()
 
     # --- the user's callbacks ------------------------------------------------------------------
@@ -197,7 +204,12 @@ class Server(Process):
     # --- the machinery ----------------------------------------------------------------------------
 
     def on_init(self, message: Init) -> None:
-        self.init(*message.spec.args, **message.spec.kwargs)
+        result = self.init(*message.spec.args, **message.spec.kwargs)
+        if result is Ignore or isinstance(result, Ignore):
+            self.send(self.parent_address, Ignored(self.name))
+            self.exit_now()
+            return
+        self._initialized = True
         self.report_started()
 
     def on_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
@@ -280,11 +292,19 @@ class Server(Process):
             self._run_guarded(None, None, message, internal=True)
 
     def _on_terminate(self, message: Any, sender: Any) -> None:
-        self._run_terminate(message.reason)
+        if self._initialized:
+            self._run_terminate(message.reason)
         self.exit(message.reason)
 
+    def on_monitor_changed(self, message: Any) -> None:
+        # a restarted monitor knows no watches: ask it again (a name that died meanwhile
+        # answers Down(noproc) at once, as an Erlang monitor does)
+        for name in self._watched:
+            self.send(self.monitor_address, Watch(name))
+
     def on_exit_request(self) -> None:
-        if self._crashed is None:
+        # terminate runs only after a successful init (OTP never calls it after a failed one)
+        if self._crashed is None and self._initialized:
             self._run_terminate("shutdown")
 
     def _run_terminate(self, reason: str) -> None:

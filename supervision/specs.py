@@ -16,10 +16,18 @@ from typing import Any, Iterator, Union
 import attrs
 
 from supervision.errors import SpecError
+from supervision.process import Process
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
 BRUTAL_KILL = "brutal_kill"
+#: A supervisor child's `shutdown`: its parent never kills it, it stops its own children
+#: (each bounded by its own budget) and exits (OTP's `infinity`).
+INFINITY = "infinity"
+AUTO_SHUTDOWNS = ("never", "any_significant", "all_significant")
+#: The runtime's own names.
+KERNEL_NAME = "sys.kernel"
+MONITOR_NAME = "sys.monitor"
 #: Names are registered cluster-wide; they are also used in logs and the CLI.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/\-]{0,127}$")
 #: Names under this prefix belong to the runtime itself.
@@ -79,9 +87,28 @@ def _check_positive_seconds(instance: Any, attribute: attrs.Attribute, value: An
 def _check_shutdown(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value == BRUTAL_KILL:
         return
+    if value == INFINITY:
+        raise _fail(
+            _owner(instance),
+            attribute.name,
+            f"{INFINITY!r} is for supervisors only (SupervisorSpec.shutdown): a worker that may never stop "
+            "would make Runtime.stop() unbounded; give it seconds",
+        )
     if isinstance(value, str):
         raise _fail(_owner(instance), attribute.name, f"must be seconds (>= 0) or {BRUTAL_KILL!r}; got {value!r}")
     _check_seconds(instance, attribute, value)
+
+
+def _check_significant(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _fail(_owner(instance), attribute.name, f"must be True or False; got {value!r}")
+    if value and instance.restart == "permanent":
+        raise _fail(
+            _owner(instance),
+            attribute.name,
+            "a permanent child cannot be significant (it is always restarted, so it never ends its supervisor); "
+            "use restart='transient' or 'temporary'",
+        )
 
 
 def resolve_actor_class(value: Any) -> type:
@@ -112,14 +139,11 @@ def _convert_actor(value: Any) -> Any:
 
 
 def _check_actor(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    from supervision.process import Process  # late: the actors import specs
-    from supervision.supervisor import Supervisor
-
     try:
         cls = resolve_actor_class(value)
     except ValueError as exc:
         raise _fail(_owner(instance), attribute.name, str(exc)) from None
-    if not issubclass(cls, Process) or issubclass(cls, Supervisor):
+    if not issubclass(cls, Process) or cls.supervisor_class:
         raise _fail(
             _owner(instance),
             attribute.name,
@@ -191,6 +215,9 @@ class ChildSpec:
     restart: str = attrs.field(default="permanent", validator=_check_restart)
     shutdown: Union[float, str] = attrs.field(default=5.0, validator=_check_shutdown)
     start_timeout: float = attrs.field(default=10.0, validator=_check_positive_seconds)
+    #: OTP 24's significant children: with the parent's `auto_shutdown`, its own exit (not
+    #: restarted) ends the parent too. Only transient or temporary children.
+    significant: bool = attrs.field(default=False, validator=_check_significant, kw_only=True)
 
     @property
     def kind(self) -> str:
@@ -229,8 +256,13 @@ def _check_backoff(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
 
 
 def _check_optional_shutdown(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None:
+    if value is not None and value != INFINITY:
         _check_shutdown(instance, attribute, value)
+
+
+def _check_auto_shutdown(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in AUTO_SHUTDOWNS:
+        raise _fail(_owner(instance), attribute.name, f"must be one of {', '.join(AUTO_SHUTDOWNS)}; got {value!r}")
 
 
 @attrs.frozen(eq=True, hash=False)
@@ -243,7 +275,14 @@ class SupervisorSpec:
     - `intensity`/`period`: more than `intensity` restarts within `period` seconds and the
       supervisor gives up: it stops its children and exits, and its parent decides.
     - `backoff`: delay before restarts (see `Backoff`).
-    - `shutdown`: None (default) gives the supervisor the sum of its children's budgets.
+    - `shutdown`: None (default) gives the supervisor the sum of its children's budgets
+      (children added at run time included); "infinity": its parent never kills it (it stops
+      its children, each within its own budget); or seconds.
+    - `auto_shutdown` (OTP 24): never (default); any_significant: the supervisor stops when a
+      significant child exits on its own and is not restarted; all_significant: when the last
+      running significant child does.
+    - `start_children`: simple_one_for_one only: how many children to start from the
+      template when the supervisor starts (named `<template>-1`, ...).
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -255,6 +294,16 @@ class SupervisorSpec:
     restart: str = attrs.field(default="permanent", validator=_check_restart)
     shutdown: Union[float, str, None] = attrs.field(default=None, validator=_check_optional_shutdown)
     start_timeout: float = attrs.field(default=60.0, validator=_check_positive_seconds)
+    significant: bool = attrs.field(default=False, validator=_check_significant, kw_only=True)
+    auto_shutdown: str = attrs.field(default="never", validator=_check_auto_shutdown, kw_only=True)
+    start_children: int = attrs.field(default=0, kw_only=True)
+
+    @start_children.validator
+    def _check_start_children(self, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _fail(_owner(self), "start_children", f"must be an integer >= 0; got {value!r}")
+        if value and self.strategy != "simple_one_for_one":
+            raise _fail(_owner(self), "start_children", "only a simple_one_for_one supervisor starts children from a template")
 
     @children.validator
     def _check_children(self, attribute: attrs.Attribute, value: Any) -> None:
@@ -277,6 +326,14 @@ class SupervisorSpec:
                     owner, "children", f"duplicate name {spec.name!r} (at {seen[spec.name]} and {path}); names are unique in a tree"
                 )
             seen[spec.name] = path
+        significant = [child.name for child in value if child.significant]
+        if significant and self.auto_shutdown == "never":
+            raise _fail(
+                owner,
+                "children",
+                f"{', '.join(significant)} {'is' if len(significant) == 1 else 'are'} significant, which needs "
+                "auto_shutdown='any_significant' or 'all_significant' (OTP rejects it with auto_shutdown=never)",
+            )
 
     def _walk_paths(self, prefix: str) -> Iterator[tuple[str, Any]]:
         for child in self.children:
@@ -299,7 +356,7 @@ class SupervisorSpec:
         """Seconds the supervisor gets to stop its children and exit, before it is killed."""
         if self.shutdown == BRUTAL_KILL:
             return 0.0
-        if self.shutdown is not None:
+        if self.shutdown is not None and self.shutdown != INFINITY:
             return float(self.shutdown)
         if self.strategy == "simple_one_for_one":
             # dynamic children are stopped together, as OTP does

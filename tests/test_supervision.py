@@ -73,13 +73,15 @@ def test_crash_loop_makes_the_supervisor_escalate_to_its_parent(make_runtime, ba
     keeper = ChildSpec("keeper", Echo)
     root = SupervisorSpec("root", intensity=1, period=30.0, restart="temporary", children=[keeper, inner])
     rt = make_runtime(base).start(root)
-    # crasher crashes 3 times -> inner gives up; root restarts inner once; inner gives up
-    # again -> root's second restart within 30 s exceeds intensity 1 -> root stops keeper and
-    # exits; the kernel does not restart a temporary tree
-    wait_for(lambda: "root" not in rt.tree(), timeout=20, what="root to give up")
+    # crasher crashes 3 times -> inner gives up (exit shutdown); root restarts the permanent
+    # inner once; inner gives up again -> root's second restart within 30 s exceeds intensity 1
+    # -> root stops keeper and exits; the kernel never restarts a tree: a temporary one is shown
+    wait_for(lambda: rt.tree()["root"].status == "stopped", timeout=20, what="root to give up")
     with pytest.raises(NoSuchName):
         rt.ask("keeper", "hi", timeout=2)
-    assert rt.tree().user_nodes == ()
+    (root,) = rt.tree().user_nodes
+    assert root.children == () and root.last_exit.startswith("shutdown (reached max restart intensity (1 in 30 s)")
+    assert "last exit: inner (shutdown (reached max restart intensity (2 in 30 s)" in root.last_exit
 
 
 @pytest.mark.parametrize("base", MULTIPROC_BASES)

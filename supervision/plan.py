@@ -1,0 +1,1058 @@
+"""A supervisor's whole lifecycle as a pure state machine: events in, effects out, time injected.
+
+`Plan.on(event, now)` takes one event (a child started, failed to start, exited; a timer fired;
+a stop or a child-management request arrived) and returns the effects to carry out (spawn a
+child, ask it to stop, kill it, set a timer, reply, register, report, exit). The supervisor
+actor (`supervisor.py`) only turns thespian messages into events and executes effects; no
+actor system is needed to test this module (tests/test_plan.py drives it against a model of
+OTP's rules).
+
+Semantics (OTP's supervisor(3) and supervisor.erl, OTP 25):
+- children start one at a time in order; a child is `running` once its init finished and its
+  name is registered; a start that fails (init raised, timed out, returned `Ignore`) is
+  handled as OTP does: during the supervisor's own start it aborts it (children already
+  started are stopped in reverse order); `Ignore` keeps the child stopped.
+- an exit is decided by `policy.decide`; a restart waits the backoff delay (from the spec)
+  first. A failed restart stops the sequence (the children after it are not started), counts
+  as another restart, and is retried from that child (`restart(Child)` again, as OTP's
+  `try_again_restart`).
+- giving up (too many restarts) stops the children in reverse start order and exits with
+  reason "shutdown"; the human cause travels separately (logs, tree, `Down.cause`).
+- terminate_child keeps the spec of a non-temporary child (stopped); restart_child and
+  delete_child act on stopped children only; simple_one_for_one children are removed when
+  they stop.
+- significant children and auto_shutdown (never / any_significant / all_significant).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any, Callable, Iterator
+
+import attrs
+
+from supervision.errors import AlreadyPresent, ChildRunning, NoSuchName, SpecError, StartFailed, SupervisionError
+from supervision.intensity import RestartWindow
+from supervision.policy import ChildView, Escalate, Exited, Ignore, Restart, decide, format_reason, is_normal
+from supervision.specs import BRUTAL_KILL, INFINITY, KILL_GRACE, SUPERVISOR_MARGIN, ChildSpec, SupervisorSpec, validate_name
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Boot:
+    """Start the initial children (the supervisor's own init)."""
+
+
+@attrs.frozen
+class Spawned:
+    """The actor of a `Spawn` effect exists at `address` (its init has not run yet)."""
+
+    name: str
+    incarnation: int
+    address: Any
+
+
+@attrs.frozen
+class SpawnFailed:
+    name: str
+    incarnation: int
+    reason: str
+
+
+@attrs.frozen
+class Linked:
+    """The child's process is known (it sends this before its init runs): it can be killed."""
+
+    address: Any
+    identity: Any
+
+
+@attrs.frozen
+class InitDone:
+    address: Any
+    identity: Any = None
+
+
+@attrs.frozen
+class InitFailed:
+    address: Any
+    reason: str
+
+
+@attrs.frozen
+class InitIgnored:
+    address: Any
+
+
+@attrs.frozen
+class Registered:
+    name: str
+    incarnation: int
+    error: str | None = None
+
+
+@attrs.frozen
+class ChildExiting:
+    """The child says why it is about to exit."""
+
+    address: Any
+    reason: Any
+    cause: str | None = None
+
+
+@attrs.frozen
+class ChildDown:
+    """The child's process is gone."""
+
+    address: Any
+    reason: Any = "killed"
+
+
+@attrs.frozen
+class TimerFired:
+    seq: int
+
+
+@attrs.frozen
+class StopRequested:
+    """Stop every child in reverse order; then exit (a supervisor) or just reply (the kernel)."""
+
+    reason: Any = "shutdown"
+    requester: Any = None
+    exit: bool = True
+    cause: str | None = None
+
+
+@attrs.frozen
+class AddChild:
+    spec: Any
+    requester: Any = None
+    #: the restart type the supervisor applies (default: the spec's own)
+    restart: str | None = None
+
+
+@attrs.frozen
+class StartDynamic:
+    """simple_one_for_one: a child from the template, with extra args."""
+
+    args: tuple = ()
+    kwargs: dict = attrs.field(factory=dict)
+    name: str | None = None
+    requester: Any = None
+
+
+@attrs.frozen
+class TerminateChild:
+    name: str
+    requester: Any = None
+
+
+@attrs.frozen
+class RestartChild:
+    name: str
+    requester: Any = None
+
+
+@attrs.frozen
+class DeleteChild:
+    name: str
+    requester: Any = None
+
+
+@attrs.frozen
+class ChildBudget:
+    """A supervisor child says how long its own stop may take now (children added at run time)."""
+
+    address: Any
+    seconds: float
+
+
+# --- effects ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Spawn:
+    """Create the child's actor and send it its Init; answer with Spawned or SpawnFailed."""
+
+    name: str
+    spec: Any
+    incarnation: int
+
+
+@attrs.frozen
+class Register:
+    name: str
+    incarnation: int
+
+
+@attrs.frozen
+class Terminate:
+    name: str
+    address: Any
+    reason: Any
+
+
+@attrs.frozen
+class Kill:
+    name: str
+    address: Any
+    identity: Any
+
+
+@attrs.frozen
+class Unregister:
+    name: str
+    address: Any
+    reason: Any
+    cause: str | None = None
+
+
+@attrs.frozen
+class Report:
+    """The child's row changed (status, pid, restarts, last exit)."""
+
+    name: str
+
+
+@attrs.frozen
+class Removed:
+    name: str
+
+
+@attrs.frozen
+class SetTimer:
+    seconds: float
+    seq: int
+
+
+@attrs.frozen
+class Reply:
+    requester: Any
+    value: Any = None
+    error: BaseException | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class ExpectExit:
+    """The child should exit soon: look at its process often."""
+
+    address: Any
+
+
+@attrs.frozen
+class Ready:
+    """All initial children started: tell the parent."""
+
+
+@attrs.frozen
+class Exit:
+    """The supervisor exits with `reason` (`cause`: the human story). With `failed`, its own
+    start failed: the parent gets InitFailed naming that child."""
+
+    reason: Any
+    cause: str | None = None
+    failed: tuple[str, str] | None = None
+
+
+@attrs.frozen
+class ExitNotice:
+    """A child exited on its own and stays down (not restarted)."""
+
+    name: str
+    reason: Any
+    cause: str | None
+    removed: bool
+    child: Any = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class Stopped:
+    """The kernel's stop is done (every child stopped)."""
+
+
+@attrs.frozen
+class BudgetChanged:
+    seconds: float
+
+
+@attrs.frozen
+class Log:
+    level: str
+    text: str
+
+
+# --- the child table -------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Child:
+    spec: Any
+    name: str
+    restart: str
+    position: int
+    dynamic: bool = False
+    address: Any = None
+    identity: Any = None
+    #: stopped | starting | running | stopping | exited (down, decision pending) | restarting
+    status: str = "stopped"
+    incarnation: int = 0
+    restarts: int = 0
+    exit_reason: Any = None
+    exit_cause: str | None = None
+    last_exit: str | None = None
+    killed: bool = False
+    registering: bool = False
+    unregistered: bool = False
+    #: how long this supervisor child's own stop may take, as it last said
+    budget: float | None = None
+    keys: list = attrs.Factory(list)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def alive(self) -> bool:
+        return self.status in ("starting", "running", "stopping")
+
+    @property
+    def significant(self) -> bool:
+        return bool(getattr(self.spec, "significant", False))
+
+
+def describe_exit(reason: Any, cause: str | None) -> str:
+    text = format_reason(reason)
+    return f"{text} ({cause})" if cause else text
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+@attrs.define
+class StartStep:
+    name: str
+    purpose: str  # init | restart | dynamic | manual
+    requester: Any = None
+
+
+@attrs.define
+class StopStep:
+    name: str
+    reason: Any
+    remove: bool = False
+    requester: Any = None
+
+
+@attrs.define
+class StopManyStep:
+    """Stop several children at once (simple_one_for_one's dynamic children, as OTP does)."""
+
+    names: tuple[str, ...]
+    reason: Any
+    killed: bool = False
+
+
+@attrs.define
+class DelayStep:
+    seconds: float
+
+
+@attrs.define
+class ReadyStep:
+    pass
+
+
+@attrs.define
+class ExitStep:
+    reason: Any
+    cause: str | None = None
+    failed: tuple[str, str] | None = None
+
+
+@attrs.define
+class DoneStep:
+    """The kernel's stop: every child stopped; reply to whoever asked."""
+
+    requester: Any
+
+
+Step = StartStep | StopStep | StopManyStep | DelayStep | ReadyStep | ExitStep | DoneStep
+
+
+def _default_key(address: Any) -> Any:
+    details = getattr(address, "addressDetails", address)
+    try:
+        hash(details)
+        return details
+    except TypeError:
+        return str(details)
+
+
+class Plan:
+    """One supervisor's state: its children (indexed by name and by address), restart window,
+    and the steps under way. Feed it events with `on`; carry out what it returns."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: SupervisorSpec,
+        rng: random.Random | None = None,
+        key: Callable[[Any], Any] = _default_key,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.strategy = spec.strategy
+        self.children: dict[str, Child] = {}
+        self.by_key: dict[Any, Child] = {}
+        self.key = key
+        self.window = RestartWindow(spec.intensity, spec.period)
+        self.steps: deque[Step] = deque()
+        self.step: Step | None = None
+        self.seq = 0
+        self.deferred: deque[tuple[str, int, Any, str | None]] = deque()
+        self.phase = "init"  # init | running | stopping | exiting | stopped
+        self.dynamic_count = 0
+        self.positions = 0
+        self.rng = rng or random.Random()
+        self.now = 0.0
+        self.out: list[Any] = []
+        self.reported_budget = spec.stop_timeout
+        self.stop_waiters: list[Any] = []
+
+    # --- the entry point --------------------------------------------------------------------
+
+    def on(self, event: Any, now: float) -> list[Any]:
+        self.now = now
+        getattr(self, "_on_" + type(event).__name__)(event)
+        self._advance()
+        budget = self.budget()
+        if self.phase == "running" and abs(budget - self.reported_budget) > 1e-9:
+            self.reported_budget = budget
+            self.out.append(BudgetChanged(budget))
+        out, self.out = self.out, []
+        return out
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def child(self, name: str) -> Child | None:
+        return self.children.get(name)
+
+    def child_at(self, address: Any) -> Child | None:
+        """The child whose current process is `address` (O(1); a scan only the first time an
+        address arrives in another form than the one thespian's createActor returned)."""
+        if address is None:
+            return None
+        key = self.key(address)
+        child = self.by_key.get(key)
+        if child is not None and child.address is not None:
+            return child
+        for candidate in self.children.values():
+            if candidate.address is not None and candidate.address == address:
+                self.by_key[key] = candidate
+                candidate.keys.append(key)
+                return candidate
+        return None
+
+    def ordered(self) -> Iterator[Child]:
+        return iter(self.children.values())
+
+    def childspec(self, name: str) -> Any:
+        child = self.children.get(name)
+        if child is None:
+            raise NoSuchName(name, f"it is not a child of {self.name}")
+        return child.spec
+
+    def child_budget(self, child: Child) -> float:
+        """The longest a stop of `child` can take, kill included."""
+        spec = child.spec
+        if isinstance(spec, SupervisorSpec) and spec.shutdown in (None, INFINITY):
+            return max(spec.stop_timeout, child.budget or 0.0) + KILL_GRACE
+        return spec.shutdown_budget
+
+    def budget(self) -> float:
+        """The longest this supervisor's stop can take now (without its own kill grace)."""
+        if self.strategy == "simple_one_for_one":
+            # dynamic children are stopped together, as OTP does
+            template = self.spec.children[0].shutdown_budget
+            return max([template, *(self.child_budget(c) for c in self.children.values())]) + SUPERVISOR_MARGIN
+        return sum(self.child_budget(c) for c in self.children.values()) + SUPERVISOR_MARGIN
+
+    def stop_timeout(self, child: Child) -> float | None:
+        spec = child.spec
+        if spec.shutdown == INFINITY:
+            return None
+        if isinstance(spec, SupervisorSpec) and spec.shutdown is None:
+            return max(spec.stop_timeout, child.budget or 0.0)
+        return spec.stop_timeout
+
+    # --- the run of steps ---------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        while self.step is None:
+            if self.steps:
+                self.step = self.steps.popleft()
+                self.seq += 1  # a timer armed for an earlier step never counts for this one
+                self._execute(self.step)
+                continue
+            if self.phase == "running" and self.deferred:
+                self._decide()
+                continue
+            return
+
+    def _execute(self, step: Step) -> None:
+        if isinstance(step, StartStep):
+            self._exec_start(step)
+        elif isinstance(step, StopStep):
+            self._exec_stop(step)
+        elif isinstance(step, StopManyStep):
+            self._exec_stop_many(step)
+        elif isinstance(step, DelayStep):
+            if step.seconds <= 0:
+                self.step = None
+            else:
+                self._timer(step.seconds)
+        elif isinstance(step, ReadyStep):
+            self.step = None
+            self.phase = "running"
+            self.out.append(Ready())
+        elif isinstance(step, ExitStep):
+            self.step = None
+            self.phase = "exiting"
+            self.out.append(Exit(step.reason, step.cause, step.failed))
+        elif isinstance(step, DoneStep):
+            self.step = None
+            self.phase = "stopped"
+            for requester in [step.requester, *self.stop_waiters]:
+                self._reply(requester, "stopped")
+            self.stop_waiters.clear()
+            self.out.append(Stopped())
+
+    def _timer(self, seconds: float) -> None:
+        self.seq += 1
+        self.out.append(SetTimer(max(0.0, seconds), self.seq))
+
+    def _reply(self, requester: Any, value: Any = None, error: BaseException | None = None) -> None:
+        if requester is not None:
+            self.out.append(Reply(requester, value, error))
+
+    def _report(self, child: Child) -> None:
+        self.out.append(Report(child.name))
+
+    # --- boot ---------------------------------------------------------------------------------
+
+    def _on_Boot(self, event: Boot) -> None:
+        if self.strategy == "simple_one_for_one":
+            for _ in range(self.spec.start_children):
+                spec = self._from_template(None, (), {})
+                self._add(spec, dynamic=True)
+        else:
+            for spec in self.spec.children:
+                self._add(spec)
+        self.steps.extend(StartStep(name, "init") for name in self.children)
+        self.steps.append(ReadyStep())
+
+    def _add(self, spec: Any, dynamic: bool = False, restart: str | None = None) -> Child:
+        self.positions += 1
+        child = Child(spec, spec.name, restart or spec.restart, self.positions, dynamic=dynamic)
+        self.children[child.name] = child
+        return child
+
+    def _from_template(self, name: str | None, args: tuple, kwargs: dict) -> ChildSpec:
+        template = self.spec.template
+        if name is None:
+            self.dynamic_count += 1
+            name = f"{template.name}-{self.dynamic_count}"
+            while name in self.children:
+                self.dynamic_count += 1
+                name = f"{template.name}-{self.dynamic_count}"
+        return attrs.evolve(template, name=name, args=template.args + args, kwargs={**template.kwargs, **kwargs})
+
+    # --- starting -----------------------------------------------------------------------------
+
+    def _exec_start(self, step: StartStep) -> None:
+        child = self.children.get(step.name)
+        if child is None or child.alive:
+            self._reply(step.requester, step.name)
+            self.step = None
+            return
+        if self.phase in ("stopping", "exiting", "stopped") and step.purpose != "init":
+            self._reply(step.requester, error=StartFailed(step.name, f"{self.name} is stopping"))
+            self.step = None
+            return
+        child.incarnation += 1
+        child.status = "starting"
+        child.exit_reason = child.exit_cause = None
+        child.killed = child.registering = child.unregistered = False
+        child.identity = None
+        if step.purpose == "restart":
+            child.restarts += 1
+        self.out.append(Spawn(child.name, child.spec, child.incarnation))
+        self._report(child)
+
+    def _starting(self, child: Child | None) -> StartStep | None:
+        step = self.step
+        if child is not None and isinstance(step, StartStep) and step.name == child.name and child.status == "starting":
+            return step
+        return None
+
+    def _on_Spawned(self, event: Spawned) -> None:
+        child = self.children.get(event.name)
+        if child is None or child.incarnation != event.incarnation or self._starting(child) is None:
+            return
+        child.address = event.address
+        key = self.key(event.address)
+        self.by_key[key] = child
+        child.keys.append(key)
+        self._timer(child.spec.start_timeout)
+
+    def _on_SpawnFailed(self, event: SpawnFailed) -> None:
+        child = self.children.get(event.name)
+        step = self._starting(child)
+        if step is not None and child.incarnation == event.incarnation:
+            self._start_failed(step, f"could not create the actor: {event.reason}")
+
+    def _on_Linked(self, event: Linked) -> None:
+        child = self.child_at(event.address)
+        if child is not None and child.identity is None:
+            child.identity = event.identity
+            self._report(child)
+
+    def _on_InitDone(self, event: InitDone) -> None:
+        child = self.child_at(event.address)
+        if self._starting(child) is None:
+            return
+        if event.identity is not None:
+            child.identity = event.identity
+        child.registering = True
+        self.out.append(Register(child.name, child.incarnation))
+
+    def _on_Registered(self, event: Registered) -> None:
+        child = self.children.get(event.name)
+        step = self._starting(child)
+        if step is None or child.incarnation != event.incarnation:
+            return
+        if event.error is not None:
+            self._start_failed(step, event.error, kill=True)
+            return
+        child.status = "running"
+        child.registering = False
+        self._report(child)
+        self._reply(step.requester, child.name)
+        self.step = None
+
+    def _on_InitFailed(self, event: InitFailed) -> None:
+        child = self.child_at(event.address)
+        step = self._starting(child)
+        if step is not None:
+            # the process exits by itself (it runs no terminate: its init never finished)
+            self.out.append(ExpectExit(child.address))
+            self._start_failed(step, event.reason)
+
+    def _on_InitIgnored(self, event: InitIgnored) -> None:
+        child = self.child_at(event.address)
+        step = self._starting(child)
+        if step is None:
+            return
+        self.out.append(ExpectExit(child.address))
+        self._detach(child, "normal", unregister=False)
+        child.status = "stopped"
+        child.last_exit = "ignored (init returned Ignore)"
+        self.step = None
+        if step.purpose == "dynamic" and (self.strategy == "simple_one_for_one" or child.restart == "temporary"):
+            self._remove(child)
+        else:
+            self._report(child)
+        self._reply(step.requester, None)
+
+    def _start_failed(self, step: StartStep, reason: str, kill: bool = False) -> None:
+        """The child of `step` did not come up: forget (or kill) what is left of it, then act as
+        OTP does for this kind of start."""
+        child = self.children.get(step.name)
+        self.out.append(Log("warning", f"{self.name}: starting {step.name} failed: {reason}"))
+        if child is not None:
+            if child.address is not None:
+                if kill:
+                    self.out.append(Kill(child.name, child.address, child.identity))
+                    self.out.append(ExpectExit(child.address))
+                self._detach(child, f"start failed: {reason}", unregister=child.registering)
+            child.status = "stopped"
+            child.last_exit = f"start failed: {reason}"
+            self._report(child)
+        self.step = None
+        if step.purpose == "init":
+            self._abort_init(step.name, reason)
+        elif step.purpose == "dynamic":
+            if child is not None:
+                self._remove(child)
+            self._reply(step.requester, error=StartFailed(step.name, reason))
+        elif step.purpose == "manual":
+            self._reply(step.requester, error=StartFailed(step.name, reason))
+        elif child is not None:
+            # OTP: the restart sequence stops at the child that failed; the failure counts as
+            # another restart and is retried from that child (try_again_restart)
+            while self.steps and isinstance(self.steps[0], StartStep) and self.steps[0].purpose == "restart":
+                self.steps.popleft()
+            child.status = "exited"
+            self.deferred.appendleft((child.name, child.incarnation, f"start failed: {reason}", None))
+
+    def _abort_init(self, name: str, reason: str) -> None:
+        self.steps.clear()
+        self.phase = "exiting"
+        running = [c.name for c in self.children.values() if c.alive]
+        self.steps.extend(StopStep(n, "shutdown") for n in reversed(running))
+        self.steps.append(ExitStep("shutdown", f"failed to start child {name}: {reason}", failed=(name, reason)))
+
+    # --- stopping a child -----------------------------------------------------------------------
+
+    def _exec_stop(self, step: StopStep) -> None:
+        child = self.children.get(step.name)
+        if child is None or not child.alive:
+            if child is not None:
+                if child.status in ("exited", "restarting"):
+                    child.status = "stopped"
+                self._remove(child) if step.remove else self._report(child)
+            self._reply(step.requester, None)
+            self.step = None
+            return
+        child.status = "stopping"
+        self._report(child)
+        self._send_stop(child, step.reason)
+
+    def _send_stop(self, child: Child, reason: Any, timer: bool = True) -> None:
+        if child.spec.shutdown == BRUTAL_KILL:
+            child.killed = True
+            self.out.append(Kill(child.name, child.address, child.identity))
+            if timer:
+                self._timer(KILL_GRACE)
+        else:
+            self.out.append(Terminate(child.name, child.address, reason))
+            timeout = self.stop_timeout(child)
+            if timer and timeout is not None:
+                self._timer(timeout)
+        self.out.append(ExpectExit(child.address))
+
+    def _stop_timed_out(self, step: StopStep) -> None:
+        child = self.children.get(step.name)
+        if child is None or child.address is None:
+            self.step = None
+            return
+        if not child.killed:
+            self.out.append(Log("warning", f"{self.name}: {child.name} did not stop within {self.stop_timeout(child):g} s; killing it"))
+            child.killed = True
+            self.out.append(Kill(child.name, child.address, child.identity))
+            self._timer(KILL_GRACE)
+            return
+        self.out.append(Log("error", f"{self.name}: {child.name} survived SIGKILL for {KILL_GRACE:g} s; giving up on it"))
+        self._child_gone(child, "killed")
+
+    def _exec_stop_many(self, step: StopManyStep) -> None:
+        alive = [c for c in (self.children.get(n) for n in step.names) if c is not None and c.alive]
+        if not alive:
+            self.step = None
+            return
+        for child in alive:
+            child.status = "stopping"
+            self._send_stop(child, step.reason, timer=False)
+        step.killed = alive[0].spec.shutdown == BRUTAL_KILL
+        timeout = KILL_GRACE if step.killed else self.stop_timeout(alive[0])
+        if timeout is not None:
+            self._timer(timeout)
+
+    def _stop_many_timed_out(self, step: StopManyStep) -> None:
+        alive = [c for c in (self.children.get(n) for n in step.names) if c is not None and c.address is not None]
+        if not step.killed:
+            step.killed = True
+            if alive:
+                self.out.append(Log("warning", f"{self.name}: {', '.join(c.name for c in alive)} did not stop in time; killing them"))
+            for child in alive:
+                child.killed = True
+                self.out.append(Kill(child.name, child.address, child.identity))
+            self._timer(KILL_GRACE)
+            return
+        for child in alive:
+            self._child_gone(child, "killed")
+        if self.step is step:
+            self.step = None
+
+    def _on_TimerFired(self, event: TimerFired) -> None:
+        step = self.step
+        if event.seq != self.seq or step is None:
+            return
+        if isinstance(step, DelayStep):
+            self.step = None
+        elif isinstance(step, StartStep):
+            child = self.children.get(step.name)
+            timeout = child.spec.start_timeout if child is not None else 0
+            self._start_failed(step, f"init did not finish within {timeout:g} s", kill=True)
+        elif isinstance(step, StopStep):
+            self._stop_timed_out(step)
+        elif isinstance(step, StopManyStep):
+            self._stop_many_timed_out(step)
+
+    # --- exits ----------------------------------------------------------------------------------
+
+    def _on_ChildExiting(self, event: ChildExiting) -> None:
+        child = self.child_at(event.address)
+        if child is None:
+            return
+        child.exit_reason = event.reason
+        child.exit_cause = event.cause
+        if not child.unregistered:
+            # stop handing out the address of an actor that is on its way out
+            child.unregistered = True
+            self.out.append(Unregister(child.name, child.address, event.reason, event.cause))
+        self.out.append(ExpectExit(child.address))
+
+    def _on_ChildDown(self, event: ChildDown) -> None:
+        child = self.child_at(event.address)
+        if child is not None:
+            self._child_gone(child, event.reason)
+
+    def _on_ChildBudget(self, event: ChildBudget) -> None:
+        child = self.child_at(event.address)
+        if child is not None:
+            child.budget = float(event.seconds)
+
+    def _detach(self, child: Child, reason: Any, cause: str | None = None, unregister: bool = True) -> None:
+        address = child.address
+        for key in child.keys:
+            if self.by_key.get(key) is child:
+                del self.by_key[key]
+        child.keys.clear()
+        child.address = None
+        child.identity = None
+        if unregister and address is not None and not child.unregistered:
+            self.out.append(Unregister(child.name, address, reason, cause))
+        child.unregistered = False
+
+    def _child_gone(self, child: Child, default_reason: Any) -> None:
+        """The current process of `child` is gone (it exited, or was killed)."""
+        reason = child.exit_reason if child.exit_reason is not None else default_reason
+        cause = child.exit_cause
+        step = self.step
+        self._detach(child, reason, cause)
+        if isinstance(step, StopStep) and step.name == child.name:
+            child.status = "stopped"
+            if not is_normal(reason):
+                child.last_exit = describe_exit(reason, cause)
+            self._remove(child) if step.remove else self._report(child)
+            self._reply(step.requester, None)
+            self.step = None
+        elif isinstance(step, StopManyStep) and child.name in step.names:
+            child.status = "stopped"
+            self._remove(child) if child.dynamic else self._report(child)
+            if not any(c.alive for c in (self.children.get(n) for n in step.names) if c is not None):
+                self.step = None
+        elif self._starting(child) is step and step is not None:
+            self._start_failed(step, f"exited during init ({format_reason(reason)})")
+        else:
+            child.status = "exited"
+            child.last_exit = describe_exit(reason, cause)
+            self._report(child)
+            self.deferred.append((child.name, child.incarnation, reason, cause))
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def _decide(self) -> None:
+        name, incarnation, reason, cause = self.deferred.popleft()
+        child = self.children.get(name)
+        if child is None or child.incarnation != incarnation or child.status != "exited":
+            return
+        order = list(self.children.values())
+        views = [ChildView(c.name, c.restart, c.alive or c is child) for c in order]
+        decision, self.window = decide(self.strategy, views, name, reason, self.window, self.now)
+        text = describe_exit(reason, cause)
+        if isinstance(decision, Ignore):
+            child.status = "stopped"
+        elif isinstance(decision, Exited):
+            child.status = "stopped"
+            self.out.append(Log("info", f"{self.name}: {name} exited ({text}); not restarted ({child.restart})"))
+            self.out.append(ExitNotice(name, reason, cause, decision.remove, child))
+            self._remove(child) if decision.remove else self._report(child)
+            self._auto_shutdown(child, text)
+        elif isinstance(decision, Restart):
+            count = self.window.count(self.now)
+            delay = self.spec.backoff.delay(count, self.rng)
+            self.out.append(
+                Log(
+                    "warning",
+                    f"{self.name}: {name} exited ({text}); restarting {', '.join(decision.start)} "
+                    f"(restart {count} of {self.window.intensity} allowed in {self.window.period:g} s, after {delay:.3f} s)",
+                )
+            )
+            child.status = "restarting"
+            self._report(child)
+            self.steps.extend(StopStep(n, "shutdown", remove=n in decision.remove) for n in decision.stop)
+            for n in decision.remove:
+                if n not in decision.stop and n in self.children:
+                    self._remove(self.children[n])
+            self.steps.append(DelayStep(delay))
+            self.steps.extend(StartStep(n, "restart") for n in decision.start)
+        elif isinstance(decision, Escalate):
+            story = f"{decision.reason}; last exit: {name} ({text})"
+            self.out.append(Log("error", f"{self.name}: giving up: {story}"))
+            child.status = "stopped"
+            self._report(child)
+            self.phase = "exiting"
+            self.deferred.clear()
+            self._queue_stops(list(decision.stop), "shutdown")
+            self.steps.append(ExitStep("shutdown", story))
+
+    def _auto_shutdown(self, child: Child, text: str) -> None:
+        mode = self.spec.auto_shutdown
+        if not child.significant or mode == "never":
+            return
+        if mode == "all_significant" and any(c.significant and c.alive for c in self.children.values()):
+            return
+        self._begin_stop("shutdown", cause=f"auto_shutdown={mode}: significant child {child.name} exited ({text})")
+
+    def _queue_stops(self, names: list[str], reason: Any) -> None:
+        if self.strategy == "simple_one_for_one" and names:
+            self.steps.append(StopManyStep(tuple(names), reason))
+        else:
+            self.steps.extend(StopStep(n, reason) for n in names)
+
+    # --- stopping the supervisor ----------------------------------------------------------------
+
+    def _on_StopRequested(self, event: StopRequested) -> None:
+        if self.phase in ("stopping", "exiting", "stopped"):
+            if not event.exit:
+                if self.phase == "stopped":
+                    self._reply(event.requester, "stopped")
+                else:
+                    self.stop_waiters.append(event.requester)
+            return
+        self._begin_stop(event.reason, event.requester, event.exit, event.cause)
+
+    def _begin_stop(self, reason: Any, requester: Any = None, exit: bool = True, cause: str | None = None) -> None:
+        self.phase = "stopping"
+        self.deferred.clear()
+        stopping = StartFailed(self.name, f"{self.name} is stopping")
+        for step in self.steps:
+            if isinstance(step, StartStep):
+                self._reply(step.requester, error=stopping)
+            elif isinstance(step, StopStep):
+                self._reply(step.requester, None)
+        self.steps.clear()
+        current = self.step
+        if isinstance(current, (DelayStep, StartStep)):
+            # a backoff delay is moot; a child still starting is stopped like the others
+            if isinstance(current, StartStep):
+                self._reply(current.requester, error=stopping)
+            self.step = None
+        busy = current.name if isinstance(current, StopStep) and self.step is current else None
+        for child in self.children.values():
+            if child.status in ("exited", "restarting"):
+                child.status = "stopped"
+                self._report(child)
+        alive = [c.name for c in self.children.values() if c.alive and c.name != busy]
+        self._queue_stops(list(reversed(alive)), reason)
+        self.steps.append(ExitStep(reason, cause) if exit else DoneStep(requester))
+
+    # --- requests: the supervisor API -----------------------------------------------------------
+
+    def _refuse(self, requester: Any, error: SupervisionError) -> None:
+        self._reply(requester, error=error)
+
+    def _accepting(self, requester: Any) -> bool:
+        if self.phase in ("stopping", "exiting", "stopped"):
+            self._refuse(requester, StartFailed(self.name, f"{self.name} is stopping"))
+            return False
+        return True
+
+    def _on_AddChild(self, event: AddChild) -> None:
+        if not self._accepting(event.requester):
+            return
+        if self.strategy == "simple_one_for_one":
+            self._refuse(event.requester, SpecError(f"{self.name}.add_child", "a simple_one_for_one supervisor starts children with start_child"))
+            return
+        if not isinstance(event.spec, (ChildSpec, SupervisorSpec)):
+            self._refuse(event.requester, SpecError("AddChild.spec", f"must be a ChildSpec or SupervisorSpec; got {type(event.spec).__name__}"))
+            return
+        if event.spec.significant and self.spec.auto_shutdown == "never":
+            self._refuse(event.requester, SpecError("AddChild.spec.significant", f"{self.name} has auto_shutdown='never'"))
+            return
+        existing = self.children.get(event.spec.name)
+        if existing is not None:
+            self._refuse(event.requester, AlreadyPresent(existing.name, self.name, existing.alive))
+            return
+        child = self._add(event.spec, dynamic=True, restart=event.restart)
+        self.steps.append(StartStep(child.name, "dynamic", event.requester))
+
+    def _on_StartDynamic(self, event: StartDynamic) -> None:
+        if not self._accepting(event.requester):
+            return
+        if self.strategy != "simple_one_for_one":
+            self._refuse(
+                event.requester,
+                SpecError(
+                    f"{self.name}.start_child",
+                    f"{self.name} is {self.strategy}; start_child with args needs simple_one_for_one (use add_child(spec))",
+                ),
+            )
+            return
+        if not isinstance(event.args, tuple) or not isinstance(event.kwargs, dict):
+            self._refuse(event.requester, SpecError("StartChild.args", "args must be a tuple and kwargs a dict"))
+            return
+        try:
+            name = None if event.name is None else validate_name(event.name, "StartChild.name")
+        except SpecError as exc:
+            self._refuse(event.requester, exc)
+            return
+        if name is not None and name in self.children:
+            self._refuse(event.requester, AlreadyPresent(name, self.name, self.children[name].alive))
+            return
+        child = self._add(self._from_template(name, event.args, event.kwargs), dynamic=True)
+        self.steps.append(StartStep(child.name, "dynamic", event.requester))
+
+    def _on_TerminateChild(self, event: TerminateChild) -> None:
+        child = self.children.get(event.name)
+        if child is None:
+            self._refuse(event.requester, NoSuchName(event.name, f"it is not a child of {self.name}"))
+            return
+        # OTP: a temporary child or a simple_one_for_one child is deleted; any other keeps its
+        # spec, stopped, until restart_child or delete_child
+        remove = self.strategy == "simple_one_for_one" or child.restart == "temporary"
+        if not child.alive and not self._queued_start(child.name):
+            child.status = "stopped"  # a pending decision about it no longer applies
+            self._remove(child) if remove else self._report(child)
+            self._reply(event.requester, None)
+            return
+        self.steps.append(StopStep(child.name, "shutdown", remove=remove, requester=event.requester))
+
+    def _queued_start(self, name: str) -> bool:
+        return any(isinstance(s, StartStep) and s.name == name for s in self.steps)
+
+    def _on_RestartChild(self, event: RestartChild) -> None:
+        child = self._stopped_child(event.name, event.requester, "restart_child")
+        if child is not None and self._accepting(event.requester):
+            self.steps.append(StartStep(child.name, "manual", event.requester))
+
+    def _on_DeleteChild(self, event: DeleteChild) -> None:
+        child = self._stopped_child(event.name, event.requester, "delete_child")
+        if child is not None:
+            self._remove(child)
+            self._reply(event.requester, None)
+
+    def _stopped_child(self, name: str, requester: Any, what: str) -> Child | None:
+        if self.strategy == "simple_one_for_one":
+            self._refuse(requester, SpecError(f"{self.name}.{what}", "simple_one_for_one children are not kept when stopped; start_child a new one"))
+            return None
+        child = self.children.get(name)
+        if child is None:
+            self._refuse(requester, NoSuchName(name, f"it is not a child of {self.name}"))
+            return None
+        if child.status != "stopped" or self._queued_start(name):
+            self._refuse(requester, ChildRunning(name, self.name, child.status))
+            return None
+        return child
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
+    def _remove(self, child: Child) -> None:
+        if self.children.get(child.name) is child:
+            del self.children[child.name]
+            self._detach(child, "shutdown", unregister=False)
+            self.out.append(Removed(child.name))
