@@ -154,6 +154,7 @@ class SignedPickle:
             else:
                 handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handler.setLevel(config.get("level", "WARNING"))
             self._log = logging.Logger("supervision.auth", logging.WARNING)
             self._log.addHandler(handler)
             self._log_pid = os.getpid()
@@ -161,8 +162,19 @@ class SignedPickle:
 
 
 SIGNER = SignedPickle()
+
+
+def _after_fork() -> None:
+    # a forked actor process reports its own first rejection, not its parent's window
+    SIGNER._reported_at, SIGNER._unreported, SIGNER.rejected = -float("inf"), 0, 0
+    SIGNER._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 _installed = False
 _install_lock = threading.Lock()
+#: admin port -> how many Runtime objects of this process use its secret
+_users: dict[int | None, int] = {}
 
 
 def _admin_port(transport: Any) -> int | None:
@@ -194,6 +206,7 @@ def install(secret: bytes, admin_port: int, log_handler: dict[str, Any] | None =
             _installed = True
         SIGNER.keys[admin_port] = secret
         SIGNER.default = secret
+        _users[admin_port] = _users.get(admin_port, 0) + 1
         if log_handler is not None:
             SIGNER.log_handler, SIGNER._log = dict(log_handler), None
 
@@ -201,6 +214,10 @@ def install(secret: bytes, admin_port: int, log_handler: dict[str, Any] | None =
 def forget(admin_port: int | None) -> None:
     """This process no longer talks to the actor system on `admin_port`."""
     with _install_lock:
+        _users[admin_port] = _users.get(admin_port, 0) - 1
+        if _users[admin_port] > 0:
+            return  # a runtime and an attached handle to it, in one process
+        del _users[admin_port]
         secret = SIGNER.keys.pop(admin_port, None)
         if secret is not None and SIGNER.default == secret and secret not in SIGNER.keys.values():
             SIGNER.default = next(iter(SIGNER.keys.values()), None)
