@@ -404,3 +404,7 @@ def _import_type(path: str) -> type | None:
 
 def is_recoverable(exc: BaseException) -> bool:
     return isinstance(exc, Recoverable)
+
+
+class UnsafeState(ConfigError):
+    """A discovery record or its directory could be written by another user: it is never read."""

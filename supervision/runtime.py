@@ -30,7 +30,7 @@ from typing import Any
 from thespian.actors import ActorSystem
 from thespian.actors import ExternalContext
 
-from supervision import bases, discovery
+from supervision import auth, bases, discovery
 from supervision.calls import LIVENESS_SLICE, Calls
 from supervision.logs import logger
 from supervision.errors import (
@@ -103,6 +103,9 @@ class Runtime(Calls):
       from other hosts). Anything else needs `trusted_network=True`: thespian unpickles what
       arrives, so only a trusted network may reach it. Nodes of one application do not need
       it: they coordinate through PostgreSQL.
+    - `secret`: every TCP frame is signed with it and checked before anything is unpickled
+      (`supervision.auth`). Default: a fresh random one per runtime. Give every host that talks
+      to this runtime the same one (like an Erlang cookie; `auth.read_secret_file(path)`).
     """
 
     def __init__(
@@ -120,15 +123,17 @@ class Runtime(Calls):
         name: str | None = None,
         listen: str = bases.LOOPBACK,
         trusted_network: bool = False,
+        secret: bytes | str | None = None,
     ) -> None:
         self.info = bases.base_info(base)
         self.base = self.info.name
         if name is not None:
-            validate_name(name, "name")
+            discovery.check_runtime_name(name, "name")
             if self.base != "multiprocTCPBase":
                 raise ConfigError(f"name: only multiprocTCPBase runtimes can be attached to from other processes, not {self.base}")
         self.name = name
         self.listen = bases.check_listen(listen, trusted_network)
+        self._secret = auth.check_secret(secret) if secret is not None else auth.new_secret()
         self._attached = False
         if admin_port is not None:
             if self.base != "multiprocTCPBase":
@@ -181,6 +186,7 @@ class Runtime(Calls):
                     else bases.free_port(self.listen)
                 )
                 bases.bind_to(self.listen)
+                auth.install(self._secret, self.admin_port, self.log_defs["handlers"]["main"])  # before thespian forks its processes
             caps = bases.capabilities(self.info, self.admin_port)
             try:
                 self._system = ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)
@@ -222,7 +228,7 @@ class Runtime(Calls):
             if self.name is not None:
                 discovery.publish(
                     discovery.RuntimeRecord.make(
-                        self.name, self.base, self.admin_port, self._kernel, self._kernel_identity, self.listen
+                        self.name, self.base, self.admin_port, self._kernel, self._kernel_identity, self.listen, self._secret
                     )
                 )
 
@@ -314,8 +320,10 @@ class Runtime(Calls):
         runtime._attached = True
         runtime.name = record.name
         runtime.admin_port = record.admin_port
-        runtime.listen = record.listen
-        bases.bind_to(record.listen)  # thespian finds the admin through this address
+        runtime.listen = record.host
+        bases.bind_to(record.host)  # thespian finds the admin through this address
+        runtime._secret = bytes.fromhex(record.secret)
+        auth.install(runtime._secret, record.admin_port)
         try:
             runtime._system = ActorSystem(record.base, {"Admin Port": record.admin_port}, transientUnique=True)
         except Exception as exc:
@@ -348,6 +356,7 @@ class Runtime(Calls):
                 log.warning("ordered shutdown did not finish (%s); killing what is left", exc)
             finally:
                 self._shutdown_system()
+                auth.forget(self.admin_port)
                 _live_runtimes.discard(self)
 
     def crash(self) -> None:
@@ -368,6 +377,7 @@ class Runtime(Calls):
         """Let go of another process's system without stopping it."""
         self._close_contexts()
         self._system = None
+        auth.forget(self.admin_port)
 
     def _close_contexts(self) -> None:
         for ctx in self._contexts:

@@ -29,7 +29,8 @@ AUTO_SHUTDOWNS = ("never", "any_significant", "all_significant")
 KERNEL_NAME = "sys.kernel"
 MONITOR_NAME = "sys.monitor"
 #: Names are registered cluster-wide; they are also used in logs and the CLI.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/\-]{0,127}$")
+#: `\Z`, not `$`: `$` also matches before a trailing newline, which let "echo\n" through.
+NAME_PATTERN = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.:@/\-]{0,127}\Z")
 #: Names under this prefix belong to the runtime itself.
 SYSTEM_PREFIX = "sys."
 #: Extra seconds a supervisor allows on top of its children's budgets, and the grace
@@ -51,7 +52,7 @@ def validate_name(value: Any, field: str = "name") -> str:
     """Check a registered name; return it or raise `SpecError` naming `field`."""
     if not isinstance(value, str):
         raise SpecError(field, f"must be a string, got {type(value).__name__}")
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise SpecError(
             field,
             f"{value!r} is not a valid name: use 1-128 characters from letters, digits "

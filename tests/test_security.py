@@ -1,0 +1,211 @@
+"""Security of what users hand in and what is left on disk: names, discovery records, secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from supervision import ChildSpec, ConfigError, Runtime, SpecError, SupervisorSpec, auth, discovery
+from supervision.errors import UnsafeState
+from supervision.liveness import ProcessIdentity
+from supervision.specs import validate_name
+from tests.support import Echo
+
+BAD_NAMES = ["echo\n", "echo\r", "ec\x00ho", "echo\t", "\necho", "e\x1b[31mcho", "echo\u2028"]
+
+
+# --- names (point 6) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_name_with_a_control_character_is_refused_everywhere_it_becomes_an_identifier(name):
+    with pytest.raises(SpecError, match="not a valid name"):
+        validate_name(name)
+    with pytest.raises(SpecError):
+        ChildSpec(name, Echo)
+    with pytest.raises(SpecError):
+        SupervisorSpec(name)
+    with pytest.raises(ConfigError, match="not a valid runtime name"):
+        Runtime(name=name)
+
+
+def test_an_ask_to_a_name_with_a_trailing_newline_is_refused_before_it_is_sent(make_runtime):
+    rt = make_runtime("simpleSystemBase").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    assert rt.ask("echo", "hi") == "hi"
+    with pytest.raises(SpecError, match="not a valid name"):
+        rt.ask("echo\n", "hi")
+    with pytest.raises(SpecError, match="not a valid name"):
+        rt.tell("echo\n", "hi")
+
+
+@pytest.mark.parametrize("name", ["a/b", "../escape", "/etc/passwd", ".hidden", "a:b", "", "x" * 65, "a b"])
+def test_a_runtime_name_is_a_safe_file_name_or_a_clear_error(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="not a valid runtime name"):
+        Runtime(name=name)
+    with pytest.raises(ConfigError, match="not a valid runtime name"):
+        discovery.find(name)
+    assert not (tmp_path / "runtimes").exists() or list((tmp_path / "runtimes").iterdir()) == []
+
+
+def test_a_runtime_name_with_dots_and_dashes_still_works(make_runtime, tmp_path, monkeypatch):
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    rt = make_runtime("multiprocTCPBase", name="node-1.eu_west").start()
+    assert discovery.find("node-1.eu_west").kernel_pid == rt._kernel_identity.pid
+
+
+# --- discovery records (point 3) ---------------------------------------------------------------
+
+
+def test_the_discovery_record_is_plain_data_written_0600_in_a_0700_directory(make_runtime, tmp_path, monkeypatch):
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    os.umask(old := os.umask(0o022))  # the usual umask: files 0644, directories 0755 unless we say otherwise
+    rt = make_runtime("multiprocTCPBase", name="plain").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    directory, path = tmp_path / "runtimes", tmp_path / "runtimes" / "plain.json"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data = json.loads(path.read_text())
+    assert set(data) == {"name", "base", "host", "admin_port", "kernel_port", "kernel_pid", "kernel_start", "owner_pid", "started_at", "secret"}
+    assert all(isinstance(value, (str, int, float)) for value in data.values())
+    assert (data["host"], data["admin_port"], data["kernel_pid"]) == ("127.0.0.1", rt.admin_port, rt._kernel_identity.pid)
+    attached = Runtime.attach("plain")  # the kernel's address is rebuilt from host and port
+    try:
+        assert attached.ask("echo", "through the rebuilt address") == "through the rebuilt address"
+    finally:
+        attached.stop()
+
+
+def test_a_records_directory_of_ours_left_0755_by_an_older_version_is_tightened(make_runtime, tmp_path, monkeypatch):
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    (tmp_path / "runtimes").mkdir(mode=0o755)
+    os.chmod(tmp_path / "runtimes", 0o755)
+    make_runtime("multiprocTCPBase", name="tight").start()
+    assert stat.S_IMODE((tmp_path / "runtimes").stat().st_mode) == 0o700
+
+
+class WritesAFile:
+    """Unpickling this writes a file: the proof that a record's pickle was loaded."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"id > {self.path}",))
+
+
+def _plant(path, rt: Runtime, marker) -> None:
+    """A record in the format of the previous version, whose kernel address is a pickle that
+    writes `marker` when loaded, pointing at a live runtime so that old code gets as far as it."""
+    identity = ProcessIdentity.current()
+    record = {
+        "name": path.stem, "base": "multiprocTCPBase", "admin_port": rt.admin_port,
+        "kernel": base64.b64encode(pickle.dumps(WritesAFile(str(marker)))).decode(),
+        "kernel_pid": identity.pid, "kernel_start": identity.start_time, "owner_pid": os.getpid(),
+        "started_at": time.time(), "listen": "127.0.0.1",
+    }  # fmt: skip
+    path.write_text(json.dumps(record))
+
+
+def _cli(*args: str, state_dir) -> subprocess.CompletedProcess:
+    env = {**os.environ, "THESPIAN_OTP_STATE_DIR": str(state_dir)}
+    return subprocess.run([sys.executable, "-m", "actors.cli", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _root_only() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test gives a planted record to another user (chown)")
+
+
+def test_a_pickle_record_planted_by_another_user_is_refused_and_never_loaded(make_runtime, tmp_path, monkeypatch):
+    _root_only()
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    rt = make_runtime("multiprocTCPBase", name="victim").start()
+    marker = tmp_path / "pwned"
+    planted = tmp_path / "runtimes" / "victim.json"
+    _plant(planted, rt, marker)
+    os.chown(planted, 65534, 65534)  # nobody's record
+    for command in ("tree", "status"):
+        result = _cli(command, "--name", "victim", state_dir=tmp_path)
+        assert result.returncode == 1, result
+        assert "refusing the runtime record" in result.stderr and "uid 65534" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    with pytest.raises(UnsafeState):
+        Runtime.attach("victim")
+    assert not marker.exists(), marker.read_text()
+
+
+def test_a_records_directory_owned_by_another_user_is_refused(tmp_path, monkeypatch):
+    _root_only()
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    (tmp_path / "runtimes").mkdir(mode=0o700)
+    os.chown(tmp_path / "runtimes", 65534, 65534)
+    result = _cli("tree", state_dir=tmp_path)
+    assert result.returncode == 1 and "refusing the runtime directory" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(UnsafeState):
+        Runtime("multiprocTCPBase", name="mine").start()  # nothing is published into someone else's directory
+
+
+def test_a_record_others_can_write_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    directory = discovery.ensure_dir()
+    (directory / "loose.json").write_text("{}")
+    os.chmod(directory / "loose.json", 0o666)
+    with pytest.raises(UnsafeState, match="other users can write it"):
+        discovery.read("loose")
+
+
+def test_a_pickle_record_of_our_own_is_ignored_never_unpickled(make_runtime, tmp_path, monkeypatch):
+    """A record in the previous version's format (a pickled kernel address) is not a record."""
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    rt = make_runtime("multiprocTCPBase", name="current").start()
+    marker = tmp_path / "pwned"
+    _plant(tmp_path / "runtimes" / "old.json", rt, marker)
+    result = _cli("tree", "--name", "old", state_dir=tmp_path)
+    assert result.returncode == 1 and "no runtime named 'old' is running" in result.stderr, result.stderr
+    assert not marker.exists()
+
+
+def test_a_symlinked_record_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    directory = discovery.ensure_dir()
+    (tmp_path / "elsewhere.json").write_text("{}")
+    (directory / "link.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(UnsafeState):
+        discovery.read("link")
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+
+def test_a_short_secret_is_refused_and_a_secret_file_must_be_private(tmp_path):
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        Runtime(secret="short")
+    cookie = tmp_path / "cookie"
+    cookie.write_text("0123456789abcdef0123456789abcdef\n")
+    os.chmod(cookie, 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        auth.read_secret_file(cookie)
+    os.chmod(cookie, 0o600)
+    assert auth.read_secret_file(cookie) == b"0123456789abcdef0123456789abcdef"
+
+
+def test_a_frame_signed_with_another_secret_or_cut_short_is_never_unpickled(tmp_path):
+    signer = auth.SignedPickle()
+    signer.keys[1] = b"k" * 32
+    frame = signer.dumps(WritesAFile(str(tmp_path / "pwned")), b"x" * 32)  # signed, but with another secret
+    with pytest.raises(auth.Rejected):
+        signer.loads(frame)
+    with pytest.raises(auth.Rejected):
+        signer.loads(frame[:10])
+    assert signer.loads(signer.dumps({"ok": 1}, b"k" * 32)) == {"ok": 1}
+    assert not (tmp_path / "pwned").exists()
+    assert signer.rejected == 2
