@@ -54,3 +54,9 @@ def pid(payload):
 @job("limited", limit_key="api")
 def limited(payload):
     time.sleep(payload.get("sleep", 0.01))
+
+
+@job("nul_error", max_attempts=1)
+def nul_error(payload):
+    """Fails with a message PostgreSQL's text type cannot store as is."""
+    raise ValueError("bad byte \x00 and a lone surrogate \ud800")

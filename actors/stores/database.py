@@ -22,7 +22,9 @@ from actors.stores.errors import (
     AuthenticationFailed,
     ConnectionLost,
     DatabaseUnavailable,
+    DataRejected,
     InvalidDsn,
+    SchemaMissing,
     StoreError,
 )
 from supervision.logs import logger
@@ -112,7 +114,9 @@ class Database:
             # vanishes mid-transaction must not keep its rows locked for the kernel's 2 hours
             "options": " ".join(
                 [
-                    f"-c search_path={config.schema},public",
+                    # the schema alone: an unmigrated schema must fail ("run db init"), not
+                    # silently use tables of the same name in `public`
+                    f"-c search_path={config.schema}",
                     f"-c tcp_keepalives_idle={config.keepalive_idle}",
                     f"-c tcp_keepalives_interval={config.keepalive_interval}",
                     f"-c tcp_keepalives_count={config.keepalive_count}",
@@ -186,6 +190,10 @@ class Database:
         except psycopg.Error as exc:
             if is_connection_error(exc):
                 raise translate(exc, self.config) from exc
+            if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)):
+                raise SchemaMissing(self.config.schema, str(exc).strip().splitlines()[0]) from None
+            if isinstance(exc, psycopg.DataError):
+                raise DataRejected(str(exc).strip().splitlines()[0]) from None
             raise
         except PoolTimeout as exc:
             raise translate(exc, self.config) from None
