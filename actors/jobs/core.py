@@ -17,6 +17,7 @@ from actors.jobs.errors import BadJob
 from actors.jobs.messages import FinishedJob, JobsFinished
 from actors.jobs.registry import check_kind
 from actors.stores.rows import JobOutcome, NewJob
+from supervision.errors import SpecError
 
 #: used with fullmatch: `re.match(...$)` would accept a trailing newline ("default\n")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}")
@@ -94,6 +95,37 @@ def prepare(
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= MAX_ATTEMPTS:
         raise BadJob(f"max_attempts: must be an integer from 1 to {MAX_ATTEMPTS}; got {max_attempts!r}")
     return NewJob(kind, payload, queue, priority, run_at, max_attempts, size=size)
+
+
+#: The shortest heartbeat ttl: beats come every ttl / 3.5 s (0.29 s at 1 s), and under that one
+#: slow round trip (a checkpoint, a busy server) lets a healthy worker's lease run out.
+MIN_HEARTBEAT_TTL = 1.0
+
+
+def check_timing(heartbeat_ttl: Any, rescue_interval: Any, *, cancel_grace: Any = 5.0, kill_grace: Any = 5.0) -> float:
+    """Validate the liveness settings together; return the rescue interval to use.
+
+    A job's `timeout` does not interact with them: liveness comes from each worker's heartbeat
+    thread, not from its handlers returning, so a job may run far longer than the ttl. What
+    can still end a healthy job is refused here: a ttl too short to absorb one slow beat, and
+    a rescue interval longer than the ttl (a dead worker's jobs would wait more than twice
+    the ttl, and the rescuer's wait after a database outage, one ttl, would be skipped)."""
+    for field, value in (("heartbeat_ttl", heartbeat_ttl), ("cancel_grace", cancel_grace), ("kill_grace", kill_grace)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise SpecError(field, f"must be a positive number of seconds; got {value!r}")
+    if heartbeat_ttl < MIN_HEARTBEAT_TTL:
+        raise SpecError(
+            "heartbeat_ttl",
+            f"{heartbeat_ttl:g} s is below {MIN_HEARTBEAT_TTL:g} s: one slow heartbeat would let a healthy worker's jobs be rescued",
+        )
+    if rescue_interval is None:
+        return max(0.2, heartbeat_ttl / 3)
+    if isinstance(rescue_interval, bool) or not isinstance(rescue_interval, (int, float)) or not 0 < rescue_interval <= heartbeat_ttl:
+        raise SpecError(
+            "rescue_interval",
+            f"must be a number of seconds above 0 and at most heartbeat_ttl ({heartbeat_ttl:g} s); got {rescue_interval!r}",
+        )
+    return float(rescue_interval)
 
 
 _OUTCOME_STATUSES = ("completed", "failed", "deferred")

@@ -100,9 +100,12 @@ def lock_session(database: "Database", application_name: str, *, idle_session_ti
 class Database:
     """Connections to `config.schema` on `config.dsn`. Open before use; close when done."""
 
-    def __init__(self, config: DatabaseConfig) -> None:
+    def __init__(self, config: DatabaseConfig, settings: dict[str, str] | None = None) -> None:
+        """`settings`: server settings for every connection of this object, for example
+        {"synchronous_commit": "off"} where losing the last writes to a server crash is safe."""
         check_dsn(config.dsn)
         self.config = config
+        self.settings = dict(settings or {})
         self._pool: ConnectionPool | None = None
 
     # --- connections ---------------------------------------------------------------------------
@@ -122,6 +125,7 @@ class Database:
                     f"-c tcp_keepalives_count={config.keepalive_count}",
                     f"-c tcp_user_timeout={config.server_timeout_ms}",
                     f"-c idle_in_transaction_session_timeout={int(config.idle_in_transaction_timeout * 1000)}",
+                    *(f"-c {name}={value}" for name, value in self.settings.items()),
                 ]
             ),
             "application_name": config.application_name,

@@ -153,5 +153,10 @@ class WriteResult:
 
 @attrs.frozen
 class RescueResult:
+    """`jobs` released in all, of which `unstarted` (claimed, never started: the attempt not
+    counted) and `completed` (they had ended well: completed, not run again)."""
+
     jobs: int
     processes: tuple[dict, ...]
+    unstarted: int = 0
+    completed: int = 0
