@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from actors.jobs import DiscardJob, job
@@ -54,3 +55,78 @@ def pid(payload):
 @job("limited", limit_key="api")
 def limited(payload):
     time.sleep(payload.get("sleep", 0.01))
+
+
+@job("nul_error", max_attempts=1)
+def nul_error(payload):
+    """Fails with a message PostgreSQL's text type cannot store as is."""
+    raise ValueError("bad byte \x00 and a lone surrogate \ud800")
+
+
+def _record(path, *fields):
+    with open(path, "a") as handle:
+        handle.write(" ".join(str(f) for f in fields) + "\n")
+
+
+@job("record", max_attempts=3, timeout=60, retry_min=0.05, retry_max=0.1)
+def record(payload):
+    """Appends `start <n> <pid> <time>` and `end ...` lines to payload["path"]."""
+    _record(payload["path"], "start", payload.get("n", 0), os.getpid(), time.time())
+    time.sleep(payload.get("seconds", 0))
+    _record(payload["path"], "end", payload.get("n", 0), os.getpid(), time.time())
+
+
+@job("limited_record", limit_key="api", timeout=30)
+def limited_record(payload):
+    record(payload)
+
+
+@job("long", max_attempts=3, timeout=120)
+def long(payload):
+    time.sleep(payload["seconds"])
+
+
+@job("poison_exit", max_attempts=3, retry_min=0.05, retry_max=0.1)
+def poison_exit(payload):
+    os._exit(3)
+
+
+@job("poison_segfault", max_attempts=3, retry_min=0.05, retry_max=0.1)
+def poison_segfault(payload):
+    import ctypes
+
+    ctypes.string_at(0)  # a real segmentation fault
+
+
+@job("poison_sys_exit", max_attempts=3, retry_min=0.05, retry_max=0.1)
+def poison_sys_exit(payload):
+    sys.exit(3)
+
+
+@job("cooperative", max_attempts=3, timeout=120, retry_min=0.05, retry_max=0.1)
+def cooperative(payload):
+    """Works in small steps until done or until its job is no longer its own."""
+    from actors.jobs import current_job
+
+    _record(payload["path"], "start", current_job().attempt, os.getpid(), time.time())
+    deadline = time.monotonic() + payload["seconds"]
+    while time.monotonic() < deadline:
+        if current_job().cancelled:
+            _record(payload["path"], "cancelled", current_job().attempt, os.getpid(), time.time())
+            return
+        time.sleep(0.05)
+    _record(payload["path"], "end", current_job().attempt, os.getpid(), time.time())
+
+
+@job("stubborn", max_attempts=3, timeout=120, retry_min=0.05, retry_max=0.1)
+def stubborn(payload):
+    """Never looks at current_job(): only the worker's interrupt can stop it."""
+    _record(payload["path"], "start", 0, os.getpid(), time.time())
+    try:
+        deadline = time.monotonic() + payload["seconds"]
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+    except BaseException as exc:
+        _record(payload["path"], "interrupted", type(exc).__name__, os.getpid(), time.time())
+        raise
+    _record(payload["path"], "end", 0, os.getpid(), time.time())

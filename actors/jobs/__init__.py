@@ -13,12 +13,13 @@ rt.enqueue("resize", {"image": 7})
 
 from actors.jobs.client import enqueue, enqueue_from, enqueue_many, new_job
 from actors.jobs.completer import Completer, Subscriber
-from actors.jobs.errors import BadJob, DiscardJob, JobTimeout, UnknownJobKind
+from actors.jobs.context import JobContext, current_job
+from actors.jobs.errors import BadJob, DatabaseWaiting, DiscardJob, JobCancelled, JobTimeout, NotInJob, UnknownJobKind
 from actors.jobs.messages import Ack, Complete, CompleterStats, Enqueue, FinishedJob, Flush, JobsFinished, Rescue, Subscribe, Unsubscribe, WorkerStatus
 from actors.jobs.registry import JobType, job, known_kinds
 from actors.jobs.rescuer import Rescuer
 from actors.jobs.service import JobsService, PoolManager
-from actors.jobs.tree import jobs_tree
+from actors.jobs.tree import TreeNames, jobs_tree, tree_names
 from actors.jobs.worker import Worker
 
 __all__ = [
@@ -27,7 +28,11 @@ __all__ = [
     "Complete",
     "Completer",
     "CompleterStats",
+    "DatabaseWaiting",
     "DiscardJob",
+    "JobCancelled",
+    "JobContext",
+    "NotInJob",
     "Enqueue",
     "FinishedJob",
     "Flush",
@@ -44,11 +49,14 @@ __all__ = [
     "Unsubscribe",
     "Worker",
     "WorkerStatus",
+    "current_job",
     "enqueue",
     "enqueue_from",
     "enqueue_many",
     "job",
     "jobs_tree",
+    "tree_names",
+    "TreeNames",
     "known_kinds",
     "new_job",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from actors.jobs.core import prepare
+from actors.jobs.core import MAX_ENQUEUE_BYTES, prepare
 from actors.jobs.errors import BadJob
 from actors.jobs.messages import Enqueue
 from actors.jobs.registry import lookup
@@ -53,6 +53,9 @@ def enqueue_many(target: Runtime, jobs: Iterable[NewJob], *, timeout: float | No
         raise BadJob("enqueue_many takes NewJob objects (see actors.jobs.new_job)")
     if not isinstance(target, Runtime):
         raise TypeError("inside an actor, send Enqueue(jobs) to the jobs service with self.ask/self.tell")
+    size = sum(job.size for job in batch)
+    if size > MAX_ENQUEUE_BYTES:
+        raise BadJob(f"one enqueue may carry at most {MAX_ENQUEUE_BYTES:,} bytes of payloads; got {size:,}: split the batch")
     return target.ask(service, Enqueue(batch), timeout=timeout or max(5.0, len(batch) / 2000))
 
 

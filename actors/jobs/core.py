@@ -17,10 +17,56 @@ from actors.jobs.errors import BadJob
 from actors.jobs.messages import FinishedJob, JobsFinished
 from actors.jobs.registry import check_kind
 from actors.stores.rows import JobOutcome, NewJob
+from supervision.errors import SpecError
 
-QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}$")
+#: used with fullmatch: `re.match(...$)` would accept a trailing newline ("default\n")
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}")
 MAX_PRIORITY = 2**31 - 1
 MAX_ATTEMPTS = 1000
+#: The largest payload one job may carry, as UTF-8 JSON. Checked before anything is sent: a
+#: 100 MB payload took 9.6 s to reach the table, long after the caller's ask had timed out,
+#: so a retry stored it twice. Big data belongs in a table or a blob store; pass its key.
+MAX_PAYLOAD_BYTES = 1_000_000
+#: The most payload bytes one `Enqueue` may carry (what one INSERT handles in about a second).
+MAX_ENQUEUE_BYTES = 16_000_000
+#: The most nested containers in a payload (deeper ones make json and PostgreSQL recurse).
+MAX_PAYLOAD_DEPTH = 100
+
+
+def check_payload(kind: Any, payload: Any, max_bytes: int = MAX_PAYLOAD_BYTES) -> int:
+    """Raise `BadJob` unless PostgreSQL's jsonb accepts `payload` as is; return its size in
+    bytes. jsonb refuses what JSON allows: the character U+0000 and lone surrogates (both
+    crashed the jobs service when they reached the INSERT), NaN and infinities."""
+    stack: list[tuple[Any, int]] = [(payload, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise BadJob(f"payload of {kind!r}: a string holds the character U+0000 (\\x00), which PostgreSQL cannot store")
+        elif isinstance(value, (dict, list, tuple)):
+            if depth >= MAX_PAYLOAD_DEPTH:
+                raise BadJob(f"payload of {kind!r} nests containers deeper than {MAX_PAYLOAD_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            for key, item in items:
+                if isinstance(key, str):
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+    try:
+        text = json.dumps(payload, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise BadJob(f"payload of {kind!r} is not JSON-serializable: {exc}") from None
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise BadJob(
+            f"payload of {kind!r} holds a lone surrogate ({text[exc.start]!r}), which is not valid UTF-8 and PostgreSQL refuses"
+        ) from None
+    if size > max_bytes:
+        raise BadJob(
+            f"payload of {kind!r} is {size:,} bytes of JSON; the limit is {max_bytes:,} "
+            "(store big data elsewhere and pass its key)"
+        )
+    return size
 
 
 def prepare(
@@ -31,15 +77,13 @@ def prepare(
     priority: Any = 0,
     run_at: Any = None,
     max_attempts: Any = 5,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> NewJob:
     """Validate one job; raise `BadJob` naming the field. Nothing is stored for a bad job."""
     check_kind(kind)
     payload = {} if payload is None else payload
-    try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise BadJob(f"payload of {kind!r} is not JSON-serializable: {exc}") from None
-    if not isinstance(queue, str) or not QUEUE_PATTERN.match(queue):
+    size = check_payload(kind, payload, max_payload_bytes)
+    if not isinstance(queue, str) or not QUEUE_PATTERN.fullmatch(queue):
         raise BadJob(f"queue: {queue!r} is not a valid queue name (1-64 letters, digits and _ . : -)")
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
         raise BadJob(f"priority: must be an integer from 0 (default) up; higher runs first; got {priority!r}")
@@ -50,7 +94,38 @@ def prepare(
             raise BadJob("run_at: must be timezone-aware (for example datetime.now(timezone.utc) + timedelta(...))")
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= MAX_ATTEMPTS:
         raise BadJob(f"max_attempts: must be an integer from 1 to {MAX_ATTEMPTS}; got {max_attempts!r}")
-    return NewJob(kind, payload, queue, priority, run_at, max_attempts)
+    return NewJob(kind, payload, queue, priority, run_at, max_attempts, size=size)
+
+
+#: The shortest heartbeat ttl: beats come every ttl / 3.5 s (0.29 s at 1 s), and under that one
+#: slow round trip (a checkpoint, a busy server) lets a healthy worker's lease run out.
+MIN_HEARTBEAT_TTL = 1.0
+
+
+def check_timing(heartbeat_ttl: Any, rescue_interval: Any, *, cancel_grace: Any = 5.0, kill_grace: Any = 5.0) -> float:
+    """Validate the liveness settings together; return the rescue interval to use.
+
+    A job's `timeout` does not interact with them: liveness comes from each worker's heartbeat
+    thread, not from its handlers returning, so a job may run far longer than the ttl. What
+    can still end a healthy job is refused here: a ttl too short to absorb one slow beat, and
+    a rescue interval longer than the ttl (a dead worker's jobs would wait more than twice
+    the ttl, and the rescuer's wait after a database outage, one ttl, would be skipped)."""
+    for field, value in (("heartbeat_ttl", heartbeat_ttl), ("cancel_grace", cancel_grace), ("kill_grace", kill_grace)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise SpecError(field, f"must be a positive number of seconds; got {value!r}")
+    if heartbeat_ttl < MIN_HEARTBEAT_TTL:
+        raise SpecError(
+            "heartbeat_ttl",
+            f"{heartbeat_ttl:g} s is below {MIN_HEARTBEAT_TTL:g} s: one slow heartbeat would let a healthy worker's jobs be rescued",
+        )
+    if rescue_interval is None:
+        return max(0.2, heartbeat_ttl / 3)
+    if isinstance(rescue_interval, bool) or not isinstance(rescue_interval, (int, float)) or not 0 < rescue_interval <= heartbeat_ttl:
+        raise SpecError(
+            "rescue_interval",
+            f"must be a number of seconds above 0 and at most heartbeat_ttl ({heartbeat_ttl:g} s); got {rescue_interval!r}",
+        )
+    return float(rescue_interval)
 
 
 _OUTCOME_STATUSES = ("completed", "failed", "deferred")
@@ -74,7 +149,18 @@ def check_outcome(outcome: Any) -> JobOutcome:
         raise BadJob("JobOutcome.error must be a string or None")
     if not isinstance(outcome.discard, bool):
         raise BadJob("JobOutcome.discard must be a bool")
+    if outcome.error is not None and storable_text(outcome.error) != outcome.error:
+        outcome = attrs.evolve(outcome, error=storable_text(outcome.error))
     return outcome
+
+
+def storable_text(text: str, limit: int = 10_000) -> str:
+    """`text` as PostgreSQL's text type stores it: no U+0000, no lone surrogates, at most
+    `limit` characters (a handler's error message is data from anywhere)."""
+    cleaned = text.replace("\x00", "\\x00")
+    if len(cleaned) > limit:
+        cleaned = cleaned[:limit] + f"... ({len(text) - limit:,} more characters)"
+    return cleaned.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def retry_delay(attempt: int, retry_min: float, retry_max: float, rng: random.Random | None = None) -> float:

@@ -25,3 +25,33 @@ class JobTimeout(Exception):
 
 class DiscardJob(Recoverable):
     """Raise it in a handler to fail the job at once, without further attempts."""
+
+
+class JobCancelled(BaseException):
+    """Raised inside a handler whose job is no longer its worker's: cancelled by an operator, or
+    rescued from a worker that was frozen past its heartbeat expiry. `current_job().check()`
+    raises it; past the worker's grace period the handler is interrupted with it. A
+    `BaseException`, like `asyncio.CancelledError`, so that `except Exception` in a handler does
+    not swallow it. The worker writes no outcome for such a job: it is no longer its own."""
+
+    def __init__(self, job_id: int, reason: str) -> None:
+        super().__init__(f"job {job_id} was {reason}; stop working on it")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class NotInJob(Recoverable):
+    """`current_job()` was called outside a job handler."""
+
+
+class DatabaseWaiting(Recoverable):
+    """The jobs service cannot reach the database right now (an outage, a restart); it waits
+    and reconnects by itself. Retry the call. `stored` says whether the jobs may have been
+    stored: "no", or "unknown" when the connection dropped during the commit (retry with a
+    unique key to be safe)."""
+
+    retryable = True
+
+    def __init__(self, actor: str, problem: str, stored: str = "no") -> None:
+        detail = "nothing was stored" if stored == "no" else "the jobs may or may not be stored"
+        super().__init__(f"{actor} is waiting for the database ({problem}): {detail}; retry shortly", actor=actor, problem=problem, stored=stored)

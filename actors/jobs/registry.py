@@ -25,7 +25,8 @@ import attrs
 
 from actors.jobs.errors import BadJob, UnknownJobKind
 
-KIND_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,127}$")
+#: used with fullmatch (a `$` would let "kind\n" through)
+KIND_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,127}")
 
 
 @attrs.frozen
@@ -79,7 +80,7 @@ def job(
 
 
 def check_kind(kind: Any) -> str:
-    if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
+    if not isinstance(kind, str) or not KIND_PATTERN.fullmatch(kind):
         raise BadJob(f"kind: {kind!r} is not a valid job kind (1-128 letters, digits and _ . : -)")
     return kind
 

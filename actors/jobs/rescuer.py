@@ -1,8 +1,11 @@
 """The rescuer: releases the jobs of worker processes whose heartbeat expired (DESIGN.md story 5).
 
 One pass, in one transaction: take the expired processes (SKIP LOCKED, so it is safe to run on
-every node), put their running jobs back to available (the attempt stays counted; at
-max_attempts they fail for good, with their error recorded), and delete the process rows.
+every node), release their running jobs by what the worker recorded on each row (never
+started: back without losing an attempt; ended well: completed; running: the attempt counts,
+and the error names the dying worker; at max_attempts they fail for good), and delete the
+process rows. Processes of this host that are gone are expired first, so their jobs come
+back at the next pass rather than a heartbeat ttl later.
 A process found dead in the table but alive on this host (stuck in a handler that ignored its
 timeout) is killed, so its supervisor restarts it.
 """
@@ -15,6 +18,7 @@ from actors.jobs.messages import Rescue
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.jobs import PgJobStore
+from actors.stores.processes import PgProcessStore
 from actors.stores.rows import RescueResult
 from supervision import Server
 from supervision.liveness import ProcessIdentity, this_host
@@ -24,9 +28,13 @@ log = logger("actors.jobs.rescuer")
 
 
 class Rescuer(Server):
-    def init(self, database: DatabaseConfig, interval: float = 1.0, kill_stuck: bool = True) -> None:
+    def init(self, database: DatabaseConfig, interval: float = 1.0, kill_stuck: bool = True, outage_grace: float = 15.0) -> None:
+        """`outage_grace`: after the database comes back, wait this long (the workers'
+        heartbeat ttl) before rescuing, so that live workers beat again first."""
+        self.outage_grace = outage_grace
         self.database = Database(database).open()
         self.store = PgJobStore(self.database)
+        self.processes = PgProcessStore(self.database)
         self.interval = interval
         self.kill_stuck = kill_stuck
         self.totals = {"passes": 0, "jobs": 0, "processes": 0, "killed": 0}
@@ -44,12 +52,18 @@ class Rescuer(Server):
         return now + self.interval
 
     def rescue(self) -> RescueResult:
+        # a worker of this host that died (killed, os._exit, a segfault) is rescued at the
+        # next pass, not a heartbeat ttl later
+        self.processes.expire_dead_local(lambda pid, ticks: ProcessIdentity(pid, ticks or 0).is_alive())
         result = self.store.rescue()
         self.totals["passes"] += 1
         self.totals["jobs"] += result.jobs
         self.totals["processes"] += len(result.processes)
         if result.processes or result.jobs:
-            log.warning("%s: %d dead worker processes pruned, %d of their jobs released", self.name, len(result.processes), result.jobs)
+            log.warning(
+                "%s: %d dead worker processes pruned, %d of their jobs released (%d never started, %d had completed)",
+                self.name, len(result.processes), result.jobs, result.unstarted, result.completed,
+            )  # fmt: skip
         for process in result.processes:
             if self.kill_stuck and process.get("host") == this_host():
                 identity = ProcessIdentity(process["pid"], process.get("start_ticks") or 0)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.jobs.core import prepare
+from actors.jobs.core import MAX_ENQUEUE_BYTES, MAX_PAYLOAD_BYTES, prepare
 from actors.jobs.errors import BadJob
 from actors.jobs.messages import Enqueue
 from actors.jobs.registry import import_handlers, lookup
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
+from actors.stores.errors import DataRejected
 from actors.stores.jobs import PgJobStore
 from actors.stores.rows import NewJob
 from supervision import Answer, Server, StartChild
@@ -22,12 +23,22 @@ MAX_BATCH = 50_000
 
 
 class JobsService(Server):
-    """Validates and inserts jobs; registered as "jobs" by `jobs_tree`. Validation repeats what
-    the client checked: messages may come from anywhere."""
+    """Validates and inserts jobs; registered as "jobs-service" by `jobs_tree`. Validation
+    repeats what the client checked: messages may come from anywhere. What PostgreSQL still
+    refuses is a `BadJob` too, never a crash."""
 
-    def init(self, database: DatabaseConfig, handlers: tuple[str, ...] = (), check_kinds: bool = True) -> None:
+    def init(
+        self,
+        database: DatabaseConfig,
+        handlers: tuple[str, ...] = (),
+        check_kinds: bool = True,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        max_enqueue_bytes: int = MAX_ENQUEUE_BYTES,
+    ) -> None:
         import_handlers(handlers)
         self.check_kinds = check_kinds
+        self.max_payload_bytes = max_payload_bytes
+        self.max_enqueue_bytes = max_enqueue_bytes
         self.database = Database(database).open()
         self.store = PgJobStore(self.database)
 
@@ -39,7 +50,13 @@ class JobsService(Server):
             if len(jobs) > MAX_BATCH:
                 raise BadJob(f"Enqueue takes at most {MAX_BATCH} jobs at once; got {len(jobs)}")
             checked = [self._check(job) for job in jobs]
-            return self.store.insert(checked)
+            size = sum(job.size for job in checked)
+            if size > self.max_enqueue_bytes:
+                raise BadJob(f"one Enqueue may carry at most {self.max_enqueue_bytes:,} bytes of payloads; got {size:,}")
+            try:
+                return self.store.insert(checked)
+            except DataRejected as exc:
+                raise BadJob(f"PostgreSQL refused a job of this batch, nothing was stored: {exc.problem}") from None
         return super().handle(message)
 
     def _check(self, job: Any) -> NewJob:
@@ -47,7 +64,10 @@ class JobsService(Server):
             raise BadJob(f"Enqueue.jobs holds a {type(job).__name__}, not a NewJob")
         if self.check_kinds:
             lookup(job.kind)
-        return prepare(job.kind, job.payload, queue=job.queue, priority=job.priority, run_at=job.run_at, max_attempts=job.max_attempts)
+        return prepare(
+            job.kind, job.payload, queue=job.queue, priority=job.priority, run_at=job.run_at,
+            max_attempts=job.max_attempts, max_payload_bytes=self.max_payload_bytes,
+        )  # fmt: skip
 
     def terminate(self, reason: str) -> None:
         self.database.close()

@@ -10,6 +10,10 @@ jobs                 one_for_one
     └── pool         PoolManager   (keeps `workers` workers running)
 ```
 
+A tree named other than "jobs" prefixes its children's names with its own (`emails-service`,
+`emails-completer`, `emails-worker-1`, ... see `tree_names`), so one runtime can run several
+trees, each with its queue, workers and limits; enqueue with `service=tree_names("emails").service`.
+
 Stopping goes in reverse: the workers stop claiming and finish or hand back their jobs first,
 then the rescuer, then the completer flushes, then the service. Subscribers listed in
 `subscribers` belong to the caller's tree, started before this subtree (so stopped after it).
@@ -19,12 +23,43 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import attrs
+
 from actors.jobs.completer import Completer
+from actors.jobs.core import check_timing
 from actors.jobs.rescuer import Rescuer
 from actors.jobs.service import JobsService, PoolManager
 from actors.jobs.worker import Worker
 from actors.stores.config import DatabaseConfig
 from supervision import Backoff, ChildSpec, SupervisorSpec
+from supervision.specs import validate_name
+
+
+@attrs.frozen
+class TreeNames:
+    """The registered names of one job tree's actors."""
+
+    tree: str
+    service: str
+    completer: str
+    rescuer: str
+    worker_pool: str
+    workers: str
+    pool: str
+    worker: str
+
+
+def tree_names(name: str = "jobs") -> TreeNames:
+    """The default tree "jobs" keeps the historical names (`jobs-service`, `completer`,
+    `worker-1`, ...); any other tree prefixes them with its name: `emails-service`,
+    `emails-completer`, `emails-worker-1`, ..."""
+    validate_name(name, "name")
+    if name == "jobs":
+        return TreeNames("jobs", "jobs-service", "completer", "rescuer", "worker-pool", "workers", "pool", "worker")
+    return TreeNames(
+        name, f"{name}-service", f"{name}-completer", f"{name}-rescuer", f"{name}-worker-pool",
+        f"{name}-workers", f"{name}-pool", f"{name}-worker",
+    )  # fmt: skip
 
 
 def jobs_tree(
@@ -43,15 +78,26 @@ def jobs_tree(
     worker_shutdown: float = 10.0,
     node: str | None = None,
     name: str = "jobs",
+    limiter: str = "limiter",
+    kill_stuck: bool = True,
+    cancel_grace: float = 5.0,
+    kill_grace: float = 5.0,
+    claim_ahead: float = 0.5,
+    release_after: float = 1.0,
 ) -> SupervisorSpec:
     """`handlers`: modules that define the job handlers (imported by every worker process).
     `heartbeat_ttl`: a worker that misses its heartbeats this long is considered dead and its jobs
     are rescued (it beats at least three times per ttl). `node`: this node's name, recorded
     with each worker process (and so in each completion event) when several nodes share the
-    database."""
+    database. `limiter`: the limiter that grants permits for kinds with a `limit_key`.
+    `kill_stuck`: the rescuer kills a worker of this host whose lease expired while it is
+    still alive (frozen); off, such a worker is left to notice by itself when it resumes.
+    `cancel_grace`, `kill_grace`, `claim_ahead`, `release_after`: see `Worker.init`."""
     handlers = tuple(handlers)
+    names = tree_names(name)
+    rescue_every = check_timing(heartbeat_ttl, rescue_interval, cancel_grace=cancel_grace, kill_grace=kill_grace)
     worker = ChildSpec(
-        "worker",
+        names.worker,
         Worker,
         kwargs={
             "database": database,
@@ -61,6 +107,12 @@ def jobs_tree(
             "heartbeat_ttl": heartbeat_ttl,
             "poll_interval": poll_interval,
             "node": node,
+            "completer": names.completer,
+            "limiter": limiter,
+            "cancel_grace": cancel_grace,
+            "kill_grace": kill_grace,
+            "claim_ahead": claim_ahead,
+            "release_after": release_after,
         },
         shutdown=worker_shutdown,
     )
@@ -70,9 +122,9 @@ def jobs_tree(
         intensity=10,
         period=10.0,
         children=[
-            ChildSpec("jobs-service", JobsService, kwargs={"database": database, "handlers": handlers}),
+            ChildSpec(names.service, JobsService, kwargs={"database": database, "handlers": handlers}),
             ChildSpec(
-                "completer",
+                names.completer,
                 Completer,
                 kwargs={
                     "database": database,
@@ -82,16 +134,20 @@ def jobs_tree(
                 },
                 shutdown=10.0,
             ),
-            ChildSpec("rescuer", Rescuer, kwargs={"database": database, "interval": rescue_interval or max(0.2, heartbeat_ttl / 3)}),
+            ChildSpec(
+                names.rescuer,
+                Rescuer,
+                kwargs={"database": database, "interval": rescue_every, "kill_stuck": kill_stuck, "outage_grace": heartbeat_ttl},
+            ),
             SupervisorSpec(
-                "worker-pool",
+                names.worker_pool,
                 strategy="rest_for_one",
                 intensity=20,
                 period=10.0,
                 backoff=Backoff(min=0.05, max=1.0),
                 children=[
-                    SupervisorSpec("workers", strategy="simple_one_for_one", intensity=50, period=10.0, children=[worker]),
-                    ChildSpec("pool", PoolManager, kwargs={"pool": "workers", "size": workers}),
+                    SupervisorSpec(names.workers, strategy="simple_one_for_one", intensity=50, period=10.0, children=[worker]),
+                    ChildSpec(names.pool, PoolManager, kwargs={"pool": names.workers, "size": workers}),
                 ],
             ),
         ],

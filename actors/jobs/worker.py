@@ -1,28 +1,36 @@
-"""A job worker: one OS process that claims jobs in batches, runs their handlers, and hands the
-outcomes to the completer.
+"""A job worker: one OS process that claims jobs, runs their handlers on its main thread, and
+hands the outcomes to the completer.
 
-- It registers its process in `processes` and heartbeats at least three times per expiry
-  window; a heartbeat that finds its row gone (it was pruned as dead) stops it at once.
-- It claims up to `batch` jobs with FOR UPDATE SKIP LOCKED when woken by NOTIFY, when its
-  polling fallback is due, or right after a full batch.
-- It runs handlers in time slices, so a stop request gets in between jobs. A handler past its
-  timeout is interrupted (SIGALRM) and the job retried; a handler that ignores that too stops
-  heartbeating, and the rescuer releases its jobs and kills the process.
-- Outcomes go to the completer as requests; unconfirmed ones are resent (fencing makes that
-  safe), and on stop the worker writes what it still holds itself.
+- Liveness does not depend on the handlers: a heartbeat thread with its own connection extends
+  the process's lease (see `heartbeat.py`), so a job within its timeout is never rescued
+  however long it runs; a frozen worker (SIGSTOP, a VM pause) loses its jobs to the rescuer and,
+  when it resumes, can neither complete them (fencing) nor go on running them (cancelled).
+- It claims with FOR UPDATE SKIP LOCKED when woken by NOTIFY, when its polling fallback is
+  due, or right after a full claim; a claim is sized to what it will start soon (about
+  `claim_ahead` seconds of work at its recent job durations, at most `batch`), and the
+  heartbeat thread releases unstarted claims while a job runs long.
+- Before each handler starts, one statement records on the rows that the previous job ended
+  and this one starts (`mark`): a worker that dies mid-job is rescued knowing which job it was
+  running (that job's last error says so, and it alone loses an attempt) and which ones had
+  already ended (completed, never run again).
+- Each outcome goes to the completer as soon as its job ends (a request; unconfirmed ones are
+  resent, fencing makes that safe); on stop the worker writes what it still holds itself.
+- A handler past its timeout is interrupted (SIGALRM) and the job retried.
 """
 
 from __future__ import annotations
 
-import collections
 import itertools
 import signal
 import time
 from typing import Any
 
-from actors.jobs.core import retry_delay
-from actors.jobs.errors import DiscardJob, JobTimeout, UnknownJobKind
-from actors.jobs.messages import Complete, Continue, WorkerStatus
+from actors.jobs import context as job_context
+from actors.jobs.context import JobContext
+from actors.jobs.core import retry_delay, storable_text
+from actors.jobs.errors import DiscardJob, JobCancelled, JobTimeout, UnknownJobKind
+from actors.jobs.heartbeat import Heartbeat, WorkerState
+from actors.jobs.messages import Complete, CompleterStats, Continue, WorkerStatus
 from actors.jobs.registry import import_handlers, lookup
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
@@ -40,7 +48,18 @@ class WorkerPruned(StoreError):
     """This worker's process row was removed as dead: it must stop (and be restarted)."""
 
 
+_STATE: WorkerState | None = None
+
+
 def _alarm(signum: int, frame: Any) -> None:
+    """SIGALRM: the handler's timeout (its itimer), or the heartbeat thread interrupting a
+    handler whose job is no longer its own. Raised only inside a handler."""
+    state = _STATE
+    if state is None or not state.in_handler:
+        return
+    current = state.current
+    if state.interrupt == "cancelled" and current is not None:
+        raise JobCancelled(current[0].id, current[1].reason or "cancelled")
     raise JobTimeout("the handler ran past its timeout")
 
 
@@ -61,12 +80,27 @@ class Worker(Server):
         stop_grace: float = 10.0,
         permit_timeout: float = 5.0,
         node: str | None = None,
+        claim_ahead: float = 0.5,
+        release_after: float = 1.0,
+        cancel_grace: float = 5.0,
+        kill_grace: float = 5.0,
+        flush_pause: float = 0.005,
     ) -> None:
+        """`flush_pause`: after a job of a time slice or more, the worker leaves its loop this
+        long before the next job, so that thespian sends the outcome (5 ms was enough here; 0
+        was not). `claim_ahead`: seconds of work (at recent job durations) claimed at once;
+        `release_after`: unstarted claims go back while a job has run this long;
+        `cancel_grace`: a handler whose job was cancelled or rescued is interrupted after this,
+        and its process ended after twice this; `kill_grace`: a handler that ignores its
+        timeout interrupt this long ends its process."""
+        global _STATE
         import_handlers(handlers)
         self.queue = queue
         self.batch_size = batch
         self.ttl = heartbeat_ttl
-        self.heartbeat_every = heartbeat_ttl / 3.5  # at least three beats per expiry window
+        self.claim_ahead = claim_ahead
+        self.flush_pause = flush_pause
+        self.avg_run: float | None = None  # seconds, an exponential average of recent jobs
         self.poll_interval = poll_interval
         self.notify_check = notify_check
         self.time_slice = time_slice
@@ -76,7 +110,9 @@ class Worker(Server):
         self.stop_grace = stop_grace
         self.permit_timeout = permit_timeout
 
-        self.database = Database(database).open()
+        # losing a worker's last writes to a server crash is safe: claims and marks are redone
+        # by the rescuer, outcomes it writes itself only at stop (then they are resent)
+        self.database = Database(database, settings={"synchronous_commit": "off"}).open()
         self.jobs = PgJobStore(self.database)
         self.processes = PgProcessStore(self.database)
         # the process row names the node and the worker: completion events carry it
@@ -84,7 +120,14 @@ class Worker(Server):
         self.listener = self.database.dedicated()
         self.listener.execute(f"LISTEN {self.jobs.channel}")
 
-        self.claimed: collections.deque[Job] = collections.deque()
+        self.state = _STATE = WorkerState()
+        self.claimed = self.state.claimed
+        #: the job that ran last and whose end is not yet marked on its row (and its error)
+        self.ended: tuple[Job, str | None] | None = None
+        self.heartbeat = Heartbeat(
+            self.database, self.process.id, self.ttl, self.state,
+            release_after=release_after, cancel_grace=cancel_grace, kill_grace=kill_grace,
+        )  # fmt: skip
         self.outcomes: list[JobOutcome] = []
         self.unconfirmed: dict[int, tuple[JobOutcome, ...]] = {}
         self._batches = itertools.count(1)
@@ -92,10 +135,13 @@ class Worker(Server):
         #: True when jobs may be waiting: after a full batch, a NOTIFY, or when the poll is due
         self.want_claim = True
         self.paused = False
-        self.next_beat = self.clock() + self.heartbeat_every
         self.next_poll = self.clock() + self.poll_interval
-        self.counts = {"claimed": 0, "completed": 0, "failed": 0, "deferred": 0, "resent": 0}
+        self.counts = {"claimed": 0, "completed": 0, "failed": 0, "deferred": 0, "resent": 0, "cancelled": 0, "not_ours": 0}
         signal.signal(signal.SIGALRM, _alarm)
+        self.heartbeat.start()
+        # resolve the completer's address now: an outcome sent while the next handler runs must
+        # not wait for a name lookup whose answer this busy loop cannot receive
+        self.ask(self.completer, CompleterStats(), timeout=30.0, then=lambda answer: None)
         self.arm_timer(self.clock())
 
     # --- the loop ---------------------------------------------------------------------------
@@ -109,26 +155,26 @@ class Worker(Server):
                 "process": self.process.id,
                 "claimed_now": len(self.claimed),
                 "unconfirmed": sum(len(b) for b in self.unconfirmed.values()),
+                "released": self.state.released,
+                "running": self.state.current[0].id if self.state.current else None,
                 **self.counts,
             }
         return super().handle(message)
 
     def on_tick(self, now: float) -> float | None:
-        if now >= self.next_beat:
-            self.beat(now)
+        self.check_pruned()
         if self._notified() or now >= self.next_poll:
             self.want_claim = True
         if self.want_claim and self._idle():
             self.step()
-        return min(self.next_beat, now + self.notify_check)
+        return now + self.notify_check
 
     def _idle(self) -> bool:
         return not self.claimed and self.waiting_permit is None and not self.paused
 
-    def beat(self, now: float) -> None:
-        if not self.processes.heartbeat(self.process.id, self.ttl):
+    def check_pruned(self) -> None:
+        if self.state.pruned:
             raise WorkerPruned(f"process {self.process.id} was pruned as dead; stopping")
-        self.next_beat = now + self.heartbeat_every
 
     def _notified(self) -> bool:
         return any(True for _ in self.listener.notifies(timeout=0))
@@ -138,39 +184,55 @@ class Worker(Server):
         itself), so that a stop request gets in between."""
         started = self.clock()
         while True:
-            if self.clock() >= self.next_beat:
-                self.beat(self.clock())
-            while self.claimed and self.waiting_permit is None:
-                job = self.claimed.popleft()
+            self.check_pruned()
+            while self.waiting_permit is None:
+                with self.state.lock:
+                    job = self.claimed.popleft() if self.claimed else None
+                if job is None:
+                    break
                 job_type = self._type(job)
                 if job_type is not None and job_type.limit_key:
                     self._ask_permit(job, job_type.limit_key)
                     return
-                self.run(job)
+                ran = self.run(job)
+                if self.claimed and ran >= self.time_slice:
+                    # a long job may be followed by another: leave the loop for `flush_pause`
+                    # so thespian sends its outcome now (it sends nothing while a handler runs)
+                    self.send_after(self.flush_pause, Continue("flush"))
+                    return
                 if self.claimed and self.clock() - started >= self.time_slice:
                     self.send(self.myAddress, Continue("slice"))
                     return
             if self.waiting_permit is not None:
                 return
+            self.mark_ended()
             self.send_outcomes()
             if len(self.unconfirmed) >= self.max_unconfirmed:
                 self.paused = True  # back-pressure: the completer is behind; resume on its answer
                 return
             if not self.want_claim:
-                self.arm_timer(min(self.next_beat, self.clock() + self.notify_check))
+                self.arm_timer(self.clock() + self.notify_check)
                 return
             if self.clock() - started >= self.time_slice:
                 self.send(self.myAddress, Continue("slice"))
                 return
             if not self.claim():
-                self.arm_timer(min(self.next_beat, self.clock() + self.notify_check))
+                self.arm_timer(self.clock() + self.notify_check)
                 return
 
+    def claim_size(self) -> int:
+        """Claim what this worker will start within about `claim_ahead` seconds."""
+        if self.avg_run is None or self.avg_run <= 0:
+            return self.batch_size
+        return max(1, min(self.batch_size, int(self.claim_ahead / self.avg_run)))
+
     def claim(self) -> int:
-        jobs = self.jobs.claim(self.queue, self.process.id, self.batch_size)
+        limit = self.claim_size()
+        jobs = self.jobs.claim(self.queue, self.process.id, limit)
         self.counts["claimed"] += len(jobs)
-        self.claimed.extend(jobs)
-        self.want_claim = len(jobs) == self.batch_size  # a full batch: more are probably waiting
+        with self.state.lock:
+            self.claimed.extend(jobs)
+        self.want_claim = len(jobs) == limit  # a full claim: more are probably waiting
         self.next_poll = self.clock() + self.poll_interval
         return len(jobs)
 
@@ -182,35 +244,75 @@ class Worker(Server):
         except UnknownJobKind:
             return None
 
-    def run(self, job: Job) -> None:
+    def mark_ended(self) -> None:
+        """Record on its row that the last job ended (no next job to mark it with)."""
+        if self.ended is not None:
+            job, error = self.ended
+            self.ended = None
+            self.jobs.mark(self.process.id, None, job, error)
+
+    def run(self, job: Job) -> float:
+        """Run one job; returns the seconds it took."""
+        ended, error = self.ended if self.ended is not None else (None, None)
+        self.ended = None
+        if not self.jobs.mark(self.process.id, job, ended, error):
+            self.counts["not_ours"] += 1  # cancelled or rescued before it started
+            return 0.0
         job_type = self._type(job)
         started = time.perf_counter()
-        error, discard = None, False
+        error, discard, cancelled = None, False, False
         if job_type is None:
             error = f"no handler for kind {job.kind!r} in worker {self.name}"
         else:
+            context = JobContext(job.id, job.kind, job.queue, job.attempt, job.max_attempts, job_type.timeout)
+            with self.state.lock:
+                self.state.current = (job, context)
+                self.state.interrupt = None
+            job_context._set(context)
+            self.state.in_handler = True
             signal.setitimer(signal.ITIMER_REAL, job_type.timeout)
             try:
                 job_type.function(job.payload)
             except JobTimeout:
                 error = f"timed out after {job_type.timeout:g} s"
+            except JobCancelled:
+                cancelled = True
             except DiscardJob as exc:
                 error, discard = f"discarded: {exc}", True
+            except SystemExit as exc:  # sys.exit() in a handler fails its job, not the worker
+                error = f"SystemExit: the handler called sys.exit({exc.code!r})"
             except Exception as exc:  # noqa: BLE001 - a failing handler never kills the worker
                 error = f"{type(exc).__name__}: {exc}"
             finally:
+                self.state.in_handler = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
-        run_ms = (time.perf_counter() - started) * 1000
+                job_context._set(None)
+                with self.state.lock:
+                    self.state.current = None
+                    self.state.interrupt = None
+            cancelled = cancelled or context.cancelled
+        run_s = time.perf_counter() - started
+        self.avg_run = run_s if self.avg_run is None else 0.7 * self.avg_run + 0.3 * run_s
+        if cancelled:
+            # no longer this worker's job: write nothing (it would be fenced off anyway)
+            self.counts["cancelled"] += 1
+            log.info("%s: job %s (%s) attempt %d stopped: no longer its own", self.name, job.id, job.kind, job.attempt)
+            return run_s
+        error = storable_text(error) if error is not None else None
+        self.ended = (job, error)
+        run_ms = run_s * 1000
         if error is None:
             self.counts["completed"] += 1
             self.outcomes.append(JobOutcome(job.id, self.process.id, job.attempt, "completed", time.time(), run_ms))
-            return
-        self.counts["failed"] += 1
-        retry_in = retry_delay(job.attempt, job_type.retry_min, job_type.retry_max) if job_type else 5.0
-        log.info("%s: job %s (%s) attempt %d failed: %s", self.name, job.id, job.kind, job.attempt, error)
-        self.outcomes.append(
-            JobOutcome(job.id, self.process.id, job.attempt, "failed", time.time(), run_ms, error, retry_in, discard)
-        )
+        else:
+            self.counts["failed"] += 1
+            retry_in = retry_delay(job.attempt, job_type.retry_min, job_type.retry_max) if job_type else 5.0
+            log.info("%s: job %s (%s) attempt %d failed: %s", self.name, job.id, job.kind, job.attempt, error)
+            self.outcomes.append(
+                JobOutcome(job.id, self.process.id, job.attempt, "failed", time.time(), run_ms, error, retry_in, discard)
+            )
+        self.send_outcomes()  # durable soon after the job ends, whatever the rest of the claim does
+        return run_s
 
     def _ask_permit(self, job: Job, key: str) -> None:
         from actors.limiter import Limiter
@@ -227,6 +329,7 @@ class Worker(Server):
                 self.run(job)
             finally:
                 Limiter(self, self.limiter).release_later(answer.value)
+            self.mark_ended()
         else:
             self.counts["deferred"] += 1
             self.outcomes.append(JobOutcome(job.id, self.process.id, job.attempt, "deferred", time.time(), retry_in=1.0))
@@ -257,6 +360,7 @@ class Worker(Server):
 
     def terminate(self, reason: str) -> None:
         """Stop claiming; write what this worker still holds itself (fenced, so nothing twice)."""
+        self.heartbeat.stop()
         now = time.time()
         held = list(self.outcomes)
         for batch in self.unconfirmed.values():

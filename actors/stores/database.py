@@ -22,7 +22,9 @@ from actors.stores.errors import (
     AuthenticationFailed,
     ConnectionLost,
     DatabaseUnavailable,
+    DataRejected,
     InvalidDsn,
+    SchemaMissing,
     StoreError,
 )
 from supervision.logs import logger
@@ -98,9 +100,12 @@ def lock_session(database: "Database", application_name: str, *, idle_session_ti
 class Database:
     """Connections to `config.schema` on `config.dsn`. Open before use; close when done."""
 
-    def __init__(self, config: DatabaseConfig) -> None:
+    def __init__(self, config: DatabaseConfig, settings: dict[str, str] | None = None) -> None:
+        """`settings`: server settings for every connection of this object, for example
+        {"synchronous_commit": "off"} where losing the last writes to a server crash is safe."""
         check_dsn(config.dsn)
         self.config = config
+        self.settings = dict(settings or {})
         self._pool: ConnectionPool | None = None
 
     # --- connections ---------------------------------------------------------------------------
@@ -112,12 +117,15 @@ class Database:
             # vanishes mid-transaction must not keep its rows locked for the kernel's 2 hours
             "options": " ".join(
                 [
-                    f"-c search_path={config.schema},public",
+                    # the schema alone: an unmigrated schema must fail ("run db init"), not
+                    # silently use tables of the same name in `public`
+                    f"-c search_path={config.schema}",
                     f"-c tcp_keepalives_idle={config.keepalive_idle}",
                     f"-c tcp_keepalives_interval={config.keepalive_interval}",
                     f"-c tcp_keepalives_count={config.keepalive_count}",
                     f"-c tcp_user_timeout={config.server_timeout_ms}",
                     f"-c idle_in_transaction_session_timeout={int(config.idle_in_transaction_timeout * 1000)}",
+                    *(f"-c {name}={value}" for name, value in self.settings.items()),
                 ]
             ),
             "application_name": config.application_name,
@@ -186,6 +194,10 @@ class Database:
         except psycopg.Error as exc:
             if is_connection_error(exc):
                 raise translate(exc, self.config) from exc
+            if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)):
+                raise SchemaMissing(self.config.schema, str(exc).strip().splitlines()[0]) from None
+            if isinstance(exc, psycopg.DataError):
+                raise DataRejected(str(exc).strip().splitlines()[0]) from None
             raise
         except PoolTimeout as exc:
             raise translate(exc, self.config) from None

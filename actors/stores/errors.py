@@ -96,3 +96,23 @@ class NotFound(Recoverable):
 
     def __init__(self, what: str, key: object) -> None:
         super().__init__(f"no {what} with id {key!r}", what=what, key=str(key))
+
+
+class SchemaMissing(StoreError, Recoverable):
+    """A table of the schema does not exist: the schema was never migrated (connections search
+    only the configured schema, never `public`)."""
+
+    def __init__(self, schema: str, problem: str) -> None:
+        super().__init__(
+            f"schema {schema!r} is not set up ({problem}); run `thespian-otp db init` (or Migrator(database).apply()) "
+            "with the same database URL and schema",
+            schema=schema,
+            problem=problem,
+        )
+
+
+class DataRejected(StoreError, Recoverable):
+    """PostgreSQL refused a value (invalid text or JSON, out of range): nothing was written."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"PostgreSQL refused the data, nothing was written: {problem}", problem=problem)

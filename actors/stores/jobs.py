@@ -7,7 +7,7 @@ from typing import Protocol, Sequence
 import psycopg
 from psycopg.types.json import Jsonb
 
-from actors.stores.database import Database
+from actors.stores.database import Database, session_errors
 from actors.stores.errors import NotFound
 from actors.stores.events import notify_events
 from actors.stores.queries import load
@@ -31,6 +31,12 @@ def _columns(outcomes: Sequence[JobOutcome], columns: dict[str, str]) -> dict[st
 
 def channel(schema: str) -> str:
     return NOTIFY_PREFIX + schema
+
+
+def cancel_channel(schema: str) -> str:
+    """The channel a cancelled running job's id is sent on (`pg_notify(channel, id::text)`),
+    so the worker running it notices at once (see CONTRACTS.md)."""
+    return "thespian_otp_cancel_" + schema
 
 
 class JobStore(Protocol):
@@ -160,13 +166,48 @@ class PgJobStore:
             )
         return total
 
+    def mark(self, process: int, start: ClaimedJob | None, ended: ClaimedJob | None = None, error: str | None = None) -> bool:
+        """Before a handler starts: record on the rows that `ended` ended (with `error`, or
+        None if it succeeded) and that `start` starts, in one statement. False: `start` is no
+        longer this worker's (rescued, cancelled) and must not run."""
+        params = {
+            "process": process,
+            "start_id": start.id if start else None,
+            "start_attempt": start.attempt if start else None,
+            "ended_id": ended.id if ended else None,
+            "ended_attempt": ended.attempt if ended else None,
+            "ended_error": error,
+        }
+        with self.database.connection() as conn:
+            row = conn.execute(Q["mark"], params).fetchone()
+            conn.commit()
+        return bool(row["started"])
+
+    def owns(self, job: ClaimedJob, process: int) -> bool:
+        with self.database.connection() as conn:
+            row = conn.execute(Q["owns"], {"id": job.id, "process": process, "attempt": job.attempt}).fetchone()
+            conn.commit()
+        return bool(row["n"])
+
+    def release(self, conn: psycopg.Connection, jobs: Sequence[ClaimedJob], process: int) -> list[int]:
+        """On a given (autocommit) connection: claimed jobs that will not start soon go back
+        to available, the attempt not counted; idle workers are woken."""
+        if not jobs:
+            return []
+        params = {"ids": [j.id for j in jobs], "processes": [process] * len(jobs), "attempts": [j.attempt for j in jobs], "delays": [0.0] * len(jobs)}
+        with session_errors(conn, self.database.config), conn.transaction():
+            released = [row["id"] for row in conn.execute(Q["unclaim"], params, prepare=False).fetchall()]
+            for queue in sorted({j.queue for j in jobs}):
+                conn.execute(Q["notify"], {"channel": self.channel, "queue": queue})
+        return released
+
     def rescue(self) -> RescueResult:
         """Release the jobs of processes whose heartbeat expired (and of vanished ones)."""
         with self.database.transaction() as conn:
             row = conn.execute(Q["rescue"]).fetchone()
             if row["jobs"]:
                 notify_events(conn, self.database.config.schema)
-        return RescueResult(row["jobs"], tuple(row["processes"]))
+        return RescueResult(row["jobs"], tuple(row["processes"]), row["unstarted"], row["completed"])
 
     def longest_running(self, limit: int = 10) -> list[dict]:
         with self.database.connection() as conn:

@@ -27,7 +27,8 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs AS j
-SET state = 'running', attempt = j.attempt + 1, claimed_at = now(), claimed_by = %(process)s
+SET state = 'running', attempt = j.attempt + 1, claimed_at = now(), claimed_by = %(process)s,
+    started_at = NULL, ended_at = NULL, ended_error = NULL
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.run_at;
@@ -92,6 +93,7 @@ RETURNING (data->>'id')::bigint AS id, type;
 -- the attempt not counted.
 UPDATE jobs AS j
 SET state = 'available', attempt = j.attempt - 1, claimed_by = NULL, claimed_at = NULL,
+    started_at = NULL, ended_at = NULL, ended_error = NULL,
     run_at = now() + make_interval(secs => t.delay)
 FROM unnest(%(ids)b::bigint[], %(processes)b::bigint[], %(attempts)b::int[], %(delays)s::float8[])
      AS t(id, process, attempt, delay)
@@ -99,43 +101,96 @@ WHERE j.id = ANY(%(ids)b::bigint[]) AND j.id = t.id AND j.claimed_by = t.process
   AND j.state = 'running'
 RETURNING j.id;
 
+-- name: mark
+-- One statement per job, on the worker's own connection, before its handler starts: the job
+-- it ran before ended (ended_error NULL: it succeeded), and this one starts. Fenced like
+-- `complete`; `started` = 0 means the job is no longer this worker's (rescued, cancelled):
+-- it must not run.
+WITH ended AS (
+    UPDATE jobs SET ended_at = now(), ended_error = %(ended_error)s::text
+    WHERE id = %(ended_id)s::bigint AND claimed_by = %(process)s AND attempt = %(ended_attempt)s::int
+      AND state = 'running'
+    RETURNING id
+), started AS (
+    UPDATE jobs SET started_at = now()
+    WHERE id = %(start_id)s::bigint AND claimed_by = %(process)s AND attempt = %(start_attempt)s::int
+      AND state = 'running'
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM started) AS started, (SELECT count(*) FROM ended) AS ended;
+
+-- name: owns
+-- Is this job still running for this claim (not rescued, not cancelled)?
+SELECT count(*) AS n FROM jobs
+WHERE id = %(id)s AND claimed_by = %(process)s AND attempt = %(attempt)s AND state = 'running';
+
 -- name: rescue
--- Processes whose heartbeat expired, and the jobs they held, in one transaction: the jobs go
--- back to available (the attempt stays counted) or fail for good at max_attempts; the process
--- rows go away. Running jobs whose process row no longer exists are rescued too. SKIP LOCKED
--- makes it safe to run on every node at once.
+-- Processes whose heartbeat expired, and the jobs they held, in one transaction (SKIP LOCKED:
+-- safe on every node at once); the process rows go away. What happens to each job depends on
+-- what its worker recorded on the row (`mark`):
+-- - never started: back to available, the attempt not counted, no event;
+-- - ended without error (its outcome not yet written by the completer): completed, with its
+--   completion event: a job that ran is never run again because its worker died later;
+-- - ended with an error: that error, retried or failed at max_attempts;
+-- - started and not ended: the worker died while running it (maybe it killed it: os._exit,
+--   a segfault); the attempt counts, and the error says so; failed at max_attempts.
+-- Running jobs whose process row no longer exists are rescued too.
 WITH dead AS (
     SELECT id, host, pid, start_ticks FROM processes WHERE expires_at < now()
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
-    SELECT j.id FROM jobs AS j
+    SELECT j.id, j.claimed_by AS process, j.started_at IS NOT NULL AS started,
+           j.ended_at IS NOT NULL AND j.ended_error IS NULL AS succeeded,
+           j.ended_at IS NOT NULL AND j.ended_error IS NOT NULL AS errored,
+           CASE WHEN j.ended_at IS NOT NULL AND j.ended_error IS NOT NULL THEN j.ended_error
+                ELSE 'worker process ' || coalesce(j.claimed_by::text, '?') || ' died while running this job (attempt '
+                     || j.attempt || '): its heartbeat expired' END AS error
+    FROM jobs AS j
     WHERE j.state = 'running'
       AND (j.claimed_by IN (SELECT id FROM dead)
            OR NOT EXISTS (SELECT 1 FROM processes AS p WHERE p.id = j.claimed_by))
     FOR UPDATE OF j SKIP LOCKED
 ), released AS (
     UPDATE jobs AS j
-    SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'failed' ELSE 'available' END,
-        finished_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
-        last_error = 'worker process ' || coalesce(j.claimed_by::text, '?') || ' died (heartbeat expired)',
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempt, 'process', j.claimed_by, 'at', now(), 'error', 'worker process died (heartbeat expired)')),
+    SET state = CASE WHEN NOT o.started THEN 'available'
+                     WHEN o.succeeded THEN 'completed'
+                     WHEN j.attempt >= j.max_attempts THEN 'failed'
+                     ELSE 'available' END,
+        attempt = CASE WHEN o.started THEN j.attempt ELSE j.attempt - 1 END,
+        finished_at = CASE WHEN o.succeeded THEN j.ended_at
+                           WHEN o.started AND j.attempt >= j.max_attempts THEN now() END,
+        last_error = CASE WHEN o.started AND NOT o.succeeded THEN o.error ELSE j.last_error END,
+        errors = CASE WHEN o.started AND NOT o.succeeded
+                      THEN j.errors || jsonb_build_array(jsonb_build_object(
+                          'attempt', j.attempt, 'process', j.claimed_by, 'at', now(), 'error', o.error))
+                      ELSE j.errors END,
+        claimed_at = CASE WHEN o.started THEN j.claimed_at END,
         claimed_by = NULL
-    FROM orphans
-    WHERE j.id = orphans.id
-    RETURNING j.id, j.kind, j.queue, j.attempt, j.state, j.created_at
+    FROM orphans AS o
+    WHERE j.id = o.id
+    RETURNING j.id, j.kind, j.queue, j.attempt, j.state, j.created_at, j.claimed_at, j.started_at, j.ended_at,
+              o.process, o.started, o.succeeded, o.error
 ), gone AS (
     DELETE FROM processes AS p USING dead WHERE p.id = dead.id RETURNING p.id, p.host, p.pid, p.start_ticks
 ), logged AS (
     INSERT INTO events (type, data)
-    SELECT CASE WHEN state = 'failed' THEN 'job.failed' ELSE 'job.rescued' END, jsonb_build_object(
-        'id', id, 'kind', kind, 'queue', queue, 'attempt', attempt,
-        'error', 'worker process died (heartbeat expired)',
-        'latency_ms', 1000 * extract(epoch FROM now() - created_at))
+    SELECT CASE WHEN succeeded THEN 'job.completed' WHEN state = 'failed' THEN 'job.failed' ELSE 'job.rescued' END,
+           CASE WHEN succeeded THEN jsonb_build_object(
+                    'id', id, 'kind', kind, 'queue', queue, 'attempt', attempt,
+                    'run_ms', 1000 * extract(epoch FROM ended_at - started_at),
+                    'node', (SELECT p.node FROM processes AS p WHERE p.id = released.process),
+                    'wait_ms', 1000 * extract(epoch FROM claimed_at - created_at),
+                    'latency_ms', 1000 * extract(epoch FROM ended_at - created_at))
+                ELSE jsonb_build_object(
+                    'id', id, 'kind', kind, 'queue', queue, 'attempt', attempt, 'error', error,
+                    'latency_ms', 1000 * extract(epoch FROM now() - created_at)) END
     FROM released
+    WHERE started
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM released) AS jobs,
+       (SELECT count(*) FROM released WHERE NOT started) AS unstarted,
+       (SELECT count(*) FROM released WHERE succeeded) AS completed,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'host', host, 'pid', pid, 'start_ticks', start_ticks)), '[]')
         FROM gone) AS processes;
 

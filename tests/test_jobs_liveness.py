@@ -1,0 +1,187 @@
+"""Jobs of any length, frozen workers and poison jobs (issue 19, points 1 and 2), with real
+worker processes, real PostgreSQL and real faults (SIGSTOP, os._exit, a segfault)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from actors.jobs import jobs_tree, new_job
+from actors.stores.jobs import PgJobStore
+from supervision import SpecError, SupervisorSpec
+from tests.support import wait_for
+from tests.test_jobs import HANDLERS, audit, finished
+
+import tests.job_handlers  # noqa: F401 - registers the kinds in this process too
+
+CLEAN = {"unfinished": 0, "running": 0, "completed_twice": 0, "completed_without_event": 0, "stuck": 0}
+
+
+def start(make_runtime, config, workers=2, **options):
+    options.setdefault("heartbeat_ttl", 1.0)
+    options.setdefault("poll_interval", 0.3)
+    spec = jobs_tree(config, handlers=HANDLERS, workers=workers, **options)
+    return make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[spec]))
+
+
+def lines(path):
+    try:
+        with open(path) as handle:
+            return [line.split() for line in handle.read().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+def events(database, job_id):
+    with database.connection() as conn:
+        rows = conn.execute("SELECT type, data FROM events WHERE (data->>'id')::bigint = %s ORDER BY position", (job_id,)).fetchall()
+        conn.commit()
+    return [(row["type"], row["data"]) for row in rows]
+
+
+def worker_pids(rt):
+    return {n.pid: n.name for n in rt.tree().walk() if re.fullmatch(r"worker-\d+", n.name) and n.pid}
+
+
+# --- 1. liveness that does not depend on the handler ------------------------------------------------
+
+
+def test_a_job_much_longer_than_the_heartbeat_ttl_is_never_rescued(db_config, database, make_runtime):
+    rt = start(make_runtime, db_config, heartbeat_ttl=1.0)
+    job_id = rt.enqueue("long", {"seconds": 6.0})  # six ttls; its own timeout is 120 s
+    wait_for(lambda: finished(database, [job_id]), timeout=40, what="the long job")
+    job = PgJobStore(database).get(job_id)
+    assert (job.state, job.attempt, job.errors) == ("completed", 1, ())
+    assert [t for t, _ in events(database, job_id)] == ["job.completed"]
+    assert audit(database) == CLEAN
+
+
+@pytest.mark.parametrize("handler", ["cooperative", "stubborn"])
+def test_a_sigstopped_worker_loses_its_job_and_once_resumed_neither_completes_nor_keeps_running_it(
+    db_config, database, make_runtime, tmp_path, handler
+):
+    """kill_stuck=False: the frozen worker is treated as if it were on another host (a paused VM)."""
+    rt = start(make_runtime, db_config, kill_stuck=False, cancel_grace=1.0)
+    path = str(tmp_path / "log")
+    job_id = rt.enqueue(handler, {"path": path, "seconds": 8.0})
+    wait_for(lambda: any(line[0] == "start" for line in lines(path)), timeout=20, what="the job to start")
+    frozen = int(lines(path)[0][2])
+    assert frozen in worker_pids(rt)
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        # rescued after the ttl and started again by the other worker
+        wait_for(lambda: [l for l in lines(path) if l[0] == "start" and int(l[2]) != frozen], timeout=30, what="a second start elsewhere")
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    stopped = "cancelled" if handler == "cooperative" else "interrupted"
+    wait_for(lambda: [l for l in lines(path) if l[0] == stopped and int(l[2]) == frozen], timeout=15, what=f"the resumed handler {stopped}")
+    wait_for(lambda: finished(database, [job_id]), timeout=40, what="the job done by the other worker")
+    ends = [l for l in lines(path) if l[0] == "end"]
+    assert len(ends) == 1 and int(ends[0][2]) != frozen, lines(path)  # the frozen one never finished its run
+    if handler == "stubborn":
+        assert [l[1] for l in lines(path) if l[0] == "interrupted"] == ["JobCancelled"]
+    job = PgJobStore(database).get(job_id)
+    assert (job.state, job.attempt) == ("completed", 2)
+    assert "died while running this job" in job.errors[0]["error"]
+    assert [t for t, _ in events(database, job_id)] == ["job.rescued", "job.completed"]
+    assert audit(database) == CLEAN
+
+
+def test_liveness_settings_that_could_end_a_healthy_job_are_refused_naming_the_fields(db_config):
+    with pytest.raises(SpecError, match="heartbeat_ttl"):
+        jobs_tree(db_config, heartbeat_ttl=0.2)
+    with pytest.raises(SpecError, match="rescue_interval.*heartbeat_ttl"):
+        jobs_tree(db_config, heartbeat_ttl=2.0, rescue_interval=5.0)
+    with pytest.raises(SpecError, match="cancel_grace"):
+        jobs_tree(db_config, cancel_grace=0)
+    # a job timeout far above the ttl is fine now: liveness does not depend on the handler
+    jobs_tree(db_config, heartbeat_ttl=1.0, rescue_interval=0.5)
+
+
+# --- 2. one bad job never harms the others ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("poison", ["poison_exit", "poison_segfault"])
+@pytest.mark.parametrize("position", ["first", "last"])
+def test_a_job_that_kills_its_worker_fails_alone_and_innocent_jobs_run_once(db_config, database, make_runtime, tmp_path, poison, position):
+    rt = start(make_runtime, db_config, workers=1, batch=50)
+    path = str(tmp_path / "runs")
+    innocent = [new_job("record", {"path": path, "n": n}) for n in range(30)]
+    batch = [new_job(poison, {})] + innocent if position == "first" else innocent + [new_job(poison, {})]
+    ids = rt.enqueue_many(batch)
+    poison_id = ids[0] if position == "first" else ids[-1]
+    innocent_ids = [i for i in ids if i != poison_id]
+    wait_for(lambda: finished(database, ids), timeout=60, what="every job")
+    store = PgJobStore(database)
+    bad = store.get(poison_id)
+    assert (bad.state, bad.attempt) == ("failed", 3)
+    assert "died while running this job" in bad.last_error
+    for job_id in innocent_ids:
+        job = store.get(job_id)
+        assert (job.state, job.attempt, job.errors) == ("completed", 1, ()), job
+    runs = [int(line[1]) for line in lines(path) if line[0] == "end"]
+    assert sorted(runs) == list(range(30)), "every innocent job ran exactly once"
+    assert audit(database) == CLEAN
+
+
+def test_sys_exit_in_a_handler_fails_its_job_and_not_the_worker(db_config, database, make_runtime):
+    rt = start(make_runtime, db_config, workers=1)
+    bad = rt.enqueue("poison_sys_exit", {})
+    good = rt.enqueue("noop", {})
+    wait_for(lambda: finished(database, [bad, good]), timeout=30, what="both jobs")
+    job = PgJobStore(database).get(bad)
+    assert (job.state, job.attempt) == ("failed", 3) and "sys.exit(3)" in job.last_error
+    assert PgJobStore(database).get(good).state == "completed"
+    assert rt.tree()["worker-1"].restarts == 0
+
+
+def test_an_outcome_is_durable_as_soon_as_its_job_ends_not_when_the_claim_is_done(db_config, database, make_runtime, tmp_path):
+    rt = start(make_runtime, db_config, workers=1, batch=50)
+    path = str(tmp_path / "runs")
+    ids = rt.enqueue_many([new_job("record", {"path": path, "n": n, "seconds": 1.0}) for n in range(4)])
+    wait_for(lambda: len([l for l in lines(path) if l[0] == "end"]) >= 1, timeout=20, what="the first job to end")
+    # the first job is completed in the table while the others of its claim still run
+    wait_for(lambda: PgJobStore(database).counts().get(("default", "completed"), 0) >= 1, timeout=3, what="the first outcome")
+    assert len([l for l in lines(path) if l[0] == "end"]) < 4
+    wait_for(lambda: finished(database, ids), timeout=30, what="all of them")
+
+
+def test_a_long_job_does_not_hold_unstarted_jobs_while_other_workers_are_idle(db_config, database, make_runtime, tmp_path):
+    rt = start(make_runtime, db_config, workers=2, batch=50)
+    path = str(tmp_path / "runs")
+    ids = rt.enqueue_many([new_job("record", {"path": path, "n": n, "seconds": 4.0}) for n in range(3)])
+    wait_for(lambda: finished(database, ids), timeout=60, what="the three jobs")
+    runs = {int(l[1]): (float(l[3]), int(l[2])) for l in lines(path) if l[0] == "start"}
+    ends = {int(l[1]): float(l[3]) for l in lines(path) if l[0] == "end"}
+    assert len(runs) == 3 and len(ends) == 3
+    first, second = sorted(runs, key=lambda n: runs[n][0])[:2]
+    assert runs[second][0] < ends[first], "the second job started only after the first ended: one worker held them all"
+    assert runs[first][1] != runs[second][1]
+    for job_id in ids:
+        assert PgJobStore(database).get(job_id).attempt == 1  # released claims lose no attempt
+    assert audit(database) == CLEAN
+
+
+# --- 5. several job trees in one runtime ----------------------------------------------------------
+
+
+def test_two_job_trees_with_their_own_queues_and_workers_run_in_one_runtime(db_config, database, make_runtime, tmp_path):
+    emails = jobs_tree(db_config, handlers=HANDLERS, workers=1, queue="emails", name="emails", heartbeat_ttl=1.0, poll_interval=0.3)
+    reports = jobs_tree(db_config, handlers=HANDLERS, workers=2, queue="reports", name="reports", heartbeat_ttl=1.0, poll_interval=0.3)
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[emails, reports]))
+    names = {"emails-service", "emails-worker-1", "reports-service", "reports-worker-1", "reports-worker-2"}
+    wait_for(lambda: names <= {n.name for n in rt.tree().walk() if n.status == "running"}, timeout=20, what="both trees")
+    assert "emails-worker-2" not in rt.tree()
+    path = str(tmp_path / "runs")
+    mail = [rt.enqueue("record", {"path": path, "n": n}, queue="emails", service="emails-service") for n in range(5)]
+    report = [rt.enqueue("record", {"path": path, "n": 100 + n}, queue="reports", service="reports-service") for n in range(5)]
+    wait_for(lambda: finished(database, mail + report), timeout=30, what="both queues")
+    pids = {n.name: n.pid for n in rt.tree().walk()}
+    ran = {int(l[1]): int(l[2]) for l in lines(path) if l[0] == "end"}
+    assert {ran[n] for n in range(5)} == {pids["emails-worker-1"]}
+    assert {ran[100 + n] for n in range(5)} <= {pids["reports-worker-1"], pids["reports-worker-2"]}
+    assert PgJobStore(database).counts() == {("emails", "completed"): 5, ("reports", "completed"): 5}
