@@ -32,6 +32,7 @@ from supervision.logs import logger
 log = logger("actors.stores.embedded")
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with its terminating NUL
+NEW_OR_OURS = "a data directory must be a new path or one that thespian-otp created"
 DEFAULT_PORT = 5432  # only names the socket file (.s.PGSQL.5432): no TCP unless asked
 
 
@@ -204,13 +205,13 @@ class EmbeddedPostgres:
         """Refuse any existing path that is not an embedded data directory; create a new one."""
         path = self.data_dir
         if path.is_symlink() or (path.exists() and not path.is_dir()):
-            raise ClusterError(f"{path} exists and is not a directory; choose a path that does not exist yet")
+            raise ClusterError(f"{path} exists and is not a directory; {NEW_OR_OURS}")
         if path.exists():
             marker = path / MARKER_FILE
             if not marker.is_file() or not (path / "PG_VERSION").is_file():
                 raise ClusterError(
-                    f"{path} exists and is not an embedded data directory (no {MARKER_FILE}); it was left "
-                    "untouched: choose a path that does not exist yet"
+                    f"{path} exists and is not an embedded data directory (no {MARKER_FILE}), so nothing in it "
+                    f"was changed; {NEW_OR_OURS}"
                 )
             if (path / "PG_VERSION").read_text().strip() != pgcluster.postgres_major(self._bin):
                 raise ClusterError(f"{path} holds PostgreSQL {(path / 'PG_VERSION').read_text().strip()} data; "
@@ -219,20 +220,24 @@ class EmbeddedPostgres:
         if self.temporary and self._made_root is None:
             self._made_root = path  # created by this start: a temporary server deletes it at stop
         parent = path.parent
-        if parent.exists() and not parent.is_dir():
-            raise ClusterError(f"{parent} is not a directory")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)  # only missing directories: nothing existing changes
-        except OSError as exc:
-            raise ClusterError(f"cannot create {parent}: {exc.strerror}") from None
-        if self._account is not None and parent == self._made_root:
-            os.chmod(parent, 0o711)  # our mkdtemp (0700): the account may pass through, not list it
-        if self._account is not None and not self._account.can_reach(parent):
+        existing = next(p for p in [parent, *parent.parents] if p.exists())
+        if not existing.is_dir():
+            raise ClusterError(f"{existing} is not a directory")
+        if self._account is not None and existing == self._made_root:
+            os.chmod(existing, 0o711)  # our mkdtemp (0700): the account may pass through, not list it
+        if self._account is not None and not self._account.can_reach(existing):
             raise ClusterError(
                 f"the server runs as {self._account.name!r} (PostgreSQL refuses root), which cannot reach "
-                f"{parent} (a parent directory is closed to it); choose a data directory under a reachable path "
-                f"such as {pgcluster.ROOT_HOME}"
+                f"{existing} (a directory on the way is closed to it, and its mode is not ours to change); "
+                f"choose a data directory it can reach, such as one under {pgcluster.ROOT_HOME}"
             )
+        try:
+            mode = 0o700 if self._account is None else 0o711  # as root: the account passes through, no more
+            for missing in reversed([p for p in [parent, *parent.parents] if not p.exists()]):
+                missing.mkdir(mode=mode)
+                missing.chmod(mode)  # ours, just made: the mode we need whatever the umask
+        except OSError as exc:
+            raise ClusterError(f"cannot create {parent}: {exc.strerror}") from None
         self._initdb(path)
 
     def _initdb(self, path: Path) -> None:
