@@ -103,10 +103,6 @@ def serve_over_links(server: EmbeddedPostgres, hosts: Hosts) -> tuple[str, int]:
     """Restart `server` listening on TCP on every host's gateway address too (beside its Unix
     socket), trusting connections from the hosts' networks. Returns the Unix-socket DSN (with
     the new port) and the port; a host connects to postgresql://postgres@GATEWAY:PORT/postgres."""
-    from pgserver._commands import pg_ctl
-
-    internal = server._server  # pgserver's handle: its system user and socket directory
-    socket_dir = Path(internal.get_uri().split("host=", 1)[1].split("&", 1)[0])
     with socket.socket() as probe:  # a free port: the server listens on the gateways only
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -114,12 +110,5 @@ def serve_over_links(server: EmbeddedPostgres, hosts: Hosts) -> tuple[str, int]:
         for host in hosts:
             hba.write(f"host all all {host.address}/32 trust\n")
     server.stop_server()
-    addresses = ",".join(host.gateway for host in hosts)
-    pg_ctl(
-        ["-w", "-o", f"-h {addresses} -p {port} -k {socket_dir}", "-l", str(server.data_dir / "netns.log"), "start"],
-        pgdata=server.data_dir,
-        user=internal.system_user,
-        timeout=30,
-    )
-    server._refresh()
-    return f"postgresql://postgres:@/postgres?host={socket_dir}&port={port}", port
+    server.start_server(listen_addresses=",".join(host.gateway for host in hosts), port=port)
+    return server.dsn, port
