@@ -21,6 +21,7 @@ from actors.limiter import Limit, LimiterServer
 from actors.projector import projector_spec, read_job_stats, status
 from actors.stores.database import Database
 from actors.stores.migrate import Migrator
+from actors.stores.scratch import reset_scratch_schema
 from actors.stores.setup import DatabaseHandle
 from supervision import ChildSpec, Runtime, SupervisorSpec
 
@@ -98,7 +99,7 @@ def run_demo(
 ) -> int:
     started = time.monotonic()
     database = Database(handle.config)
-    database.drop_schema()
+    reset_scratch_schema(database, "thespian-otp demo")  # refuses a schema the demo did not make
     with database:
         Migrator(database).apply()
     console.print(f"[bold]database[/]: {handle.source}, schema {handle.config.schema}")
