@@ -125,7 +125,8 @@ class Projector(Server):
             self.projection.setup(conn)
         self.checkpoint = self.session.checkpoint()
         self.want = True
-        log.warning(
+        # a handover is the normal course (a start, a standby taking over): not a warning
+        log.info(
             "%s: %s now applies projection %s from position %d",
             self.name, self.node, self.projection.name, self.checkpoint.position,
         )  # fmt: skip
