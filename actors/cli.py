@@ -109,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = command(commands, "bench", "run the benchmarks (from a clone) and write one report")
     bench.add_argument("--quick", action="store_true", help="fewer iterations (minutes instead of ~10)")
-    bench.add_argument("--only", action="append", metavar="NAME", help="run only these benchmarks (repeatable): messaging, limiter, jobs, projector, scaling")
+    bench.add_argument(
+        "--only", action="append", metavar="NAME", choices=["messaging", "limiter", "jobs", "projector", "scaling"],
+        help="run only these benchmarks (repeatable): messaging, limiter, jobs, projector, scaling",
+    )  # fmt: skip
     bench.add_argument("--dsn", help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
     bench.add_argument("--out", help="directory for report.md and report.json (default: benchmarks/results)")
     bench.set_defaults(run=_run_bench)

@@ -406,3 +406,21 @@ def test_projections_status_imports_from_the_current_directory_and_reports_impor
     assert broken.returncode == 1 and "Traceback" not in broken.stderr
     assert "cannot load projection 'myapp_cli.broken:Mails'" in broken.stderr and "no_such_module_anywhere" in broken.stderr
     assert "no projection named" not in broken.stderr
+
+
+def test_bench_runs_from_a_clone_with_progress_and_rendered_tables(tmp_path):
+    import pexpect
+
+    out = tmp_path / "results"
+    script = str(Path(sys.executable).with_name("thespian-otp"))  # the console script, run outside the clone
+    child = pexpect.spawn(script, ["bench", "--quick", "--only", "scaling", "--out", str(out)], cwd=str(tmp_path),
+                          env={**os.environ, "TERM": "xterm"}, dimensions=(50, 80), encoding="utf-8", timeout=180)  # fmt: skip
+    child.expect_exact("scaling: running")  # progress while it runs, not a silent minute
+    child.expect(pexpect.EOF)
+    child.close()
+    lines = terminal_lines(child.before.replace("\n", "\r\n") if "\r\n" not in child.before else child.before, 80, 50)
+    text = "\n".join(lines)
+    assert child.exitstatus == 0, text
+    assert "[1/1] scaling: done in" in text and "start 10 children" in text
+    assert "|---" not in text and "| measure" not in text  # rendered, not raw markdown
+    assert (out / "report.md").read_text().count("| start 10 children") == 1
