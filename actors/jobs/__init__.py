@@ -11,7 +11,7 @@ rt.enqueue("resize", {"image": 7})
 ```
 """
 
-from actors.jobs.client import enqueue, enqueue_from, enqueue_many, new_job
+from actors.jobs.client import enqueue, enqueue_from, enqueue_many, new_job, wait_for_workers
 from actors.jobs.completer import Completer, Subscriber
 from actors.jobs.errors import BadJob, DiscardJob, JobTimeout, UnknownJobKind
 from actors.jobs.messages import Ack, Complete, CompleterStats, Enqueue, FinishedJob, Flush, JobsFinished, Rescue, Subscribe, Unsubscribe, WorkerStatus
@@ -43,6 +43,7 @@ __all__ = [
     "UnknownJobKind",
     "Unsubscribe",
     "Worker",
+    "wait_for_workers",
     "WorkerStatus",
     "enqueue",
     "enqueue_from",
