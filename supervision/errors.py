@@ -6,7 +6,7 @@ never as pickled exception objects: thespian wedges on exceptions that do not un
 (see THESPIAN_NOTES.md). `ErrorInfo.to_exception()` rebuilds the typed exception on the
 caller's side without calling the class's `__init__`.
 
-Classification (DESIGN.md story 2):
+Classification (docs/design.md story 2):
 - `Recoverable` and its subclasses are replied to the caller; the actor keeps running.
 - anything else raised by a handler is a crash: the caller gets `ActorCrashed`, and the
   actor's supervisor restarts it.

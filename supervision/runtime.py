@@ -6,7 +6,7 @@ with Runtime(base="multiprocTCPBase") as rt:
     rt.ask("echo", "hi", timeout=2.0)   # -> "hi"
 ```
 
-Contracts (DESIGN.md section 3):
+Contracts (docs/design.md section 3):
 - `ask` returns the reply or raises a typed error (`NoSuchName`, `DeadLetter`, `AskTimeout`,
   `ActorCrashed`, or the actor's own `Recoverable`): never `None` for a missing reply, never a
   wait past `timeout`.

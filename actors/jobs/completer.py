@@ -1,4 +1,4 @@
-"""The completer: batches job outcomes and writes each batch in one transaction (DESIGN.md story 4).
+"""The completer: batches job outcomes and writes each batch in one transaction (docs/design.md story 4).
 
 Workers send `Complete(outcomes)` as requests; the completer answers once the batch holding them
 is written, so a worker resends what a crashed completer never wrote (writes are fenced, so a

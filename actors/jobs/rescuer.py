@@ -1,4 +1,4 @@
-"""The rescuer: releases the jobs of worker processes whose heartbeat expired (DESIGN.md story 5).
+"""The rescuer: releases the jobs of worker processes whose heartbeat expired (docs/design.md story 5).
 
 One pass, in one transaction: take the expired processes (SKIP LOCKED, so it is safe to run on
 every node), put their running jobs back to available (the attempt stays counted; at

@@ -1,5 +1,5 @@
 """`Limiter`: the handle users keep. It holds the limiter's *name*, never an address, so it stays
-valid across restarts of the limiter (DESIGN.md story 1).
+valid across restarts of the limiter (docs/design.md story 1).
 
 Outside actors (code that holds a `Runtime`):
 

@@ -1,5 +1,5 @@
 """The projector actor: one per projection per node; only the holder of the projection's
-advisory lock applies events (DESIGN.md story 3).
+advisory lock applies events (docs/design.md story 3).
 
 - It contends for the lock (`pg_try_advisory_lock`, every `retry_interval` while another node
   holds it) on a dedicated connection: the `LockSession`.
