@@ -28,6 +28,10 @@ log = logger("actors.jobs.completer")
 
 
 class Completer(Server):
+    """Batches job outcomes from the workers and writes each batch (with its events) in one
+    transaction; flushes on size, age and stop; publishes finished jobs to subscribers through
+    bounded buffers, so a slow or dead subscriber never blocks it."""
+
     def init(
         self,
         database: DatabaseConfig,

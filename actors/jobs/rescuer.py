@@ -24,6 +24,10 @@ log = logger("actors.jobs.rescuer")
 
 
 class Rescuer(Server):
+    """Every `interval` seconds releases the jobs of worker processes whose heartbeat expired (and
+    the process rows) in one transaction, and kills a worker that is alive but no longer
+    heartbeating."""
+
     def init(self, database: DatabaseConfig, interval: float = 1.0, kill_stuck: bool = True) -> None:
         self.database = Database(database).open()
         self.store = PgJobStore(self.database)

@@ -52,6 +52,11 @@ def default_node() -> str:
 
 
 class Projector(Server):
+    """Applies one projection on this node while it holds the projection's advisory lock, on one
+    dedicated connection that carries the reads, the read-model writes and the checkpoint;
+    crashes with `LockLost` when its session loses the lock (its supervisor restarts it and it
+    contends again). Start it with `projector_spec`."""
+
     def init(
         self,
         database: DatabaseConfig,

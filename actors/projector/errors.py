@@ -40,6 +40,9 @@ class ProjectionBusy(SupervisionError):
 
 
 class UnknownProjection(Recoverable):
+    """No projection by that name or import path (a built-in name such as job_stats, or
+    module:Class of a `Projection` subclass)."""
+
     def __init__(self, name: str, known: tuple[str, ...] = ()) -> None:
         hint = f"; known: {', '.join(known)}" if known else ""
         super().__init__(f"no projection named {name!r}: give a built-in name or an import path module:Class{hint}", name=name)

@@ -37,6 +37,10 @@ BUILTIN = {"job_stats": "actors.projector.job_stats:JobStats"}
 
 
 class Projection:
+    """Subclass to fold events into a read model: set `name` (an identifier) and `event_types`,
+    write `setup` (create the tables), `reset` (empty them, for rebuilds) and `apply(conn,
+    events)`. `apply` runs in the projector's transaction with its checkpoint (docs/events.md)."""
+
     name: ClassVar[str] = ""
     #: event types to read; empty reads every event
     event_types: ClassVar[tuple[str, ...]] = ()

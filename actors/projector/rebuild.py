@@ -19,6 +19,10 @@ from actors.stores.rows import Checkpoint
 
 @attrs.frozen
 class ProjectionStatus:
+    """Where a projection stands: its checkpoint position, how many events it has not applied yet
+    (lag), which node holds its lock now (None: nobody), and who wrote its checkpoint last,
+    when."""
+
     name: str
     position: int
     lag: int
