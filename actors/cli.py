@@ -7,6 +7,8 @@ not running) prints one line and exits non-zero; no traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import signal
 import sys
 import time
@@ -14,71 +16,105 @@ from typing import Any, Callable
 
 from rich.console import Console
 
+from actors.tables import table
+
 from supervision.errors import SupervisionError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
+#: the schema `thespian-otp demo` writes to unless told otherwise
+DEMO_SCHEMA = "thespian_otp_demo"
+#: runtime names become file names (the discovery record): no path separators
+RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,62}$")
 
 
-def _database_options(parser: argparse.ArgumentParser) -> None:
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _check_runtime_name(value: str | None) -> None:
+    if value is not None and not RUNTIME_NAME.match(value):
+        raise _usage(f"--name {value!r} is not a runtime name: use up to 63 letters, digits and _ . @ -, starting with a letter, digit or _")
+
+
+def _database_options(parser: argparse.ArgumentParser, schema_default: str = "$THESPIAN_OTP_SCHEMA or thespian_otp") -> None:
     parser.add_argument("--dsn", help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
-    parser.add_argument("--schema", help="schema to use (default: $THESPIAN_OTP_SCHEMA or thespian_otp)")
+    parser.add_argument("--schema", help=f"schema to use (default: {schema_default})")
     parser.add_argument("--data-dir", help="data directory of the embedded server (default: your user data dir)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="thespian-otp", description="OTP-style supervision for thespian actors.")
+    from supervision import __version__
+
+    parser = argparse.ArgumentParser(prog="thespian-otp", description="OTP-style supervision for thespian actors.", formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"thespian-otp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the whole tree on the embedded database, with faults")
-    _database_options(demo)
-    demo.add_argument("--jobs", type=int, default=3000, help="how many jobs to enqueue (default 3000)")
-    demo.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
-    demo.add_argument("--base", default="multiprocTCPBase", choices=["multiprocTCPBase", "multiprocQueueBase"])
-    demo.add_argument("--name", default="demo", help="runtime name other processes attach to (default demo)")
+    def command(where: Any, name: str, help: str) -> argparse.ArgumentParser:
+        return where.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+
+    demo = command(commands, "demo", "run the whole tree on the embedded database, with faults")
+    _database_options(demo, f"{DEMO_SCHEMA}, which the demo creates, and drops on its next run")
+    demo.add_argument("--jobs", type=int, default=3000, help="how many jobs to enqueue")
+    demo.add_argument("--workers", type=int, default=4, help="worker processes")
+    demo.add_argument(
+        "--base", default="multiprocTCPBase", choices=["multiprocTCPBase", "multiprocQueueBase"], metavar="BASE",
+        help="thespian system base, multiprocTCPBase or multiprocQueueBase: one process per actor, over TCP or queues",
+    )  # fmt: skip
+    demo.add_argument("--name", default="demo", help="runtime name other processes attach to")
     demo.add_argument("--hold", type=float, default=0.0, help="keep the system running this many seconds at the end")
     demo.add_argument("--admin-port", type=int, help="thespian's admin port on loopback (default: a free one)")
-    demo.set_defaults(run=_run_demo, schema_default="thespian_otp_demo")
+    demo.set_defaults(run=_run_demo, schema_default=DEMO_SCHEMA)
 
-    tree = commands.add_parser("tree", help="the supervision tree of a running runtime")
+    tree = command(commands, "tree", "the supervision tree of a running runtime")
     tree.add_argument("--name", help="which runtime (default: the only one running)")
     tree.add_argument("--watch", action="store_true", help="refresh until interrupted")
     tree.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes with --watch")
     tree.set_defaults(run=_run_tree)
 
-    status = commands.add_parser("status", help="a one-screen summary of a running runtime")
+    status = command(commands, "status", "a one-screen summary of a running runtime")
     status.add_argument("--name", help="which runtime (default: the only one running)")
     status.set_defaults(run=_run_status)
 
-    db = commands.add_parser("db", help="database schema: init, status")
+    db = command(commands, "db", "database schema: init, status")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    init = db_commands.add_parser("init", help="create the schema and apply pending migrations")
+    init = command(db_commands, "init", "create the schema and apply pending migrations")
     _database_options(init)
     init.set_defaults(run=_run_db_init)
-    status = db_commands.add_parser("status", help="applied migrations and table row counts")
+    status = command(db_commands, "status", "applied migrations and table row counts")
     _database_options(status)
     status.set_defaults(run=_run_db_status)
 
-    jobs = commands.add_parser("jobs", help="queue depth by state, the longest-running jobs, worker processes")
+    jobs = command(commands, "jobs", "queue depth by state, the longest-running jobs, worker processes")
     _database_options(jobs)
-    jobs.add_argument("--limit", type=int, default=10, help="how many running jobs to list (default 10)")
+    jobs.add_argument("--limit", type=int, default=10, help="how many running jobs to list")
     jobs.set_defaults(run=_run_jobs)
 
-    projections = commands.add_parser("projections", help="projection status and rebuilds")
+    projections = command(commands, "projections", "projection status and rebuilds")
     projection_commands = projections.add_subparsers(dest="projection_command", metavar="ACTION", required=True)
-    pstatus = projection_commands.add_parser("status", help="each projection's checkpoint, lag and holder")
+    pstatus = command(projection_commands, "status", "each projection's checkpoint, lag and holder")
     _database_options(pstatus)
-    pstatus.add_argument("names", nargs="*", help="projection names or import paths (default: the built-in ones)")
+    pstatus.add_argument("names", nargs="*", help="projection names or import paths module:Class (default: the built-in ones)")
     pstatus.set_defaults(run=_run_projections_status)
-    prebuild = projection_commands.add_parser("rebuild", help="replay every event into a fresh read model")
+    prebuild = command(projection_commands, "rebuild", "replay every event into a fresh read model")
     _database_options(prebuild)
     prebuild.add_argument("name", help="a built-in projection name (job_stats) or an import path module:Class")
     prebuild.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a running projector to let go")
     prebuild.set_defaults(run=_run_projections_rebuild)
 
-    bench = commands.add_parser("bench", help="run every benchmark and write benchmarks/results/report.md")
-    bench.add_argument("--quick", action="store_true", help="fewer iterations")
+    bench = command(commands, "bench", "run the benchmarks (from a clone) and write one report")
+    bench.add_argument("--quick", action="store_true", help="fewer iterations (minutes instead of ~10)")
+    bench.add_argument(
+        "--only", action="append", metavar="NAME", choices=["messaging", "limiter", "jobs", "projector", "scaling"],
+        help="run only these benchmarks (repeatable): messaging, limiter, jobs, projector, scaling",
+    )  # fmt: skip
     bench.add_argument("--dsn", help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
+    bench.add_argument("--out", help="directory for report.md and report.json (default: benchmarks/results)")
     bench.set_defaults(run=_run_bench)
     return parser
 
@@ -87,8 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse printed its one-line usage error
+    except SystemExit as exc:  # argparse printed its usage error, or --help / --version
         return int(exc.code or 0)
+    # the console script's sys.path holds its own bin directory, not where the user stands:
+    # `projections status myapp.projections:X` must import myapp as `python -m` would (appended,
+    # so a file in the current directory never shadows an installed module)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     console = Console()
     # a plain `kill` stops the program like Ctrl-C: the runtime shuts its actors down in order
     signal.signal(signal.SIGTERM, _terminate)
@@ -99,18 +140,65 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args, console)
     except SupervisionError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
+        _print_error(_with_hint(str(exc), exc, args))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        # a database error no store turned into a typed one: still one line, not a traceback
+        _print_error(f"PostgreSQL: {_first_line(exc)}")
+        return EXIT_ERROR
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _print_error(message: str) -> None:
+    # to a terminal: wrapped at word boundaries to its width; to a pipe or a file: one line
+    from rich.markup import escape
+
+    Console(stderr=True, soft_wrap=not sys.stderr.isatty()).print(f"[red]error:[/] {escape(message)}", highlight=False)
+
+
+def _with_hint(message: str, exc: SupervisionError, args: argparse.Namespace) -> str:
+    from actors.stores.errors import SchemaNotReady
+
+    if isinstance(exc, SchemaNotReady) and exc.found == 0 and getattr(args, "schema", None) is None and args.command != "demo":
+        message += f" (the demo keeps its data in schema {DEMO_SCHEMA}: add --schema {DEMO_SCHEMA} to see it)"
+    return message
 
 
 def _run_bench(args: argparse.Namespace, console: Console) -> int:
-    try:
-        from benchmarks.__main__ import main as bench_main
-    except ImportError:
-        raise _usage("the benchmarks ship with the source tree: run this from a clone (python -m benchmarks)") from None
-    return bench_main((["--quick"] if args.quick else []) + (["--dsn", args.dsn] if args.dsn else []))
+    bench_main = _benchmarks()
+    argv = ["--quick"] if args.quick else []
+    for name in args.only or []:
+        argv += ["--only", name]
+    argv += ["--dsn", args.dsn] if args.dsn else []
+    argv += ["--out", args.out] if args.out else []
+    return bench_main(argv)
+
+
+def _benchmarks() -> Callable[[list[str]], int]:
+    """`benchmarks` is not installed with the package: find it in the clone this code was
+    installed from (an editable install), or in the current directory."""
+    from pathlib import Path
+
+    import actors
+
+    for root in (Path(actors.__file__).resolve().parent.parent, Path.cwd()):
+        if (root / "benchmarks" / "__main__.py").is_file():
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            break
+    else:
+        raise _usage("the benchmarks ship with the source tree, not the package: run this from a clone (git clone, then pip install -e .)")
+    from benchmarks.__main__ import main as bench_main
+
+    return bench_main
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -120,6 +208,7 @@ def _terminate(signum: int, frame: Any) -> None:
 def _run_demo(args: argparse.Namespace, console: Console) -> int:
     from actors.demo import run_demo
 
+    _check_runtime_name(args.name)
     if args.jobs < 1 or args.workers < 1:
         raise _usage("--jobs and --workers must be at least 1")
     if args.hold < 0:
@@ -134,6 +223,7 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
 def _run_tree(args: argparse.Namespace, console: Console) -> int:
     from supervision import Runtime
 
+    _check_runtime_name(args.name)
     if args.interval <= 0:
         raise _usage("--interval must be > 0 seconds")
     rt = Runtime.attach(args.name)
@@ -154,6 +244,7 @@ def _run_tree(args: argparse.Namespace, console: Console) -> int:
 def _run_status(args: argparse.Namespace, console: Console) -> int:
     from supervision import Runtime
 
+    _check_runtime_name(args.name)
     rt = Runtime.attach(args.name)
     try:
         tree = rt.tree()
@@ -180,6 +271,8 @@ def _open(args: argparse.Namespace, migrate: bool) -> Any:
     schema = args.schema if args.schema is not None else getattr(args, "schema_default", None)
     if schema is not None:
         validate_schema(schema)
+    if args.data_dir is not None and os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        raise _usage(f"--data-dir {args.data_dir}: this is a file, not a directory; give a directory for the embedded server's data")
     return resolve_database(args.dsn, schema, data_dir=args.data_dir, migrate=migrate)
 
 
@@ -198,20 +291,18 @@ def _run_db_init(args: argparse.Namespace, console: Console) -> int:
 
 
 def _run_db_status(args: argparse.Namespace, console: Console) -> int:
-    from rich.table import Table
-
     from actors.stores.migrate import Migrator
 
     with _open(args, migrate=False) as handle, handle.database() as database:
         status = Migrator(database).status()
     console.print(f"database: {handle.source}, schema {status.schema}")
-    table = Table("migration", "applied at", title="migrations")
+    migrations = table("migration", "applied at", title="migrations")
     for migration in status.applied:
-        table.add_row(f"{migration.version:04d}_{migration.name}", str(migration.applied_at)[:19])
+        migrations.add_row(f"{migration.version:04d}_{migration.name}", str(migration.applied_at)[:19])
     for migration in status.pending:
-        table.add_row(f"{migration.version:04d}_{migration.name}", "[yellow]pending[/]")
-    console.print(table)
-    counts = Table("table", "rows", title="tables")
+        migrations.add_row(f"{migration.version:04d}_{migration.name}", "[yellow]pending[/]")
+    console.print(migrations)
+    counts = table("table", "rows", title="tables")
     for name, count in status.row_counts.items():
         counts.add_row(name, "-" if count is None else f"{count:,}")
     console.print(counts)
@@ -220,12 +311,12 @@ def _run_db_status(args: argparse.Namespace, console: Console) -> int:
         return EXIT_ERROR
     if status.pending:
         console.print("run `thespian-otp db init` to apply the pending migrations")
+    if status.version == 0 and args.schema is None:
+        console.print(f"(the demo keeps its data in schema {DEMO_SCHEMA}: add --schema {DEMO_SCHEMA} to see it)")
     return 0
 
 
 def _run_jobs(args: argparse.Namespace, console: Console) -> int:
-    from rich.table import Table
-
     from actors.stores.jobs import PgJobStore
     from actors.stores.migrate import Migrator
     from actors.stores.processes import PgProcessStore
@@ -240,17 +331,18 @@ def _run_jobs(args: argparse.Namespace, console: Console) -> int:
         processes = PgProcessStore(database).all()
     console.print(f"database: {handle.source}, schema {handle.config.schema}")
     states = ("available", "running", "completed", "failed", "cancelled")
-    depth = Table("queue", *states, title="jobs by state")
+    depth = table("queue", *states, title="jobs by state")
     for queue in sorted({q for q, _ in counts}) or ["default"]:
         depth.add_row(queue, *(f"{counts.get((queue, state), 0):,}" for state in states))
     console.print(depth)
-    longest = Table("job", "queue", "kind", "attempt", "process", "running for", title=f"longest-running jobs (top {args.limit})")
+    longest = table("job", "queue", "kind", "attempt", "process", "running for", title=f"longest-running jobs (top {args.limit})")
     for row in running:
         longest.add_row(str(row["id"]), row["queue"], row["kind"], str(row["attempt"]), str(row["claimed_by"]), f"{row['running_s']:.1f} s")
     console.print(longest if running else "no job is running")
-    workers = Table("process", "node", "host", "pid", "last heartbeat", "expires", title="worker processes")
+    workers = table("process", "node", "worker", "host", "pid", "last heartbeat", "expires", title="worker processes")
     for proc in processes:
-        workers.add_row(str(proc.id), proc.node, proc.host, str(proc.pid), str(proc.heartbeat_at)[11:19], str(proc.expires_at)[11:19])
+        node, _, worker = proc.node.rpartition(":")  # registered as "node:worker", or "worker" without a node
+        workers.add_row(str(proc.id), node or "-", worker, proc.host, str(proc.pid), str(proc.heartbeat_at)[11:19], str(proc.expires_at)[11:19])
     console.print(workers if processes else "no worker process is registered")
     return 0
 
@@ -262,8 +354,6 @@ def _usage(message: str) -> SupervisionError:
 
 
 def _run_projections_status(args: argparse.Namespace, console: Console) -> int:
-    from rich.table import Table
-
     from actors.projector import BUILTIN, status
     from actors.stores.migrate import Migrator
 
@@ -271,16 +361,16 @@ def _run_projections_status(args: argparse.Namespace, console: Console) -> int:
         Migrator(database).require_current()
         rows = status(database, args.names or list(BUILTIN))
     console.print(f"database: {handle.source}, schema {handle.config.schema}")
-    table = Table("projection", "position", "lag (events)", "applied by", "last write", title="projections")
+    projections = table("projection", "position", "lag (events)", "applied by", "last write", title="projections")
     for row in rows:
-        table.add_row(
+        projections.add_row(
             row.name,
             f"{row.position:,}",
             f"{row.lag:,}",
             row.holder or "[yellow]nobody[/]",
             f"{row.last_writer or '-'} {str(row.updated_at or '')[:19]}",
         )
-    console.print(table)
+    console.print(projections)
     return 0
 
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from actors.tables import FittedTable, table
 
 from actors.jobs import Subscriber, jobs_tree, new_job
 from actors.limiter import Limit, LimiterServer
 from actors.projector import projector_spec, read_job_stats, status
 from actors.stores.database import Database
 from actors.stores.migrate import Migrator
+from actors.stores.scratch import reset_scratch_schema
 from actors.stores.setup import DatabaseHandle
 from supervision import ChildSpec, Runtime, SupervisorSpec
 
@@ -98,7 +99,7 @@ def run_demo(
 ) -> int:
     started = time.monotonic()
     database = Database(handle.config)
-    database.drop_schema()
+    reset_scratch_schema(database, "thespian-otp demo")  # refuses a schema the demo did not make
     with database:
         Migrator(database).apply()
     console.print(f"[bold]database[/]: {handle.source}, schema {handle.config.schema}")
@@ -116,7 +117,8 @@ def run_demo(
                 rt.enqueue_many(batch[start : start + 500])
                 bar.update(task, completed=min(jobs, start + 500))
             work = bar.add_task("finish", total=jobs)
-            faults = [(0.3, "worker-2"), (0.6, "limiter")]
+            # worker-2 is the second of the pool: with --workers 1 the only worker is the victim
+            faults = [(0.3, f"worker-{min(2, workers)}"), (0.6, "limiter")]
             while True:
                 done = _finished(database)
                 bar.update(work, completed=done)
@@ -146,6 +148,11 @@ def run_demo(
             console.print(f"holding the system for {hold:g} s: try `thespian-otp tree --name {name}` in another terminal")
             time.sleep(hold)
     console.print(f"done in {time.monotonic() - started:.1f} s; every actor stopped in order, no process left behind")
+    schema = handle.config.schema
+    console.print(
+        f"the demo's jobs and events stay in schema {schema} until its next run: "
+        f"`thespian-otp jobs --schema {schema}`, `thespian-otp projections status --schema {schema}`"
+    )
     return 0 if ok else 1
 
 
@@ -175,13 +182,13 @@ def _audit(database: Database) -> dict:
     return dict(row)
 
 
-def _stats_table(database: Database) -> Table:
+def _stats_table(database: Database) -> FittedTable:
     with database.connection() as conn:
         stats = read_job_stats(conn)
         conn.commit()
-    table = Table("kind", "done", "failed", "retried", "rescued", "p50 ms", "p99 ms", title="job statistics (projection)")
+    stats_table = table("kind", "done", "failed", "retried", "rescued", "p50 ms", "p99 ms", title="job statistics (projection)")
     for row in stats:
-        table.add_row(
+        stats_table.add_row(
             row.kind,
             f"{row.completed:,}",
             f"{row.failed:,}",
@@ -190,4 +197,4 @@ def _stats_table(database: Database) -> Table:
             "-" if row.p50_ms is None else f"<={row.p50_ms:,.0f}",
             "-" if row.p99_ms is None else f"<={row.p99_ms:,.0f}",
         )
-    return table
+    return stats_table

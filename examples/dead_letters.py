@@ -1,4 +1,4 @@
-"""DESIGN.md story 1: a caller keeps a handle to a rate limiter across its restarts.
+"""docs/design.md story 1: a caller keeps a handle to a rate limiter across its restarts.
 
 In the original system the caller kept the limiter's *address* in a reusable query context;
 the limiter died, and the next run crashed with "process is not alive". Here the caller keeps

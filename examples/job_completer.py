@@ -1,4 +1,4 @@
-"""DESIGN.md story 4: a completer must never hang at shutdown because of a subscriber.
+"""docs/design.md story 4: a completer must never hang at shutdown because of a subscriber.
 
 Jobs run on four worker processes; the completer writes their outcomes in batches (one
 statement per batch) and publishes finished jobs to subscribers. One subscriber stalls for

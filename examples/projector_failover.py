@@ -1,4 +1,4 @@
-"""DESIGN.md story 3: exactly one projector applies events, across nodes, through failures.
+"""docs/design.md story 3: exactly one projector applies events, across nodes, through failures.
 
 Two nodes (two runtimes, each its own actor system) run the job-statistics projector against
 the same database. Only the holder of the projection's advisory lock applies events; the other

@@ -13,6 +13,7 @@ with Runtime(base="multiprocTCPBase") as rt:
 ```
 """
 
+from supervision._version import __version__
 from supervision.errors import (
     ActorCrashed,
     AlreadyRegistered,
@@ -42,6 +43,7 @@ from supervision.server import ReplyHandle, Server
 from supervision.specs import Backoff, ChildSpec, SupervisorSpec
 
 __all__ = [
+    "__version__",
     "ActorCrashed",
     "AlreadyRegistered",
     "Answer",

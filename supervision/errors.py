@@ -7,7 +7,7 @@ unpickle (see THESPIAN_NOTES.md). `ErrorInfo.to_exception()` rebuilds the except
 type on the caller's side (ours, builtins, any importable `Exception` subclass) without calling
 the class's `__init__`, and falls back to `RemoteError` only for types it cannot import.
 
-Classification (DESIGN.md story 2):
+Classification (docs/design.md story 2):
 - `Recoverable` and its subclasses are replied to the caller; the actor keeps running.
 - anything else raised by a handler is a crash: the caller gets `ActorCrashed`, and the
   actor's supervisor restarts it.

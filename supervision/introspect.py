@@ -35,6 +35,9 @@ class Counters:
 
 @attrs.frozen
 class TreeNode:
+    """One actor in a `Tree` snapshot: name, kind, class, status, pid, restarts, its counters (dead
+    letters, recoverable errors, crashes) and its children."""
+
     name: str
     kind: str
     actor_class: str

@@ -138,6 +138,9 @@ class CountChildren(Message):
 
 @attrs.frozen
 class ChildInfo(Message):
+    """One row of `which_children(name)`: a child's name, kind (worker | supervisor), actor class,
+    status, pid and restart count."""
+
     name: str
     kind: str
     actor_class: str

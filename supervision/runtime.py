@@ -6,7 +6,7 @@ with Runtime(base="multiprocTCPBase") as rt:
     rt.ask("echo", "hi", timeout=2.0)   # -> "hi"
 ```
 
-Contracts (DESIGN.md section 3):
+Contracts (docs/design.md section 3):
 - `ask` returns the reply or raises a typed error (`NoSuchName`, `DeadLetter`, `AskTimeout`,
   `ActorCrashed`, or the actor's own `Recoverable`): never `None` for a missing reply, never a
   wait past `timeout`.
@@ -30,7 +30,7 @@ from typing import Any
 from thespian.actors import ActorSystem
 from thespian.actors import ExternalContext
 
-from supervision import auth, bases, discovery
+from supervision import auth, bases, discovery, logs
 from supervision.calls import LIVENESS_SLICE, Calls
 from supervision.logs import logger
 from supervision.errors import (
@@ -96,7 +96,9 @@ class Runtime(Calls):
     - `restart_wait`: an ask or tell to a name whose actor is being restarted waits up to this
       long (and at most half its timeout) for the new actor, instead of failing at once with
       `NoSuchName`. 0 disables the wait.
-    - `log_level`, `log_file`: where the actors' logs go (default: warnings, to stderr).
+    - `log_level`, `log_file`: where the logs of the actors, and of this process unless it set
+      up `logging` itself, go (default: warnings, to stderr; in a REPL only errors, so that
+      lines from other processes do not land in the prompt).
     - `name`: publish this runtime (multiprocTCPBase) so other processes can attach to it:
       `thespian-otp tree --name NAME`, `Runtime.attach(NAME)`.
     - `listen`: the address thespian's TCP sockets bind (default 127.0.0.1: nothing is reachable
@@ -118,7 +120,7 @@ class Runtime(Calls):
         liveness_interval: float | None = None,
         ask_timeout: float = 5.0,
         restart_wait: float = 1.0,
-        log_level: str | int = "WARNING",
+        log_level: str | int | None = None,
         log_file: str | None = None,
         name: str | None = None,
         listen: str = bases.LOOPBACK,
@@ -143,7 +145,9 @@ class Runtime(Calls):
         self.liveness_interval = _check_seconds("liveness_interval", liveness_interval or self.info.liveness_interval)
         self.ask_timeout = _check_seconds("ask_timeout", ask_timeout)
         self.restart_wait = 0.0 if restart_wait == 0 else _check_seconds("restart_wait", restart_wait)
+        log_level = logs.default_level() if log_level is None else log_level
         self.log_defs = bases.log_defs(log_level, log_file)
+        logs.configure_this_process(self.log_defs["handlers"]["main"]["level"], log_file)
         self.admin_port: int | None = None
         self._system: ActorSystem | None = None
         self._kernel: Any = None

@@ -11,7 +11,7 @@ class Counter(Server):
         raise UnknownMessage(self.name, type(message).__name__)   # the default
 ```
 
-How errors are classified (DESIGN.md story 2):
+How errors are classified (docs/design.md story 2):
 - `handle` returns: the value is the reply.
 - `handle` raises a `Recoverable` (bad input, unknown id, wrong state): the caller gets that
   typed error, it is logged once with context and counted, the actor keeps its state.

@@ -233,3 +233,194 @@ def test_snapshots_render_in_a_python_repl_and_for_ipython_and_jupyter():
 
 
 ANSI_RE = __import__("re").compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+# --- the command line tells the truth (issue 16 part 3) ---------------------------------------
+
+WORD_RE = __import__("re").compile(r"[\w][\w.:@/'-]*")
+
+
+def in_terminal(args: list[str], columns: int, env: dict | None = None, rows: int = 60, timeout: float = 90) -> tuple[int, list[str]]:
+    """Run the command in a pseudo-terminal `columns` wide; return its exit status and what the
+    terminal shows (pyte), scrolled-off lines included."""
+    import pexpect
+
+    child = pexpect.spawn(
+        sys.executable, ["-m", "actors.cli", *args], env={**os.environ, "TERM": "xterm", **(env or {})},
+        dimensions=(rows, columns), encoding="utf-8", timeout=timeout,
+    )  # fmt: skip
+    child.expect(pexpect.EOF)
+    child.close()
+    raw = child.before if "\r\n" in child.before else child.before.replace("\n", "\r\n")
+    return child.exitstatus, terminal_lines(raw, columns, rows)
+
+
+def words(lines: list[str]) -> set[str]:
+    """The words on screen, digits masked (pids, times and counts differ between runs)."""
+    return {__import__("re").sub(r"\d", "0", w.strip(".:-'/")) for line in lines for w in WORD_RE.findall(line)} - {""}
+
+
+def assert_no_word_is_cut(args: list[str], env: dict | None = None) -> None:
+    """At 60 and 80 columns every word on screen is a word of the same output at 200 columns:
+    nothing was wrapped or cut in the middle of a word."""
+    status, wide = in_terminal(args, 200, env)
+    assert status == 0, "\n".join(wide)
+    vocabulary = words(wide)
+    for columns in (60, 80):
+        status, narrow = in_terminal(args, columns, env)
+        assert status == 0, "\n".join(narrow)
+        assert max(len(line) for line in narrow) <= columns
+        cut = words(narrow) - vocabulary
+        assert not cut, f"at {columns} columns these words were cut: {sorted(cut)}\n" + "\n".join(narrow)
+
+
+@pytest.fixture
+def busy_schema(postgres_dsn, cli_schema):
+    """A migrated schema with jobs in every state, a worker process and projection events."""
+    from actors.stores.events import PgEventStore
+    from actors.stores.jobs import PgJobStore
+    from actors.stores.migrate import Migrator
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import NewEvent, NewJob
+
+    with Database(DatabaseConfig(postgres_dsn, cli_schema)) as database:
+        Migrator(database).apply()
+        jobs = PgJobStore(database)
+        jobs.insert([NewJob("thumbnails.resize", queue="images") for _ in range(5)] + [NewJob("mail.send_welcome")])
+        process = PgProcessStore(database).register("node-a:worker-7", ttl=600)
+        jobs.claim("images", process.id, 2)
+        PgEventStore(database).append([NewEvent("job.completed", {"kind": "mail", "latency_ms": 12.0}) for _ in range(5)])
+    return cli_schema
+
+
+@pytest.mark.parametrize("command", [["db", "status"], ["jobs"], ["projections", "status"], ["demo", "--help"], ["--help"]])
+def test_tables_help_and_errors_never_cut_a_word_at_60_and_80_columns(postgres_dsn, busy_schema, command):
+    assert_no_word_is_cut([*command, "--dsn", postgres_dsn, "--schema", busy_schema] if "--help" not in command else command)
+
+
+def test_an_error_in_a_narrow_terminal_wraps_between_words(tmp_path):
+    status, lines = in_terminal(["tree", "--name", "nothing-here"], 60, {"THESPIAN_OTP_STATE_DIR": str(tmp_path)})
+    assert status == 1 and len(lines) > 1
+    _, wide = in_terminal(["tree", "--name", "nothing-here"], 200, {"THESPIAN_OTP_STATE_DIR": str(tmp_path)})
+    assert words([line for line in lines if line]) <= words(wide), lines
+
+
+def test_help_documents_every_option_with_its_default_and_version_is_single_sourced():
+    import supervision
+
+    demo = cli("demo", "--help")
+    assert demo.returncode == 0
+    text = " ".join(demo.stdout.split())
+    assert "--base BASE thespian system base, multiprocTCPBase or multiprocQueueBase" in text
+    assert "(default: 3000)" in text and "(default: multiprocTCPBase)" in text and "(default: 0.0)" in text
+    assert "(default: None)" not in text
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"thespian-otp {supervision.__version__}"
+    from importlib.metadata import version as installed
+
+    assert installed("thespian-otp") == supervision.__version__
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tree", "--name", "a/b"], "'a/b' is not a runtime name"),
+        (["demo", "--name", "a/b"], "'a/b' is not a runtime name"),
+        (["db", "status", "--data-dir", "/etc/hostname"], "--data-dir /etc/hostname: this is a file, not a directory"),
+    ],
+)
+def test_bad_names_and_paths_are_refused_in_one_line_before_anything_is_touched(args, message, tmp_path):
+    before = os.stat("/etc/hostname")
+    result = cli(*args, env={"THESPIAN_OTP_STATE_DIR": str(tmp_path)})
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    after = os.stat("/etc/hostname")
+    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_after_the_demo_its_data_is_shown_and_the_default_schema_says_where_it_is(postgres_dsn, cli_schema, tmp_path):
+    env = {"DATABASE_URL": postgres_dsn, "THESPIAN_OTP_STATE_DIR": str(tmp_path)}
+    demo = cli("demo", "--jobs", "40", "--workers", "1", "--schema", cli_schema, env=env)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr
+    assert "SIGKILL worker-1" in demo.stdout  # --workers 1: the only worker is the victim
+    assert f"stay in schema {cli_schema}" in " ".join(demo.stdout.split())
+    jobs = cli("jobs", "--schema", cli_schema, env=env)
+    assert jobs.returncode == 0, jobs.stderr
+    depth = next(line for line in jobs.stdout.splitlines() if line.startswith("│ default"))
+    assert [cell.strip() for cell in depth.strip("│").split("│")][1:] == ["0", "0", "40", "0", "0"] or "40" in depth, depth
+    empty = f"t_{uuid.uuid4().hex[:12]}"  # stands for the default schema, never migrated
+    for command in (["jobs"], ["projections", "status"]):
+        result = cli(*command, env={**env, "THESPIAN_OTP_SCHEMA": empty})
+        assert result.returncode == 1 and "the demo keeps its data in schema thespian_otp_demo" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    status = cli("db", "status", env={**env, "THESPIAN_OTP_SCHEMA": empty})
+    assert status.returncode == 0 and "add --schema thespian_otp_demo" in status.stdout
+
+
+def test_jobs_shows_the_node_and_the_worker_in_their_own_columns(postgres_dsn, busy_schema):
+    result = cli("jobs", "--dsn", postgres_dsn, "--schema", busy_schema, env={"COLUMNS": "160"})
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "┃ process ┃ node" in line)
+    row = next(line for line in result.stdout.splitlines() if "worker-7" in line)
+    columns = [cell.strip() for cell in header.strip("┃").split("┃")]
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    assert cells[columns.index("node")] == "node-a" and cells[columns.index("worker")] == "worker-7"
+
+
+def test_projections_status_and_rebuild_name_the_projector_process_that_holds_the_lock(make_runtime, postgres_dsn, busy_schema):
+    from actors.projector import projector_spec, status
+    from tests.support import wait_for
+
+    config = DatabaseConfig(postgres_dsn, busy_schema)
+    rt = make_runtime()
+    rt.start(projector_spec(config, "job_stats", retry_interval=0.2))
+    with Database(config) as database:
+        wait_for(lambda: status(database, ["job_stats"])[0].holder is not None, timeout=20, what="the projector to hold the lock")
+    projector_pid = rt.tree()["projector-job_stats"].pid
+    assert projector_pid != os.getpid()
+    shown = cli("projections", "status", "--dsn", postgres_dsn, "--schema", busy_schema, env={"COLUMNS": "160"})
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if "job_stats" in line)
+    assert f":{projector_pid}" in row and f":{os.getpid()}" not in row, shown.stdout
+    busy = cli("projections", "rebuild", "job_stats", "--dsn", postgres_dsn, "--schema", busy_schema)
+    assert busy.returncode == 1 and f":{projector_pid} " in busy.stderr and "stop that projector" in busy.stderr, busy.stderr
+    assert f":{os.getpid()}" not in busy.stderr
+
+
+def test_projections_status_imports_from_the_current_directory_and_reports_import_failures(postgres_dsn, busy_schema, tmp_path):
+    app = tmp_path / "myapp_cli"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "projections.py").write_text(
+        "from actors.projector import Projection\n\n"
+        "class Mails(Projection):\n    name = 'mails'\n    event_types = ('job.completed',)\n"
+    )
+    (app / "broken.py").write_text("import no_such_module_anywhere\n")
+    script = str(Path(sys.executable).with_name("thespian-otp"))  # the console script, as a user runs it
+    run = lambda *args: subprocess.run([script, "projections", "status", *args, "--dsn", postgres_dsn, "--schema", busy_schema],
+                                       cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"})  # fmt: skip
+    found = run("myapp_cli.projections:Mails")
+    assert found.returncode == 0 and "mails" in found.stdout, found.stderr
+    broken = run("myapp_cli.broken:Mails")
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert "cannot load projection 'myapp_cli.broken:Mails'" in broken.stderr and "no_such_module_anywhere" in broken.stderr
+    assert "no projection named" not in broken.stderr
+
+
+def test_bench_runs_from_a_clone_with_progress_and_rendered_tables(tmp_path):
+    import pexpect
+
+    out = tmp_path / "results"
+    script = str(Path(sys.executable).with_name("thespian-otp"))  # the console script, run outside the clone
+    child = pexpect.spawn(script, ["bench", "--quick", "--only", "scaling", "--out", str(out)], cwd=str(tmp_path),
+                          env={**os.environ, "TERM": "xterm"}, dimensions=(50, 80), encoding="utf-8", timeout=180)  # fmt: skip
+    child.expect_exact("scaling: running")  # progress while it runs, not a silent minute
+    child.expect(pexpect.EOF)
+    child.close()
+    lines = terminal_lines(child.before.replace("\n", "\r\n") if "\r\n" not in child.before else child.before, 80, 50)
+    text = "\n".join(lines)
+    assert child.exitstatus == 0, text
+    assert "[1/1] scaling: done in" in text and "start 10 children" in text
+    assert "|---" not in text and "| measure" not in text  # rendered, not raw markdown
+    assert (out / "report.md").read_text().count("| start 10 children") == 1

@@ -1,4 +1,4 @@
-"""Jobs end to end with real worker processes and real PostgreSQL (DESIGN.md stories 4 and 5)."""
+"""Jobs end to end with real worker processes and real PostgreSQL (docs/design.md stories 4 and 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The limiter actor with real processes: DESIGN.md story 1, dead owners, bad input."""
+"""The limiter actor with real processes: docs/design.md story 1, dead owners, bad input."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The monitor and dead letters: callers never crash or hang when the actor they talk to dies,
-and actors never die because a caller sent them bad input (DESIGN.md stories 1 and 2)."""
+and actors never die because a caller sent them bad input (docs/design.md stories 1 and 2)."""
 
 from __future__ import annotations
 

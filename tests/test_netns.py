@@ -1,6 +1,6 @@
 """Nodes on separate "hosts" (Linux network namespaces, see tests/netns.py) that reach one
 PostgreSQL over a real network link, and a host that loses its network without closing a
-single socket: the case a SIGKILL test cannot show (DESIGN.md story 3, on a partition)."""
+single socket: the case a SIGKILL test cannot show (docs/design.md story 3, on a partition)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The projector with real processes and a PostgreSQL server the test owns (DESIGN.md story 3)."""
+"""The projector with real processes and a PostgreSQL server the test owns (docs/design.md story 3)."""
 
 from __future__ import annotations
 

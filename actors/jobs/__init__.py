@@ -11,7 +11,7 @@ rt.enqueue("resize", {"image": 7})
 ```
 """
 
-from actors.jobs.client import enqueue, enqueue_from, enqueue_many, new_job
+from actors.jobs.client import enqueue, enqueue_from, enqueue_many, new_job, wait_for_workers
 from actors.jobs.completer import Completer, Subscriber
 from actors.jobs.context import JobContext, current_job
 from actors.jobs.errors import BadJob, DatabaseWaiting, DiscardJob, JobCancelled, JobTimeout, NotInJob, UnknownJobKind
@@ -48,6 +48,7 @@ __all__ = [
     "UnknownJobKind",
     "Unsubscribe",
     "Worker",
+    "wait_for_workers",
     "WorkerStatus",
     "current_job",
     "enqueue",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any, Iterable
 
 from actors.jobs.core import MAX_ENQUEUE_BYTES, prepare
@@ -62,3 +63,24 @@ def enqueue_many(target: Runtime, jobs: Iterable[NewJob], *, timeout: float | No
 def enqueue_from(actor: Server, kind: str, payload: Any = None, *, service: str = SERVICE, **options: Any) -> None:
     """Inside an actor: enqueue without waiting (message-driven)."""
     actor.tell(service, Enqueue((new_job(kind, payload, **options),)))
+
+
+def wait_for_workers(rt: Runtime, count: int, *, tree: str = "jobs", timeout: float = 15.0, interval: float = 0.05) -> tuple[str, ...]:
+    """Wait until `count` workers of the job tree `tree` run; return their names.
+
+    `rt.start(...)` returns once the tree's supervisors are up; the pool manager then starts the
+    workers one by one (each connects to PostgreSQL and registers its process), so right after
+    `start` the tree can show `worker-2 starting`. Jobs enqueued meanwhile wait in the table and
+    are claimed as workers come up; call this when you need the whole pool (a benchmark, a test).
+    Raises `StartFailed` after `timeout` seconds."""
+    from supervision.errors import StartFailed
+
+    deadline = time.monotonic() + timeout
+    while True:
+        node = rt.tree().find(tree)
+        running = tuple(n.name for n in (node.walk() if node else ()) if n.actor_class == "Worker" and n.status == "running")
+        if len(running) >= count:
+            return running
+        if time.monotonic() >= deadline:
+            raise StartFailed(tree, f"{len(running)} of {count} workers running after {timeout:g} s")
+        time.sleep(interval)

@@ -1,4 +1,4 @@
-"""The completer: batches job outcomes and writes each batch in one transaction (DESIGN.md story 4).
+"""The completer: batches job outcomes and writes each batch in one transaction (docs/design.md story 4).
 
 Workers send `Complete(outcomes)` as requests; the completer answers once the batch holding them
 is written, so a worker resends what a crashed completer never wrote (writes are fenced, so a
@@ -28,6 +28,10 @@ log = logger("actors.jobs.completer")
 
 
 class Completer(Server):
+    """Batches job outcomes from the workers and writes each batch (with its events) in one
+    transaction; flushes on size, age and stop; publishes finished jobs to subscribers through
+    bounded buffers, so a slow or dead subscriber never blocks it."""
+
     def init(
         self,
         database: DatabaseConfig,

@@ -10,6 +10,9 @@ class BadJob(BadRequest):
 
 
 class UnknownJobKind(BadJob):
+    """No handler is registered for this job kind (decorate it with `@job` and list its module in
+    the job tree's `handlers`)."""
+
     def __init__(self, kind: str, known: tuple[str, ...] = ()) -> None:
         hint = f"; known kinds: {', '.join(sorted(known))}" if known else ""
         super().__init__(

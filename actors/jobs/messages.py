@@ -38,11 +38,16 @@ class Subscribe(Message):
 
 @attrs.frozen
 class Unsubscribe(Message):
+    """Subscriber -> completer: stop sending finished jobs to the subscriber registered as `name`."""
+
     name: str
 
 
 @attrs.frozen
 class FinishedJob(Message):
+    """One finished job in a `JobsFinished` batch: its id and what happened (completed | failed |
+    retried | deferred)."""
+
     id: int
     status: str  # completed | failed | retried | deferred
 
@@ -58,12 +63,18 @@ class JobsFinished(Message):
 
 @attrs.frozen
 class Ack(Message):
+    """Subscriber -> completer: the batch `seq` was handled (`Subscriber` sends it for you); the
+    completer then sends the next one."""
+
     subscriber: str
     seq: int
 
 
 @attrs.frozen
 class CompleterStats(Message):
+    """Ask the completer for its counters. Reply: a dict (outcomes written, batches, per-subscriber
+    buffer state)."""
+
     pass
 
 

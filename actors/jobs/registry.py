@@ -31,6 +31,9 @@ KIND_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,127}")
 
 @attrs.frozen
 class JobType:
+    """A registered job kind (`@job`): its handler, queue, max_attempts, timeout, retry backoff and
+    limiter key."""
+
     kind: str
     function: Callable[[Any], Any] = attrs.field(eq=False)
     queue: str = "default"

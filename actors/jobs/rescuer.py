@@ -1,4 +1,4 @@
-"""The rescuer: releases the jobs of worker processes whose heartbeat expired (DESIGN.md story 5).
+"""The rescuer: releases the jobs of worker processes whose heartbeat expired (docs/design.md story 5).
 
 One pass, in one transaction: take the expired processes (SKIP LOCKED, so it is safe to run on
 every node), release their running jobs by what the worker recorded on each row (never
@@ -28,6 +28,10 @@ log = logger("actors.jobs.rescuer")
 
 
 class Rescuer(Server):
+    """Every `interval` seconds releases the jobs of worker processes whose heartbeat expired (and
+    the process rows) in one transaction, and kills a worker that is alive but no longer
+    heartbeating."""
+
     def init(self, database: DatabaseConfig, interval: float = 1.0, kill_stuck: bool = True, outage_grace: float = 15.0) -> None:
         """`outage_grace`: after the database comes back, wait this long (the workers'
         heartbeat ttl) before rescuing, so that live workers beat again first."""

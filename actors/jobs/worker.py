@@ -64,6 +64,10 @@ def _alarm(signum: int, frame: Any) -> None:
 
 
 class Worker(Server):
+    """A worker process: registers itself and heartbeats in `processes`, claims jobs in batches
+    (FOR UPDATE SKIP LOCKED), asks the limiter for a permit when the kind has a `limit_key`,
+    runs the handlers and sends outcomes to the completer."""
+
     def init(
         self,
         database: DatabaseConfig,

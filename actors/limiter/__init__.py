@@ -1,5 +1,5 @@
 """The limiter: concurrency and rate permits per key, owned by actors or processes, behind a
-registered name (DESIGN.md story 1).
+registered name (docs/design.md story 1).
 
 - `LimiterCore`: the pure core (FIFO waits, timeouts, leases, token bucket), no actors.
 - `LimiterServer`: the actor; start it under a supervisor with a `ChildSpec`.

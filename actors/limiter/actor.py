@@ -62,6 +62,11 @@ class _Pending:
 
 
 class LimiterServer(Server):
+    """The limiter actor: `ChildSpec("limiter", LimiterServer, kwargs={"limits": {"db":
+    Limit(4)}})`. Grants permits per key (FIFO, with timeouts), watches owner actors and checks
+    owner processes so a dead owner's permits come back; with `database=`, keys marked
+    `cluster=True` also hold one of N PostgreSQL advisory-lock slots, a limit across nodes."""
+
     def init(
         self,
         limits: dict[str, Limit] | None = None,

@@ -1,5 +1,5 @@
 """`Limiter`: the handle users keep. It holds the limiter's *name*, never an address, so it stays
-valid across restarts of the limiter (DESIGN.md story 1).
+valid across restarts of the limiter (docs/design.md story 1).
 
 Outside actors (code that holds a `Runtime`):
 
@@ -37,6 +37,11 @@ REPLY_MARGIN = 2.0
 
 
 class Limiter:
+    """A handle on the limiter actor that keeps its *name* (valid across the limiter's restarts):
+    `with Limiter(rt).permit(key, timeout=...)` outside actors, `Limiter(self).acquire_then(key,
+    then=...)` inside one. Permits are owned by this process (or the calling actor) and come
+    back when the owner dies."""
+
     def __init__(self, target: Runtime | Server, name: str = "limiter", owner: Owner | None = None, timeout: float = 5.0) -> None:
         if not isinstance(target, (Runtime, Server)):
             raise TypeError(f"Limiter needs a Runtime or a Server (the actor using it); got {type(target).__name__}")

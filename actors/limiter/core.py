@@ -93,6 +93,9 @@ class Owner:
 
 @attrs.frozen
 class Lease:
+    """A granted permit: its id, key and owner (an actor name or a process), when it was granted
+    and when it expires. Release it with `Limiter.release(lease)` or by leaving `permit(...)`."""
+
     id: str
     key: str
     owner: Owner
@@ -140,6 +143,9 @@ class _Bucket:
 
 @attrs.frozen
 class KeyStats:
+    """A key's state in the limiter: its concurrency and rate, permits held, requests waiting,
+    granted and timed out so far."""
+
     key: str
     concurrency: int
     rate: float | None
@@ -150,6 +156,10 @@ class KeyStats:
 
 
 class LimiterCore:
+    """The limiter's pure core: per-key concurrency and token-bucket rate, FIFO waiters with
+    deadlines, leases with owners. No actors, no I/O: the clock is passed in; tested with a
+    Hypothesis state machine."""
+
     def __init__(self, limits: dict[str, Limit] | None = None, default: Limit | None = None) -> None:
         self.default = default
         self.buckets: dict[str, _Bucket] = {}

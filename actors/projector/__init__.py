@@ -6,7 +6,7 @@ rt.start(projector_spec(db_config, "job_stats"))     # on every node: one applie
 """
 
 from actors.projector.actor import Projector, ProjectorStatus
-from actors.projector.errors import LockLost, ProjectionBusy, ProjectionFailed, UnknownProjection
+from actors.projector.errors import LockLost, ProjectionBusy, ProjectionFailed, ProjectionImportFailed, UnknownProjection
 from actors.projector.job_stats import JobStats, KindStats, read_job_stats
 from actors.projector.projection import BUILTIN, Projection, load_projection
 from actors.projector.rebuild import ProjectionStatus, rebuild, status
@@ -20,6 +20,7 @@ __all__ = [
     "Projection",
     "ProjectionBusy",
     "ProjectionFailed",
+    "ProjectionImportFailed",
     "ProjectionStatus",
     "Projector",
     "ProjectorStatus",

@@ -1,5 +1,5 @@
 """The projector actor: one per projection per node; only the holder of the projection's
-advisory lock applies events (DESIGN.md story 3).
+advisory lock applies events (docs/design.md story 3).
 
 - It contends for the lock (`pg_try_advisory_lock`, every `retry_interval` while another node
   holds it) on a dedicated connection: the `LockSession`.
@@ -52,6 +52,11 @@ def default_node() -> str:
 
 
 class Projector(Server):
+    """Applies one projection on this node while it holds the projection's advisory lock, on one
+    dedicated connection that carries the reads, the read-model writes and the checkpoint;
+    crashes with `LockLost` when its session loses the lock (its supervisor restarts it and it
+    contends again). Start it with `projector_spec`."""
+
     def init(
         self,
         database: DatabaseConfig,
@@ -134,7 +139,8 @@ class Projector(Server):
             self.projection.setup(conn)
         self.checkpoint = self.session.checkpoint()
         self.want = True
-        log.warning(
+        # a handover is the normal course (a start, a standby taking over): not a warning
+        log.info(
             "%s: %s now applies projection %s from position %d",
             self.name, self.node, self.projection.name, self.checkpoint.position,
         )  # fmt: skip

@@ -33,13 +33,23 @@ class ProjectionBusy(SupervisionError):
 
     def __init__(self, name: str, holder: str) -> None:
         super().__init__(
-            f"projection {name!r} is being applied by {holder}; stop that projector first or pass --wait SECONDS",
+            f"projection {name!r} is being applied by {holder}; stop that projector first, or pass --wait SECONDS",
             name=name,
             holder=holder,
         )
 
 
 class UnknownProjection(Recoverable):
+    """No projection by that name or import path (a built-in name such as job_stats, or
+    module:Class of a `Projection` subclass)."""
+
     def __init__(self, name: str, known: tuple[str, ...] = ()) -> None:
         hint = f"; known: {', '.join(known)}" if known else ""
         super().__init__(f"no projection named {name!r}: give a built-in name or an import path module:Class{hint}", name=name)
+
+
+class ProjectionImportFailed(UnknownProjection):
+    """A projection given by import path (module:Class) could not be imported."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        Recoverable.__init__(self, f"cannot load projection {name!r}: {problem}", name=name, problem=problem)

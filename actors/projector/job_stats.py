@@ -23,6 +23,9 @@ def bucket_of(latency_ms: float) -> int:
 
 @attrs.frozen
 class KindStats:
+    """One kind's row of the `job_stats` projection: counts by outcome and p50/p99 latency upper
+    bounds in ms."""
+
     kind: str
     completed: int
     failed: int
@@ -36,6 +39,9 @@ class KindStats:
 
 
 class JobStats(Projection):
+    """The built-in projection `job_stats`: per job kind, counts by outcome (from the job.* events)
+    and latency percentiles in `job_stats` tables; read with `read_job_stats(conn)`."""
+
     name = "job_stats"
     event_types = tuple(OUTCOMES)
 

@@ -22,10 +22,12 @@ is referenced by import path ("package.module:Class") so every node's processes 
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from typing import Any, ClassVar, Sequence
 
-from actors.projector.errors import UnknownProjection
+from actors.projector.errors import ProjectionImportFailed, UnknownProjection
 from supervision.specs import resolve_actor_class
 
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -35,6 +37,10 @@ BUILTIN = {"job_stats": "actors.projector.job_stats:JobStats"}
 
 
 class Projection:
+    """Subclass to fold events into a read model: set `name` (an identifier) and `event_types`,
+    write `setup` (create the tables), `reset` (empty them, for rebuilds) and `apply(conn,
+    events)`. `apply` runs in the projector's transaction with its checkpoint (docs/events.md)."""
+
     name: ClassVar[str] = ""
     #: event types to read; empty reads every event
     event_types: ClassVar[tuple[str, ...]] = ()
@@ -59,7 +65,9 @@ def load_projection(reference: Any) -> Projection:
             reference = BUILTIN[reference]
         try:
             cls = resolve_actor_class(reference) if not isinstance(reference, type) else reference
-        except ValueError:
+        except ValueError as exc:
+            if isinstance(exc.__context__, (ImportError, AttributeError)):  # a path that does not import
+                raise ProjectionImportFailed(str(reference), _import_problem(exc.__context__)) from None
             raise UnknownProjection(str(reference), tuple(BUILTIN)) from None
         if not (isinstance(cls, type) and issubclass(cls, Projection)):
             raise UnknownProjection(str(reference), tuple(BUILTIN))
@@ -67,6 +75,13 @@ def load_projection(reference: Any) -> Projection:
     if not NAME_PATTERN.match(projection.name or ""):
         raise UnknownProjection(f"{type(projection).__name__} (its name {projection.name!r} is not a valid identifier)")
     return projection
+
+
+def _import_problem(exc: BaseException) -> str:
+    problem = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ModuleNotFoundError) and os.getcwd() not in sys.path and "" not in sys.path:
+        problem += f" (the current directory {os.getcwd()} is not on the import path: set PYTHONPATH)"
+    return problem
 
 
 def projection_path(reference: Any) -> str:

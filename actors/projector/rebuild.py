@@ -19,12 +19,31 @@ from actors.stores.rows import Checkpoint
 
 @attrs.frozen
 class ProjectionStatus:
+    """Where a projection stands: its checkpoint position, how many events it has not applied yet
+    (lag), which node holds its lock now (None: nobody), and who wrote its checkpoint last,
+    when."""
+
     name: str
     position: int
     lag: int
     holder: str | None
     last_writer: str | None
     updated_at: Any
+
+
+#: the application_name prefix of a projector's lock session (the node follows it)
+PROJECTOR_APP = "thespian-otp:projector:"
+
+
+def holder_description(holder: dict | None) -> str:
+    """Who holds a projection's lock, in words: the projector's node (host:pid of the
+    projector process unless a node was given) or the session's application name."""
+    if not holder:
+        return "another session (it has just let go: try again)"
+    app = holder.get("application_name") or ""
+    if app.startswith(PROJECTOR_APP):
+        return f"the projector on node {app.removeprefix(PROJECTOR_APP)} (PostgreSQL backend pid {holder['pid']})"
+    return f"the PostgreSQL session {app or '(no application name)'} (backend pid {holder['pid']})"
 
 
 def rebuild(
@@ -44,8 +63,7 @@ def rebuild(
         deadline = time.monotonic() + wait
         while not session.try_lock():
             if time.monotonic() >= deadline:
-                holder = lock_holder(database, projection.name)
-                raise ProjectionBusy(projection.name, (holder or {}).get("application_name") or "another session")
+                raise ProjectionBusy(projection.name, holder_description(lock_holder(database, projection.name)))
             time.sleep(0.2)
         total = PgEventStore(database).count_after(Checkpoint(), projection.event_types)
         with session.transaction() as conn:
@@ -86,7 +104,7 @@ def status(database: Database, projections: Iterable[Any]) -> list[ProjectionSta
         row = rows.get(projection.name)
         checkpoint = row.checkpoint if row else Checkpoint()
         holder = lock_holder(database, projection.name)
-        name = holder["application_name"].removeprefix("thespian-otp:projector:") if holder else None
+        name = holder["application_name"].removeprefix(PROJECTOR_APP) if holder else None
         result.append(
             ProjectionStatus(
                 projection.name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.projector.actor import Projector, default_node
+from actors.projector.actor import Projector
 from actors.projector.projection import load_projection, projection_path
 from actors.stores.config import DatabaseConfig
 from supervision import Backoff, ChildSpec, SupervisorSpec
@@ -33,7 +33,9 @@ def projector_spec(
             ChildSpec(
                 child,
                 Projector,
-                kwargs={"database": database, "projection": projection_path(projection), "node": node or default_node(), **options},
+                # no node given: the projector names itself host:pid in its own process, so
+                # `projections status` names the process that holds the lock, not this one
+                kwargs={"database": database, "projection": projection_path(projection), "node": node, **options},
                 shutdown=5.0,
             )
         ],

@@ -116,3 +116,23 @@ class DataRejected(StoreError, Recoverable):
 
     def __init__(self, problem: str) -> None:
         super().__init__(f"PostgreSQL refused the data, nothing was written: {problem}", problem=problem)
+
+
+class SchemaNotOurs(StoreError):
+    """A program that resets its own scratch schema (the demo, the examples) found a schema of
+    that name it did not create: it refuses to drop it."""
+
+    def __init__(self, schema: str, owner: str) -> None:
+        super().__init__(
+            f"schema {schema!r} already exists and was not created by {owner}, so it is left untouched; "
+            f"choose another --schema ({owner} only drops a schema it created itself)",
+            schema=schema,
+            owner=owner,
+        )
+
+
+class PermissionDenied(StoreError):
+    """The PostgreSQL user may not do what was asked (typically: create the schema)."""
+
+    def __init__(self, user: str, action: str, problem: str, fix: str) -> None:
+        super().__init__(f"PostgreSQL user {user!r} may not {action}: {problem}; {fix}", user=user, action=action, problem=problem)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Iterable
 
 import attrs
+import psycopg
 from psycopg import sql
 
 from actors.stores.database import Database, advisory_key
-from actors.stores.errors import SchemaNotReady, SchemaTooNew
+from actors.stores.errors import PermissionDenied, SchemaNotReady, SchemaTooNew
 from actors.stores.queries import SQL_DIR
 from supervision.logs import logger
 
@@ -90,7 +91,7 @@ class Migrator:
             key = advisory_key("migrate", self.schema)
             conn.execute("SELECT pg_advisory_lock(%s)", (key,))
             try:
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+                self._create_schema(conn)
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
                     " version integer PRIMARY KEY, name text NOT NULL,"
@@ -112,6 +113,20 @@ class Migrator:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         return applied_now
+
+    def _create_schema(self, conn) -> None:
+        # a schema an owner made for this user needs no CREATE right on the database, but
+        # CREATE SCHEMA IF NOT EXISTS checks that right before it looks: look first
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone():
+            return
+        try:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PermissionDenied(
+                conn.info.user, f"create schema {self.schema!r}", str(exc).strip().splitlines()[0],
+                f"as an owner run `GRANT CREATE ON DATABASE {conn.info.dbname} TO {conn.info.user}`, or create it for "
+                f"them (`CREATE SCHEMA {self.schema} AUTHORIZATION {conn.info.user}`)",
+            ) from None  # fmt: skip
 
     def _refuse_newer(self, done: set[int]) -> None:
         newest = max(done, default=0)

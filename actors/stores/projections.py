@@ -1,6 +1,6 @@
 """The projector's session: one dedicated connection that holds the projection's advisory lock,
 listens for new events, and carries every read and write of the projection, so that a lost
-session makes the writes fail rather than race the next lock holder (DESIGN.md story 3)."""
+session makes the writes fail rather than race the next lock holder (docs/design.md story 3)."""
 
 from __future__ import annotations
 
