@@ -263,6 +263,7 @@ function connect() {
 }
 
 $("details-close").addEventListener("click", () => { selected = null; $("details").hidden = true; select(null); });
-$("mode").textContent = CONFIG.read_only ? "read-only" : (CONFIG.actions ? "" : "read-only: " + (CONFIG.actions_note || ""));
+$("mode").textContent = CONFIG.actions ? "" : "read-only";
+$("mode").title = CONFIG.actions_note || "";
 if (!CONFIG.actions) { $("actions-note").hidden = false; $("actions-note").textContent = "retry and cancel are off: " + (CONFIG.actions_note || "read-only"); }
 connect();
