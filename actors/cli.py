@@ -1,4 +1,4 @@
-"""The `thespian-otp` command: demo, database, live tree, jobs and projections.
+"""The `thespian-otp` command: demo, database, live tree, observer, jobs and projections.
 
 Every error a user can cause (a bad DSN, an unreachable server, a port in use, a system that is
 not running) prints one line and exits non-zero; no traceback.
@@ -106,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     prebuild.add_argument("name", help="a built-in projection name (job_stats) or an import path module:Class")
     prebuild.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a running projector to let go")
     prebuild.set_defaults(run=_run_projections_rebuild)
+
+    observer = command(commands, "observer", "the live system in a browser, and /metrics for Prometheus")
+    observer.add_argument("--name", help="which runtime; default: the only one running")
+    observer.add_argument("--port", type=int, default=8765, help="port to listen on (0: a free one)")
+    observer.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    observer.add_argument("--trusted-network", action="store_true", help="allow a --host other hosts can reach")
+    observer.add_argument("--read-only", action="store_true", help="no retry/cancel buttons; refuse state changes")
+    observer.add_argument("--no-database", action="store_true", help="show the tree only (no jobs, nodes, projections)")
+    _database_options(observer)
+    observer.set_defaults(run=_run_observer)
+
 
     bench = command(commands, "bench", "run the benchmarks (from a clone) and write one report")
     bench.add_argument("--quick", action="store_true", help="fewer iterations (minutes instead of ~10)")
@@ -262,6 +273,38 @@ def _run_status(args: argparse.Namespace, console: Console) -> int:
     for node in tree.user_nodes:
         console.print(f"  tree {node.name}: {node.status}, {sum(1 for _ in node.walk())} actors")
     return 0
+
+
+def _run_observer(args: argparse.Namespace, console: Console) -> int:
+    try:
+        from actors.observer import serve
+    except ImportError as exc:
+        raise _usage(f"the observer needs its extra: pip install 'thespian-otp[observer]' ({exc})") from None
+    from supervision import Runtime
+
+    rt = Runtime.attach(args.name)
+    handle = None
+    try:
+        if not args.no_database:
+            if args.schema is None and rt.name == "demo":
+                args.schema_default = "thespian_otp_demo"  # what `thespian-otp demo` uses
+            handle = _open(args, migrate=False)
+        config = handle.config if handle is not None else None
+        observer = serve(rt, config, host=args.host, port=args.port, read_only=args.read_only, trusted_network=args.trusted_network)
+        try:
+            where = f", database {handle.source}, schema {config.schema}" if handle is not None else ""
+            console.print(f"observer of runtime [cyan]{rt.name}[/]{where}")
+            console.print(f"  open [bold]{observer.url}[/] (metrics: {observer.url}metrics); Ctrl-C stops", highlight=False)
+            if not observer.actions_enabled:
+                console.print(f"  retry/cancel are off: {observer.actions_note}", highlight=False)
+            while True:
+                time.sleep(1.0)
+        finally:
+            observer.stop()
+    finally:
+        if handle is not None:
+            handle.close()
+        rt.stop()
 
 
 def _open(args: argparse.Namespace, migrate: bool) -> Any:

@@ -145,8 +145,11 @@ def run_demo(
             soft_wrap=False,
         )
         if hold > 0:
-            console.print(f"holding the system for {hold:g} s: try `thespian-otp tree --name {name}` in another terminal")
-            time.sleep(hold)
+            console.print(
+                f"holding the system for {hold:g} s: try `thespian-otp tree --name {name}` or "
+                f"`thespian-otp observer --name {name}` in another terminal"
+            )
+            _trickle(rt, hold)
     console.print(f"done in {time.monotonic() - started:.1f} s; every actor stopped in order, no process left behind")
     schema = handle.config.schema
     console.print(
@@ -154,6 +157,16 @@ def run_demo(
         f"`thespian-otp jobs --schema {schema}`, `thespian-otp projections status --schema {schema}`"
     )
     return 0 if ok else 1
+
+
+def _trickle(rt: Runtime, hold: float, per_second: int = 20) -> None:
+    """While holding, a few jobs a second (the last of each batch, a demo.upload, fails), so live
+    views show the jobs and the projection move; 20/s is about 2% of what 4 workers finish."""
+    deadline = time.monotonic() + hold
+    batch = _jobs(100)[-per_second:]
+    while time.monotonic() < deadline:
+        rt.enqueue_many(batch)
+        time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
 
 
 def _progress(console: Console) -> Progress:

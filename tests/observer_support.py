@@ -1,0 +1,118 @@
+"""Helpers of the observer tests: a live system with jobs, a limiter and a projector, and the
+job operations API, the real one (issue 15) or, where it is absent, a small stand-in."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import urllib.error
+import urllib.request
+from typing import Any
+
+from actors.jobs import jobs_tree
+from actors.limiter import Limit, LimiterServer
+from actors.projector import projector_spec
+from supervision import ChildSpec, Recoverable, SupervisorSpec
+
+import tests.job_handlers  # noqa: F401 - registers the kinds in this process too
+
+HANDLERS = ["tests.job_handlers"]
+
+
+def system_spec(config: Any, workers: int = 2) -> SupervisorSpec:
+    return SupervisorSpec(
+        "app",
+        intensity=20,
+        period=10.0,
+        children=[
+            ChildSpec("limiter", LimiterServer, kwargs={"limits": {"images": Limit(2)}}),
+            jobs_tree(config, handlers=HANDLERS, workers=workers, heartbeat_ttl=2.0, poll_interval=0.2),
+            projector_spec(config, "job_stats", lock_check_interval=0.5, retry_interval=0.5),
+        ],
+    )
+
+
+def workers(tree: Any) -> list[str]:
+    """Names of the job workers (whatever the tree's naming scheme)."""
+    return sorted(n.name for n in tree.walk() if n.actor_class == "Worker")
+
+
+def real_job_ops() -> Any:
+    try:
+        from actors.jobs.ops import JobOps
+    except ImportError:
+        return None
+    return JobOps
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def post(url: str, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, {"error": body.decode(errors="replace")}
+
+
+def job_row(database: Any, job_id: int) -> dict:
+    with database.connection() as conn:
+        row = conn.execute("SELECT id, state, attempt, last_error, jsonb_array_length(errors) AS tries FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        conn.commit()
+    return row
+
+
+# --- a stand-in for actors.jobs.ops, used only where issue 15's module is absent -------------
+
+
+class JobStateError(Recoverable):
+    def __init__(self, job_id: int, state: str, action: str) -> None:
+        super().__init__(f"job {job_id} is {state}: cannot {action} it", job_id=job_id, state=state, action=action)
+
+
+class StandInJobOps:
+    """What the contract says retry and cancel do, in plain SQL (CONTRACTS.md), nothing more."""
+
+    def __init__(self, config: Any) -> None:
+        from actors.stores.database import Database
+
+        self.database = Database(config)
+
+    def _move(self, job_id: int, action: str, sources: tuple[str, ...], sets: str) -> dict:
+        with self.database.transaction() as conn:
+            row = conn.execute(
+                f"UPDATE jobs SET {sets} WHERE id = %s AND state = ANY(%s) RETURNING id, kind, queue, state, attempt, max_attempts",
+                (job_id, list(sources)),
+            ).fetchone()
+            if row is None:
+                current = conn.execute("SELECT state FROM jobs WHERE id = %s", (job_id,)).fetchone()
+                raise JobStateError(job_id, current["state"] if current else "missing", action)
+        return dict(row)
+
+    def retry(self, job_id: int) -> dict:
+        return self._move(job_id, "retry", ("failed", "cancelled"), "state = 'available', run_at = now(), finished_at = NULL, max_attempts = greatest(max_attempts, attempt + 1)")
+
+    def cancel(self, job_id: int) -> dict:
+        return self._move(job_id, "cancel", ("available", "running"), "state = 'cancelled', finished_at = now()")
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def install_stand_in(monkeypatch: Any) -> None:
+    module = types.ModuleType("actors.jobs.ops")
+    module.JobOps = StandInJobOps
+    monkeypatch.setitem(sys.modules, "actors.jobs.ops", module)

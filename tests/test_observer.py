@@ -1,0 +1,251 @@
+"""The observer over HTTP, against a real runtime on real PostgreSQL: /metrics, the live feed,
+actor details, and the guards on job actions (loopback, host, token, origin, read-only)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from actors.observer import Observer, serve
+from supervision import ConfigError
+from tests.observer_support import get, install_stand_in, job_row, post, real_job_ops, system_spec, workers
+from tests.support import wait_for
+
+
+def metrics(url: str) -> dict[tuple[str, tuple], float]:
+    status, body = get(url + "metrics")
+    assert status == 200
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def sample(found: dict, name: str, **labels: str) -> float | None:
+    return found.get((name, tuple(sorted(labels.items()))))
+
+
+@pytest.fixture
+def system(make_runtime, db_config):
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(system_spec(db_config))
+    return rt
+
+
+def test_metrics_parse_and_their_counters_move_when_actors_restart_and_jobs_finish(system, db_config):
+    rt = system
+    with serve(rt, db_config, interval=0.2) as observer:
+        worker = workers(rt.tree())[0]
+        before = metrics(observer.url)
+        assert sample(before, "thespian_otp_actor_restarts_total", actor=worker, **{"class": "Worker", "kind": "worker"}) == 0
+        assert sample(before, "thespian_otp_actor_running", actor=worker, **{"class": "Worker", "kind": "worker"}) == 1
+        assert sample(before, "thespian_otp_observed_restarts_total") == 0
+        assert sample(before, "thespian_otp_projection_lag_events", projection="job_stats") is not None
+        assert sample(before, "thespian_otp_limiter_concurrency", limiter="limiter", key="images") == 2
+
+        rt.kill(worker)
+        after = wait_for(
+            lambda: (m := metrics(observer.url)) and sample(m, "thespian_otp_observed_restarts_total") == 1 and m,
+            timeout=10, what="the restart in /metrics",
+        )  # fmt: skip
+        assert sample(after, "thespian_otp_actor_restarts_total", actor=worker, **{"class": "Worker", "kind": "worker"}) == 1
+
+        ids = [rt.enqueue("work", {"sleep": 0.01}) for _ in range(5)] + [rt.enqueue("always_fails", {})]
+
+        def finished():
+            m = metrics(observer.url)
+            done = sample(m, "thespian_otp_jobs_finished_total", kind="work", outcome="completed")
+            failed = sample(m, "thespian_otp_jobs_finished_total", kind="always_fails", outcome="failed")
+            return m if done == 5 and failed == 1 else None
+
+        m = wait_for(finished, timeout=20, what="5 completed and 1 failed job in /metrics")
+        assert sample(m, "thespian_otp_job_duration_seconds_count", kind="work", outcome="completed") == 5
+        # always_fails has max_attempts=2: one retried attempt, then failed
+        assert sample(m, "thespian_otp_jobs_finished_total", kind="always_fails", outcome="retried") == 1
+        assert sample(m, "thespian_otp_jobs", queue="default", kind="work", state="completed") == 5
+        assert sample(m, "thespian_otp_jobs", queue="default", kind="always_fails", state="failed") == 1
+        # the killed worker's row stays until its heartbeat expires and the rescuer removes it
+        processes = lambda: sum(v for (name, _), v in metrics(observer.url).items() if name == "thespian_otp_worker_processes")  # noqa: E731
+        wait_for(lambda: processes() == 2, timeout=20, what="the two live worker processes")
+        assert all(job_row(observer.database, i)["state"] in ("completed", "failed") for i in ids)
+        # the projection catches up: its lag gauge goes back to 0
+        wait_for(lambda: sample(metrics(observer.url), "thespian_otp_projection_lag_events", projection="job_stats") == 0,
+                 timeout=20, what="projection lag 0")  # fmt: skip
+
+
+def test_the_live_feed_sends_each_new_snapshot_and_details_show_the_last_exit(system, db_config):
+    rt = system
+    with serve(rt, db_config, interval=0.2) as observer:
+        worker = workers(rt.tree())[0]
+        with urllib.request.urlopen(observer.url + "api/events", timeout=10) as feed:
+            first = _next_snapshot(feed)
+            rt.kill(worker)
+
+            def restarted():
+                snapshot = _next_snapshot(feed)
+                node = _find(snapshot["tree"], worker)
+                return snapshot if node and node["restarts"] == 1 and node["status"] == "running" else None
+
+            snapshot = wait_for(restarted, timeout=10, what="a snapshot with the restart")
+        assert snapshot["taken_at"] > first["taken_at"]
+        assert snapshot["totals"]["restarts"] == 1
+        assert len(snapshot["series"]["restarts"]) == len(snapshot["series"]["at"]) and sum(snapshot["series"]["restarts"]) == 1
+        status, body = get(observer.url + f"api/actors/{worker}")
+        details = json.loads(body)
+        assert status == 200 and details["restarts"] == 1 and details["last_exit"]
+        assert any(e["what"].startswith("exited:") for e in details["recent_errors"])
+        assert details["spec"]["actor"] == "actors.jobs.worker.Worker"  # the pool's template
+        assert details["process"]["pid"] == _find(snapshot["tree"], worker)["pid"]
+        assert get(observer.url + "api/actors/nobody")[0] == 404
+
+
+def _next_snapshot(feed) -> dict:
+    data = None
+    while True:
+        line = feed.readline().decode()
+        if line.startswith("data: "):
+            data = json.loads(line[6:])
+        elif line == "\n" and data is not None:
+            return data
+
+
+def _find(nodes, name):
+    for node in nodes:
+        if node["name"] == name:
+            return node
+        found = _find(node["children"], name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture
+def job_ops(monkeypatch):
+    """The real job operations API if this tree has it, else the stand-in (tests/observer_support)."""
+    if real_job_ops() is None:
+        install_stand_in(monkeypatch)
+        return "stand-in"
+    return "real"
+
+
+def _failed_job(rt, database) -> int:
+    job_id = rt.enqueue("always_fails", {})
+    wait_for(lambda: job_row(database, job_id)["state"] == "failed", timeout=20, what="the job to fail")
+    return job_id
+
+
+def test_job_actions_need_the_token_and_a_same_site_origin_and_change_nothing_otherwise(system, db_config, job_ops):
+    rt = system
+    with serve(rt, db_config, interval=0.2) as observer:
+        assert observer.actions_enabled, observer.actions_note
+        job_id = _failed_job(rt, observer.database)
+        url = observer.url + f"api/jobs/{job_id}/retry"
+        origin = f"http://127.0.0.1:{observer.port}"
+        refused = [
+            post(url),  # no token
+            post(url, {"X-Observer-Token": "guessed"}),
+            post(url, {"X-Observer-Token": observer.token, "Origin": "http://evil.example"}),
+            post(url, {"X-Observer-Token": observer.token, "Sec-Fetch-Site": "cross-site"}),
+        ]
+        assert [status for status, _ in refused] == [403, 403, 403, 403], refused
+        assert get(observer.url, {"Host": "evil.example"})[0] == 400  # DNS rebinding: an unknown Host is refused
+        assert get(observer.url + "api/snapshot", {"Host": "rebind.evil.example:80"})[0] == 400
+        assert job_row(observer.database, job_id)["state"] == "failed"  # nothing changed
+        assert get(observer.url + f"api/jobs/{job_id}/retry")[0] == 405  # a GET never acts
+
+        status, body = post(url, {"X-Observer-Token": observer.token, "Origin": origin})
+        assert status == 200, body
+        assert body["job"]["state"] == "available"
+        # it runs again (and fails again: always_fails never works): one more error recorded
+        tries = job_row(observer.database, job_id)["tries"]
+        wait_for(lambda: (row := job_row(observer.database, job_id))["state"] == "failed" and row["tries"] > tries,
+                 timeout=20, what="the retried job to run again")  # fmt: skip
+        status, body = post(observer.url + "api/jobs/999999/retry", {"X-Observer-Token": observer.token, "Origin": origin})
+        assert status in (404, 409), body
+        status, body = post(observer.url + f"api/jobs/{job_id}/cancel", {"X-Observer-Token": observer.token, "Origin": origin})
+        assert status == 409 and "JobStateError" in body["error"], body  # a failed job cannot be cancelled
+        assert post(observer.url + f"api/jobs/{job_id}/explode", {"X-Observer-Token": observer.token})[0] == 404
+
+
+def test_read_only_hides_the_actions_and_refuses_them(system, db_config, job_ops):
+    rt = system
+    with serve(rt, db_config, read_only=True, interval=0.2) as observer:
+        job_id = _failed_job(rt, observer.database)
+        status, page = get(observer.url)
+        assert status == 200 and "&quot;actions&quot;: false" in page.decode()
+        status, body = post(observer.url + f"api/jobs/{job_id}/retry", {"X-Observer-Token": observer.token})
+        assert status == 403 and "read-only" in body["error"]
+        assert job_row(observer.database, job_id)["state"] == "failed"
+
+
+def test_without_the_job_operations_api_the_page_is_read_only(system, db_config, monkeypatch):
+    monkeypatch.setitem(sys.modules, "actors.jobs.ops", None)  # the import fails, as on a tree without issue 15
+    with serve(system, db_config, interval=0.2) as observer:
+        assert not observer.actions_enabled and "not installed" in observer.actions_note
+        status, body = post(observer.url + "api/jobs/1/retry", {"X-Observer-Token": observer.token})
+        assert status == 503 and "not installed" in body["error"]
+        assert "&quot;actions&quot;: false" in get(observer.url)[1].decode()
+
+
+def test_a_tree_only_observer_works_without_a_database(make_runtime):
+    from tests.support import Echo
+    from supervision import ChildSpec, SupervisorSpec
+
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    with serve(rt, interval=0.2) as observer:
+        snapshot = json.loads(get(observer.url + "api/snapshot")[1])
+        assert snapshot["database"] is None and _find(snapshot["tree"], "echo")["status"] == "running"
+        assert snapshot["errors"] == {}
+        assert any(name == "thespian_otp_actor_running" for name, _ in metrics(observer.url))
+
+
+def test_bad_settings_are_clear_errors_and_bind_nothing(make_runtime):
+    rt = make_runtime(log_level="CRITICAL")
+    with pytest.raises(ConfigError, match="trusted_network"):
+        Observer(rt, host="0.0.0.0")
+    with pytest.raises(ConfigError, match="port"):
+        Observer(rt, port=70000)
+    with pytest.raises(ConfigError, match="interval"):
+        Observer(rt, interval=0)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        with pytest.raises(ConfigError, match="in use"):
+            serve(rt, port=busy.getsockname()[1])
+    finally:
+        busy.close()
+
+
+def test_the_observer_reports_a_database_outage_and_keeps_showing_the_tree(make_runtime, own_pg):
+    """The database restarts under the observer: the page says so, the tree stays, and it recovers."""
+    from actors.stores.config import DatabaseConfig
+    from actors.stores.database import Database
+    from actors.stores.migrate import Migrator
+
+    config = DatabaseConfig(own_pg.dsn, schema="observer_outage", connect_timeout=1.0)
+    with Database(config) as database:
+        Migrator(database).apply()
+    from tests.support import Echo
+    from supervision import ChildSpec, SupervisorSpec
+
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    with serve(rt, config, interval=0.2) as observer:
+        assert json.loads(get(observer.url + "api/snapshot")[1])["errors"] == {}
+        own_pg.stop_server()
+        try:
+            down = wait_for(lambda: (s := json.loads(get(observer.url + "api/snapshot")[1]))["errors"].get("database") and s,
+                            timeout=20, what="the outage on the page")  # fmt: skip
+            assert _find(down["tree"], "echo")["status"] == "running" and down["database"] is None
+        finally:
+            own_pg.start_server()
+        wait_for(lambda: json.loads(get(observer.url + "api/snapshot")[1])["errors"] == {}, timeout=30, what="recovery")

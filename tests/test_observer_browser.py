@@ -1,0 +1,126 @@
+"""The observer's page in a real browser: headless Chromium (Debian's `chromium`) driven by Playwright.
+
+A real runtime with a job tree on real PostgreSQL; the page shows the tree, a SIGKILLed worker's
+restart appears on it within 2 s, pressing retry on a failed job runs it again (checked in SQL),
+and the run saves a screenshot to docs/observer.png. Skipped only where Chromium is not
+installed (`apt-get install chromium`; .ci/run does it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from actors.observer import serve
+from tests.observer_support import install_stand_in, job_row, real_job_ops, system_spec, workers
+from tests.support import wait_for
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]  # fmt: skip
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "observer.png"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install -y chromium)")
+
+
+@pytest.fixture
+def launch():
+    """Start Chromium when called: AFTER the runtime has started, or the actor processes forked
+    from this one inherit the pipe to Playwright's driver, which then never sees its end and
+    hangs at exit (seen: a teardown stuck until the test timeout)."""
+    from playwright.sync_api import sync_playwright
+
+    started = []
+
+    def start():
+        playwright = sync_playwright().start()
+        started.append(playwright)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        started.append(browser)
+        return browser
+
+    yield start
+    for thing in reversed(started):
+        thing.close() if hasattr(thing, "new_page") else thing.stop()
+
+
+def restarts_cell(page, name):
+    return page.locator(f'#tree tr[data-actor="{name}"] td.restarts')
+
+
+def test_the_page_shows_the_tree_and_a_killed_worker_restart_within_2_s(make_runtime, db_config, launch):
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(system_spec(db_config, workers=3))
+    failed = rt.enqueue("always_fails", {})
+    with serve(rt, db_config) as observer:
+        page = launch().new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(observer.url)
+        names = workers(rt.tree())
+        page.wait_for_selector(f'#tree tr[data-actor="{names[0]}"]', timeout=10_000)
+        shown = page.locator("#tree tr").evaluate_all("rows => rows.map(r => r.dataset.actor)")
+        assert set(names) | {"app", "limiter", "jobs", "completer", "rescuer"} <= set(shown)
+        assert restarts_cell(page, names[1]).inner_text() == "0"
+        assert page.locator("#live").inner_text() == "live"
+
+        killed = rt.kill(names[1])
+        started = time.monotonic()
+        # within 2 s of the SIGKILL the page shows the restart (the feed is at most ~0.6 s behind)
+        page.wait_for_function(
+            "([name]) => document.querySelector(`#tree tr[data-actor=\"${name}\"] td.restarts`)?.textContent === '1'",
+            arg=[names[1]], timeout=2_000,
+        )  # fmt: skip
+        assert time.monotonic() - started < 2.0
+        new_pid = page.locator(f'#tree tr[data-actor="{names[1]}"] td.pid').inner_text()
+        assert new_pid != str(killed)
+
+        # the details of the restarted worker: its last exit reason and the restart in recent errors
+        page.locator(f'#tree tr[data-actor="{names[1]}"]').click()
+        page.wait_for_selector("#details:not([hidden]) dl", timeout=5_000)
+        details = page.locator("#details").inner_text()
+        assert "last exit reason" in details and "exited:" in details
+
+        # the failed job is listed with its error; a job and the projection move
+        wait_for(lambda: job_row(observer.database, failed)["state"] == "failed", timeout=20, what="the failing job")
+        page.wait_for_selector(f'#failed tr[data-job="{failed}"]', timeout=5_000)
+        assert "this job never works" in page.locator(f'#failed tr[data-job="{failed}"]').inner_text()
+        for i in range(40):
+            rt.enqueue("work", {"sleep": 0.05})
+        page.wait_for_function("() => document.querySelector('#job-states [data-state=completed] .value')?.textContent === '40'",
+                               timeout=20_000)  # fmt: skip
+        page.wait_for_selector('#projections tr[data-projection="job_stats"]', timeout=5_000)
+        page.locator("#faults-chart rect").first.wait_for(timeout=5_000)  # the restart is on the chart
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        assert SCREENSHOT.stat().st_size > 10_000
+        assert errors == [], errors
+
+
+@pytest.mark.parametrize("ops", ["real", "stand-in"])
+def test_pressing_retry_on_a_failed_job_runs_it_again(make_runtime, db_config, launch, monkeypatch, ops, tmp_path):
+    if ops == "real" and real_job_ops() is None:
+        pytest.skip("actors.jobs.ops.JobOps (issue 15) is not in this tree: the page is read-only; the stand-in variant covers the button")
+    if ops == "stand-in":
+        if real_job_ops() is not None:
+            pytest.skip("the real actors.jobs.ops is here: the 'real' variant tests the button")
+        install_stand_in(monkeypatch)
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(system_spec(db_config, workers=2))
+    marker = tmp_path / "marker"
+    # flaky: fails while the marker has <= 3 marks; max_attempts=3, so it fails for good, then
+    # its 4th run (after the retry) succeeds
+    job_id = rt.enqueue("flaky", {"marker": str(marker), "fails": 3})
+    with serve(rt, db_config) as observer:
+        wait_for(lambda: job_row(observer.database, job_id)["state"] == "failed", timeout=20, what="the job to fail")
+        page = launch().new_page(viewport={"width": 1280, "height": 900})
+        page.goto(observer.url)
+        button = page.locator(f'#failed tr[data-job="{job_id}"] button.retry')
+        button.wait_for(timeout=10_000)
+        button.click()
+        wait_for(lambda: job_row(observer.database, job_id)["state"] == "completed", timeout=20, what="the retried job to complete")
+        assert marker.read_text() == "xxxx"  # it ran a 4th time
+        page.wait_for_selector(f'#failed tr[data-job="{job_id}"]', state="detached", timeout=5_000)
