@@ -126,6 +126,10 @@ class Calls:
         if ctx is None:
             ctx = ExternalContext(self._system._systemBase.external_clone())
             self._local.ctx = ctx
+            # closes the context when this thread ends (its thread-local values are dropped):
+            # each context holds a listening socket and ~3 fds; 300 short-lived threads left
+            # 911 fds open, and with a 256-fd limit the 82nd got a raw OSError
+            self._local.closer = _ContextCloser(ctx, self._contexts)
             self._contexts.append(ctx)
         return ctx
 
@@ -260,6 +264,26 @@ class Calls:
         return Packed(type(value).__name__, data)
 
 
+
+
+class _ContextCloser:
+    """Kept in a thread's thread-local storage next to its context: when the thread ends, the
+    storage goes, and with it this object, which closes the context."""
+
+    __slots__ = ("ctx", "contexts")
+
+    def __init__(self, ctx: ExternalContext, contexts: list) -> None:
+        self.ctx, self.contexts = ctx, contexts
+
+    def __del__(self) -> None:
+        try:
+            self.contexts.remove(self.ctx)
+        except ValueError:
+            return  # the runtime closed it already (stop)
+        try:
+            self.ctx.exit_clone()
+        except Exception:  # noqa: BLE001 - best effort, possibly at interpreter exit
+            pass
 
 
 def _start_failed(payload: Any, exc: MessageNotUnpicklable) -> SupervisionError:
