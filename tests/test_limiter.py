@@ -187,3 +187,14 @@ def test_a_forged_down_from_a_caller_releases_nothing(make_runtime, base):
     with pytest.raises(LimitTimeout):
         Limiter(rt).acquire("db", timeout=0.2)
     assert rt.tree()["limiter"].restarts == 0
+
+
+def test_keys_only_the_default_covers_are_forgotten_once_released(make_runtime):
+    rt = make_runtime("multiprocTCPBase").start(tree())
+    limiter = Limiter(rt)
+    for i in range(300):
+        with limiter.permit(f"user-{i}", timeout=2):
+            pass
+    with limiter.permit("user-last", timeout=2):
+        assert {s.key for s in rt.ask("limiter", Stats())} == {"db", "user-last"}
+    assert {s.key for s in rt.ask("limiter", Stats())} == {"db"}  # nothing kept per key ever seen
