@@ -15,6 +15,7 @@ every request goes through the kernel instead.
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from typing import Any
@@ -284,6 +285,24 @@ class _ContextCloser:
             self.ctx.exit_clone()
         except Exception:  # noqa: BLE001 - best effort, possibly at interpreter exit
             pass
+
+
+def reap_child(pid: int | None, timeout: float = 1.0) -> bool:
+    """Collect the exit status of our child `pid` (thespian's admin), so that a long-lived
+    process (a REPL, Jupyter) is not left with one zombie per `Runtime.stop()`. True if reaped."""
+    if pid is None:
+        return False
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return False  # not our child (attached), or already collected
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def _start_failed(payload: Any, exc: MessageNotUnpicklable) -> SupervisionError:

@@ -31,7 +31,7 @@ from thespian.actors import ActorSystem
 from thespian.actors import ExternalContext
 
 from supervision import bases, discovery
-from supervision.calls import LIVENESS_SLICE, Calls
+from supervision.calls import LIVENESS_SLICE, Calls, reap_child
 from supervision.logs import logger
 from supervision.errors import (
     ConfigError,
@@ -280,6 +280,7 @@ class Runtime(Calls):
             if self.name is not None and self._kernel_identity is not None:
                 discovery.withdraw(self.name, self._kernel_identity.pid)
             budget = self.shutdown_budget - SYSTEM_SHUTDOWN_TIMEOUT
+            admin = self._group  # the admin process leads the group (setsid): our child to reap
             try:
                 if self._kernel_alive():
                     self._call_kernel(Shutdown(), budget, allow_stopped=True)
@@ -288,6 +289,7 @@ class Runtime(Calls):
             finally:
                 self._shutdown_system()
                 _live_runtimes.discard(self)
+                reap_child(admin)
 
     def crash(self) -> None:
         """Fault injection: SIGKILL every process of this runtime's actor system at once, as a
