@@ -98,7 +98,9 @@ class Calls:
         if not self.info.direct_sends:
             # acknowledged by the kernel: thespian's queue base routes through bounded queues
             # that deadlock (kernel and admin each blocked on the other's full queue) under a
-            # flood of unacknowledged sends
+            # flood of unacknowledged sends. Resolved first (cached after the first time), so
+            # that a tell to an unknown name is NoSuchName here too, not dropped by the kernel
+            self._resolve(name, deadline)
             self._request(self._kernel, Envelope(Relay(Envelope(message, name)), KERNEL_NAME), deadline, None, KERNEL_NAME)
             return
         entry = self._resolve(name, deadline)

@@ -279,3 +279,12 @@ def test_restarts_of_a_caller_leave_no_watches_behind_in_the_monitor(make_runtim
     stats = rt.ask("sys.monitor", MonitorStats())
     assert stats["watches"] <= baseline["watches"] + 1, (baseline, stats)
     assert stats["watchers"] <= baseline["watchers"] + 1, (baseline, stats)
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_tell_from_the_runtime_to_an_unknown_name_is_no_such_name(make_runtime, base):
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("kv", KeyValue)]))
+    with pytest.raises(NoSuchName, match="nobody"):
+        rt.tell("nobody", Put("k", 1))
+    rt.tell("kv", Put("k", 1))
+    assert wait_for(lambda: rt.ask("kv", Get("k")) == 1)
