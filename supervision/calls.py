@@ -15,6 +15,7 @@ every request goes through the kernel instead.
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from typing import Any
@@ -97,7 +98,9 @@ class Calls:
         if not self.info.direct_sends:
             # acknowledged by the kernel: thespian's queue base routes through bounded queues
             # that deadlock (kernel and admin each blocked on the other's full queue) under a
-            # flood of unacknowledged sends
+            # flood of unacknowledged sends. Resolved first (cached after the first time), so
+            # that a tell to an unknown name is NoSuchName here too, not dropped by the kernel
+            self._resolve(name, deadline)
             self._request(self._kernel, Envelope(Relay(Envelope(message, name)), KERNEL_NAME), deadline, None, KERNEL_NAME)
             return
         entry = self._resolve(name, deadline)
@@ -126,6 +129,10 @@ class Calls:
         if ctx is None:
             ctx = ExternalContext(self._system._systemBase.external_clone())
             self._local.ctx = ctx
+            # closes the context when this thread ends (its thread-local values are dropped):
+            # each context holds a listening socket and ~3 fds; 300 short-lived threads left
+            # 911 fds open, and with a 256-fd limit the 82nd got a raw OSError
+            self._local.closer = _ContextCloser(ctx, self._contexts)
             self._contexts.append(ctx)
         return ctx
 
@@ -260,6 +267,44 @@ class Calls:
         return Packed(type(value).__name__, data)
 
 
+
+
+class _ContextCloser:
+    """Kept in a thread's thread-local storage next to its context: when the thread ends, the
+    storage goes, and with it this object, which closes the context."""
+
+    __slots__ = ("ctx", "contexts")
+
+    def __init__(self, ctx: ExternalContext, contexts: list) -> None:
+        self.ctx, self.contexts = ctx, contexts
+
+    def __del__(self) -> None:
+        try:
+            self.contexts.remove(self.ctx)
+        except ValueError:
+            return  # the runtime closed it already (stop)
+        try:
+            self.ctx.exit_clone()
+        except Exception:  # noqa: BLE001 - best effort, possibly at interpreter exit
+            pass
+
+
+def reap_child(pid: int | None, timeout: float = 1.0) -> bool:
+    """Collect the exit status of our child `pid` (thespian's admin), so that a long-lived
+    process (a REPL, Jupyter) is not left with one zombie per `Runtime.stop()`. True if reaped."""
+    if pid is None:
+        return False
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return False  # not our child (attached), or already collected
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def _start_failed(payload: Any, exc: MessageNotUnpicklable) -> SupervisionError:

@@ -15,6 +15,7 @@ Before each send the cached target's process is checked (a pid and start time re
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
 import time
@@ -94,6 +95,12 @@ class Router:
         self.waiting: dict[str, deque[_Outgoing]] = {}
         self.lookups: dict[str, str] = {}
         self.pending: dict[str, _Pending] = {}
+        #: (deadline, corr) of pending requests, earliest first; entries of requests answered
+        #: (or re-dated) since are skipped when they come up. The kernel keeps every request it
+        #: forwards until its ttl, and used to scan all of them on every expiry and every Down.
+        self._deadlines: list[tuple[float, str]] = []
+        #: target name -> corrs of its pending requests (for `on_down`)
+        self._by_name: dict[str, set[str]] = {}
         self.dead_letters = 0
 
     # --- sending -------------------------------------------------------------------------
@@ -128,8 +135,7 @@ class Router:
         pending = _Pending(
             corr, name, type_name(payload), self.clock() + timeout, timeout, on_answer=on_answer, tag=tag
         )
-        self.pending[corr] = pending
-        self.owner.arm_timer(pending.deadline)
+        self._add(pending)
         self._route(_Outgoing(Envelope(packed, name, corr, self.owner.myAddress), pending))
         return corr
 
@@ -147,8 +153,7 @@ class Router:
                 self.clock() + (envelope.ttl or ttl),
                 reply_to=envelope.reply_to,
             )
-            self.pending[envelope.corr] = pending
-            self.owner.arm_timer(pending.deadline)
+            self._add(pending)
         self._route(_Outgoing(envelope, pending))
 
     def resolve(self, name: str, on_answer: Callable[[Answer], None], wait: float | None = None, stale: Any = None) -> None:
@@ -241,14 +246,14 @@ class Router:
         if name is not None:
             self._resolve_failed(name, message.error.to_exception())
             return True
-        pending = self.pending.pop(message.corr, None)
+        pending = self._take(message.corr)
         if pending is None or pending.on_answer is None:
             return pending is not None
         pending.on_answer(Answer(pending.tag, error=message.error))
         return True
 
     def on_reply(self, message: Reply) -> bool:
-        pending = self.pending.pop(message.corr, None)
+        pending = self._take(message.corr)
         if pending is None:
             return False
         if pending.on_answer is not None:
@@ -264,9 +269,8 @@ class Router:
         entry = self.cache.get(message.name)
         if entry is not None and (message.address is None or entry.address == message.address):
             del self.cache[message.name]
-        for pending in list(self.pending.values()):
-            if pending.name != message.name:
-                continue
+        for corr in list(self._by_name.get(message.name, ())):
+            pending = self.pending[corr]
             if message.address is not None and pending.address is not None and pending.address != message.address:
                 continue
             if pending.address is None or pending.down is not None:
@@ -274,7 +278,9 @@ class Router:
             # fail it shortly, not now: an actor that crashed or is stopping answers requests it
             # refused (undelivered, safe to resend) itself, and that answer should win
             pending.down = message.reason
-            pending.deadline = min(pending.deadline, self.clock() + DOWN_GRACE)
+            if pending.deadline > self.clock() + DOWN_GRACE:
+                pending.deadline = self.clock() + DOWN_GRACE
+                heapq.heappush(self._deadlines, (pending.deadline, pending.corr))
             self.owner.arm_timer(pending.deadline)
 
     def on_monitor_changed(self) -> None:
@@ -286,21 +292,45 @@ class Router:
             self._send_lookup(name, self.restart_wait)
 
     def expire(self) -> float | None:
-        """Fail requests past their deadline; return the next deadline, if any."""
+        """Fail requests past their deadline; return the next deadline, if any. Touches only
+        the requests that are due (a heap), however many are pending."""
         now = self.clock()
-        upcoming: float | None = None
-        for pending in list(self.pending.values()):
-            if pending.deadline <= now:
-                if pending.down is not None:
-                    self._fail(pending, DeadLetter(pending.name, pending.message_type, f"the actor died ({pending.down})"))
-                    continue
-                self.pending.pop(pending.corr, None)
-                if pending.on_answer is not None:
-                    error = AskTimeout(pending.name, pending.timeout, pending.message_type)
-                    pending.on_answer(Answer(pending.tag, error=ErrorInfo.from_exception(error, with_traceback=False)))
-            elif upcoming is None or pending.deadline < upcoming:
-                upcoming = pending.deadline
-        return upcoming
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, corr = heapq.heappop(heap)
+            pending = self.pending.get(corr)
+            if pending is None or pending.deadline != deadline:
+                continue  # answered, or re-dated (it has a newer entry)
+            if pending.down is not None:
+                self._fail(pending, DeadLetter(pending.name, pending.message_type, f"the actor died ({pending.down})"))
+                continue
+            self._take(corr)
+            if pending.on_answer is not None:
+                error = AskTimeout(pending.name, pending.timeout, pending.message_type)
+                pending.on_answer(Answer(pending.tag, error=ErrorInfo.from_exception(error, with_traceback=False)))
+        while heap and (heap[0][1] not in self.pending or self.pending[heap[0][1]].deadline != heap[0][0]):
+            heapq.heappop(heap)  # keep the top meaningful: the timer is armed for it
+        return heap[0][0] if heap else None
+
+    def _add(self, pending: _Pending) -> None:
+        self.pending[pending.corr] = pending
+        if len(self._deadlines) > 2 * len(self.pending) + 64:
+            # mostly answered requests: rebuild, so the heap stays O(pending)
+            self._deadlines = [(p.deadline, p.corr) for p in self.pending.values()]
+            heapq.heapify(self._deadlines)
+        heapq.heappush(self._deadlines, (pending.deadline, pending.corr))
+        self._by_name.setdefault(pending.name, set()).add(pending.corr)
+        self.owner.arm_timer(pending.deadline)
+
+    def _take(self, corr: str) -> _Pending | None:
+        pending = self.pending.pop(corr, None)
+        if pending is not None:
+            corrs = self._by_name.get(pending.name)
+            if corrs is not None:
+                corrs.discard(corr)
+                if not corrs:
+                    del self._by_name[pending.name]
+        return pending
 
     # --- failures ------------------------------------------------------------------------
 
@@ -316,7 +346,7 @@ class Router:
             self._fail(outgoing.pending, error)
 
     def _fail(self, pending: _Pending, error: BaseException) -> None:
-        self.pending.pop(pending.corr, None)
+        self._take(pending.corr)
         info = ErrorInfo.from_exception(error, with_traceback=False)
         if pending.on_answer is not None:
             pending.on_answer(Answer(pending.tag, error=info))

@@ -31,7 +31,7 @@ from thespian.actors import ActorSystem
 from thespian.actors import ExternalContext
 
 from supervision import auth, bases, discovery, logs
-from supervision.calls import LIVENESS_SLICE, Calls
+from supervision.calls import LIVENESS_SLICE, Calls, reap_child
 from supervision.logs import logger
 from supervision.errors import (
     ConfigError,
@@ -353,6 +353,7 @@ class Runtime(Calls):
                 return
             if self.name is not None and self._kernel_identity is not None:
                 discovery.withdraw(self.name, self._kernel_identity.pid)
+            admin = self._group  # the admin process leads the group (setsid): our child to reap
             try:
                 if self._kernel_alive():
                     self._call_kernel(Shutdown(), budget, allow_stopped=True)
@@ -362,6 +363,7 @@ class Runtime(Calls):
                 self._shutdown_system()
                 auth.forget(self.admin_port)
                 _live_runtimes.discard(self)
+                reap_child(admin)
 
     def crash(self) -> None:
         """Fault injection: SIGKILL every process of this runtime's actor system at once, as a

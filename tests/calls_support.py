@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from typing import Any
 
 import attrs
@@ -46,6 +45,12 @@ class Faulty(Server):
             return {}["missing"]  # a KeyError: a crash
         if message == "unpicklable":
             return threading.Lock()
+        if message == "unpicklable-lambda":
+            return lambda: "not picklable"
+        if message == "unpicklable-generator":
+            return (i for i in range(3))
+        if message == "unpicklable-nested":
+            return {"rows": [1, 2], "cursor": threading.Lock()}
         if message == "unpicklable-error":
             raise Unpicklable("a recoverable error with a lock", lock=threading.Lock())
         if message == "pid":

@@ -47,6 +47,24 @@ def test_a_rate_limit_spaces_grants_by_the_rate():
     assert [o.request_id for o in core.advance(0.5)] == [2]
 
 
+def test_keys_only_the_default_covers_are_forgotten_when_idle_and_nothing_scans_them():
+    core = LimiterCore({"db": Limit(2)}, default=Limit(1))
+    for i in range(10_000):
+        [granted] = core.acquire(i, f"user-{i}", OWNERS[i % 3], float(i), timeout=1)
+        core.release(granted.lease.id, float(i))
+    assert set(core.buckets) == {"db"} and core.leases == {} and list(core.owners()) == []
+    core.check()
+    core.acquire("r", "plain", OWNERS[0], 0.0, timeout=1)
+    assert core.next_deadline(0.0) is None  # nothing waits, nothing expires
+
+
+def test_an_unknown_key_names_the_configured_ones():
+    core = LimiterCore({"images": Limit(2)})
+    with pytest.raises(UnknownKey, match="'imagse'.*configured: 'images'"):
+        core.acquire(1, "imagse", OWNERS[0], 0.0, timeout=1)
+    assert set(core.buckets) == {"images"}
+
+
 def test_bad_input_is_rejected_with_typed_errors():
     core = LimiterCore({"db": Limit(1)}, default=None)
     with pytest.raises(BadRequest):
@@ -73,12 +91,13 @@ class LimiterMachine(RuleBasedStateMachine):
     )
     def setup(self, concurrency, rate, burst):
         self.limit = Limit(concurrency, rate, burst if rate else None)
-        self.core = LimiterCore({"k": self.limit})
+        # "k" is configured; "d" is covered by the default only, so it is forgotten when idle
+        self.core = LimiterCore({"k": self.limit}, default=self.limit)
         self.now = 0.0
         self.next_id = 0
         self.requests: dict[int, dict] = {}  # id -> {owner, at, deadline, state}
         self.leases: dict[str, object] = {}  # lease id -> Lease (what the model thinks is held)
-        self.grant_times: list[float] = []
+        self.grant_times: dict[str, list[float]] = {"k": [], "d": []}
 
     def _absorb(self, outcomes):
         for outcome in outcomes:
@@ -86,21 +105,24 @@ class LimiterMachine(RuleBasedStateMachine):
             assert request["state"] == "waiting", f"{outcome} for a request that is {request['state']}"
             if isinstance(outcome, Granted):
                 # FIFO: nobody who asked earlier is still waiting
-                earlier = [r for r in self.requests.values() if r["at_seq"] < request["at_seq"] and r["state"] == "waiting"]
+                earlier = [
+                    r for r in self.requests.values()
+                    if r["at_seq"] < request["at_seq"] and r["state"] == "waiting" and r["key"] == request["key"]
+                ]
                 assert not earlier, f"request {outcome.request_id} jumped the queue"
                 assert self.now <= request["deadline"] + 1e-9, "granted after its timeout"
                 request["state"] = "granted"
                 self.leases[outcome.lease.id] = outcome.lease
-                self.grant_times.append(self.now)
+                self.grant_times[outcome.lease.key].append(self.now)
             else:
                 assert self.now >= request["deadline"] - 1e-9, "timed out early"
                 request["state"] = "timed out"
 
-    @rule(owner=st.sampled_from(OWNERS), timeout=st.floats(0.0, 4.0), lease=st.one_of(st.none(), st.floats(0.5, 3.0)))
-    def acquire(self, owner, timeout, lease):
+    @rule(owner=st.sampled_from(OWNERS), timeout=st.floats(0.0, 4.0), lease=st.one_of(st.none(), st.floats(0.5, 3.0)), key=st.sampled_from(["k", "d"]))
+    def acquire(self, owner, timeout, lease, key):
         self.next_id += 1
-        self.requests[self.next_id] = {"owner": owner.name, "at_seq": self.next_id, "deadline": self.now + timeout, "state": "waiting"}
-        self._absorb(self.core.acquire(self.next_id, "k", owner, self.now, timeout, lease))
+        self.requests[self.next_id] = {"owner": owner.name, "at_seq": self.next_id, "deadline": self.now + timeout, "state": "waiting", "key": key}
+        self._absorb(self.core.acquire(self.next_id, key, owner, self.now, timeout, lease))
 
     @precondition(lambda self: self.leases)
     @rule(data=st.data())
@@ -140,24 +162,38 @@ class LimiterMachine(RuleBasedStateMachine):
         if not hasattr(self, "core"):
             return
         assert self.core.held("k") <= self.limit.concurrency
+        assert self.core.held("d") <= self.limit.concurrency
         assert set(self.core.leases) == set(self.leases)
+
+    @invariant()
+    def the_indexes_agree_and_an_idle_default_key_is_forgotten(self):
+        if not hasattr(self, "core"):
+            return
+        self.core.check()
+        busy = any(l.key == "d" for l in self.leases.values()) or any(
+            r["state"] == "waiting" and r["key"] == "d" for r in self.requests.values()
+        )
+        if busy:
+            assert "d" in self.core.buckets
+        elif self.limit.rate is None:
+            assert "d" not in self.core.buckets, "an idle key only the default covers was kept"
 
     @invariant()
     def the_model_and_the_core_agree_on_who_waits(self):
         if not hasattr(self, "core"):
             return
-        waiting = [r for r in self.requests.values() if r["state"] == "waiting"]
+        waiting = [r for r in self.requests.values() if r["state"] == "waiting" and r["key"] == "k"]
         assert len(waiting) == sum(1 for _ in self.core.buckets["k"].queue)
 
     @invariant()
     def the_rate_is_never_exceeded_over_any_window(self):
         if not hasattr(self, "core") or self.limit.rate is None:
             return
-        times = self.grant_times
-        for i, start in enumerate(times):
-            for j in range(i, len(times)):
-                window = times[j] - start
-                assert j - i + 1 <= self.limit.capacity + self.limit.rate * window + 1e-6
+        for times in self.grant_times.values():  # "d" included: across its forgetting
+            for i, start in enumerate(times):
+                for j in range(i, len(times)):
+                    window = times[j] - start
+                    assert j - i + 1 <= self.limit.capacity + self.limit.rate * window + 1e-6
 
 
 TestLimiterCore = LimiterMachine.TestCase

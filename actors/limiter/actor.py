@@ -76,10 +76,14 @@ class LimiterServer(Server):
         node: str | None = None,
         cluster_retry: float = 0.05,
         cluster_check_interval: float = 1.0,
+        max_idle_watches: int = 1000,
     ) -> None:
-        self.core = LimiterCore(limits, default)
+        self.core = LimiterCore(limits, default, on_owner_freed=self._owner_freed)
         self.waiting: dict[int, _Request] = {}
         self.watched: set[str] = set()
+        #: watched owners that hold and wait for nothing (see `_owner_freed`)
+        self.idle_watched: set[str] = set()
+        self.max_idle_watches = max_idle_watches
         self.owner_check_interval = owner_check_interval
         self._requests = itertools.count(1)
         self.cluster_retry = cluster_retry
@@ -131,9 +135,11 @@ class LimiterServer(Server):
         reply = self.defer()
         outcomes = self.core.acquire(request_id, message.key, message.owner, now, message.timeout, message.lease_timeout)
         self.waiting[request_id] = _Request(reply, now + message.timeout, message.timeout)
-        if not message.owner.is_process and message.owner.name not in self.watched:
-            self.watched.add(message.owner.name)
-            self.watch(message.owner.name)
+        owner = message.owner
+        self.idle_watched.discard(owner.name)
+        if not owner.is_process and owner.name not in self.watched and self.core.has_owner(owner.name):
+            self.watched.add(owner.name)
+            self.watch(owner.name)
         self._deliver(outcomes)
         return None
 
@@ -208,8 +214,23 @@ class LimiterServer(Server):
             self.pending.clear()
             raise
 
+    def _owner_freed(self, owner: Any) -> None:
+        """`owner` holds and waits for nothing here any more. Its watch is kept (an unwatch and
+        a new watch per permit would cost two messages each), up to `max_idle_watches` such
+        owners; past that they are all unwatched, so the watches never grow with the owners
+        ever seen."""
+        if owner.name not in self.watched:
+            return
+        self.idle_watched.add(owner.name)
+        if len(self.idle_watched) > self.max_idle_watches:
+            for name in self.idle_watched:
+                self.watched.discard(name)
+                self.unwatch(name)
+            self.idle_watched.clear()
+
     def _owner_gone(self, name: str, why: str) -> None:
         self.watched.discard(name)
+        self.idle_watched.discard(name)
         released, cancelled, outcomes = self.core.owner_gone(name, self.clock())
         if released or cancelled:
             log.info("%s: owner %s %s; %d permits back, %d requests cancelled", self.name, name, why, len(released), len(cancelled))
@@ -222,7 +243,7 @@ class LimiterServer(Server):
     def _arm(self) -> None:
         now = self.clock()
         upcoming = self.core.next_deadline(now)
-        if any(owner.is_process for owner in self.core.owners()):
+        if self.core.process_owners():
             check = now + self.owner_check_interval
             upcoming = check if upcoming is None else min(upcoming, check)
         if self.pending:
@@ -238,8 +259,8 @@ class LimiterServer(Server):
         if self.slots and now >= self.next_cluster_check:
             self.next_cluster_check = now + self.cluster_check_interval
             self._guard_session(self.cluster.check)  # a lost session lost our slots: crash now
-        for owner in list(self.core.owners()):
-            if owner.identity is not None and not owner.identity.is_alive():
+        for owner in self.core.process_owners():
+            if not owner.identity.is_alive():
                 self._owner_gone(owner.name, "exited")
         self._deliver(self.core.advance(now))
         return None  # _deliver re-armed the timer

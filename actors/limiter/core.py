@@ -13,11 +13,12 @@ Guarantees (checked by a Hypothesis state machine against a model):
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import uuid
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import attrs
 
@@ -139,6 +140,8 @@ class _Bucket:
     refilled_at: float = 0.0
     granted: int = 0
     timed_out: int = 0
+    #: set by `configure` (and for the limits given at start): never forgotten when idle
+    configured: bool = False
 
 
 @attrs.frozen
@@ -157,13 +160,34 @@ class KeyStats:
 
 class LimiterCore:
     """The limiter's pure core: per-key concurrency and token-bucket rate, FIFO waiters with
-    deadlines, leases with owners. No actors, no I/O: the clock is passed in; tested with a
-    Hypothesis state machine."""
+    deadlines, leases with owners; no actors, no I/O (the clock is passed in). Every operation costs O(what it touches), never O(keys ever seen):
+    owners, waiting keys and lease expiries are indexed, and a key that only the default
+    covers is forgotten once idle (nothing held or waiting, its token bucket full again), so
+    100,000 distinct keys leave nothing behind (the limiter used to keep every bucket and scan
+    them all on every message)."""
 
-    def __init__(self, limits: dict[str, Limit] | None = None, default: Limit | None = None) -> None:
+    def __init__(
+        self,
+        limits: dict[str, Limit] | None = None,
+        default: Limit | None = None,
+        on_owner_freed: Callable[[Owner], None] | None = None,
+    ) -> None:
+        """`on_owner_freed(owner)` is called when an owner no longer holds or waits for
+        anything (the actor stops watching it)."""
         self.default = default
+        self.on_owner_freed = on_owner_freed
         self.buckets: dict[str, _Bucket] = {}
         self.leases: dict[str, Lease] = {}
+        #: owner name -> ids of its leases; owner name -> {key: its waiters in that queue}
+        self._owned: dict[str, set[str]] = {}
+        self._waits: dict[str, dict[str, int]] = {}
+        self._owners: dict[str, Owner] = {}
+        #: keys with waiters (the only ones `advance` and `next_deadline` look at)
+        self._active: set[str] = set()
+        #: (expires_at, lease id) of leases with a lease timeout; stale entries are skipped
+        self._expiries: list[tuple[float, str]] = []
+        #: (when its bucket is full again, key) of idle default-covered keys with a rate
+        self._idle: list[tuple[float, str]] = []
         self._ids = itertools.count(1)
         # lease ids of a restarted limiter never match those of the one before it
         self._lease_prefix = uuid.uuid4().hex[:12]
@@ -179,10 +203,11 @@ class LimiterCore:
             raise BadRequest(f"a Limit is needed for {key!r}; got {type(limit).__name__}")
         bucket = self.buckets.get(key)
         if bucket is None:
-            self.buckets[key] = _Bucket(limit, tokens=limit.capacity, refilled_at=now)
+            self.buckets[key] = _Bucket(limit, tokens=limit.capacity, refilled_at=now, configured=True)
             return []
         self._refill(bucket, now)
         bucket.limit = limit
+        bucket.configured = True
         bucket.tokens = min(bucket.tokens, limit.capacity)
         return self._pump(key, bucket, now)
 
@@ -190,9 +215,8 @@ class LimiterCore:
         bucket = self.buckets.get(key)
         if bucket is None:
             if self.default is None:
-                raise UnknownLimitKey(key, tuple(sorted(self.buckets)))
-            self.configure(key, self.default, now)
-            bucket = self.buckets[key]
+                raise UnknownLimitKey(key, tuple(sorted(k for k, b in self.buckets.items() if b.configured)[:11]))
+            bucket = self.buckets[key] = _Bucket(self.default, tokens=self.default.capacity, refilled_at=now)
         return bucket
 
     # --- the operations -------------------------------------------------------------------------
@@ -214,13 +238,17 @@ class LimiterCore:
         _check_seconds("timeout", timeout, allow_zero=True)
         if lease_timeout is not None:
             _check_seconds("lease_timeout", lease_timeout)
+        self._evict_idle(now)
         bucket = self._bucket(key, now)
         bucket.queue.append(_Waiter(request_id, key, owner, now + timeout, timeout, lease_timeout))
+        self._waiting(owner, key, +1)
         outcomes = self._pump(key, bucket, now)
         if timeout == 0 and bucket.queue and bucket.queue[-1].request_id == request_id:
             waiter = bucket.queue.pop()
+            self._waiting(waiter.owner, key, -1)
             bucket.timed_out += 1
             outcomes.append(TimedOut(waiter.request_id, key, 0.0, len(bucket.queue)))
+        self._settle(key, bucket, now)
         return outcomes
 
     def release(self, lease_id: str, now: float) -> list[Outcome]:
@@ -228,55 +256,72 @@ class LimiterCore:
         lease = self.leases.get(lease_id) if isinstance(lease_id, str) else None
         if lease is None:
             raise UnknownLease(str(lease_id))
-        return self._drop(lease, now)
+        outcomes = self._drop(lease, now)
+        self._evict_idle(now)
+        return outcomes
 
     def owner_gone(self, owner_name: str, now: float) -> tuple[list[Lease], list[Any], list[Outcome]]:
         """The owner died: return its leases and cancel its waiting requests.
 
         Returns (released leases, cancelled request ids, new outcomes for other waiters)."""
-        released = [lease for lease in self.leases.values() if lease.owner.name == owner_name]
-        cancelled = []
-        for bucket in self.buckets.values():
+        released = [self.leases[i] for i in sorted(self._owned.get(owner_name, ()))]
+        cancelled: list[_Waiter] = []
+        for key in list(self._waits.get(owner_name, {})):
+            bucket = self.buckets[key]
             keep = deque()
             for waiter in bucket.queue:
                 (cancelled if waiter.owner.name == owner_name else keep).append(waiter)
             bucket.queue = keep
+        self._waits.pop(owner_name, None)
+        self._forget_owner(owner_name)
         outcomes: list[Outcome] = []
         for lease in released:
             outcomes.extend(self._drop(lease, now))
         # a cancelled waiter may have been the head that blocked the others
-        for key, bucket in self.buckets.items():
+        for key in {w.key for w in cancelled}:
+            bucket = self.buckets[key]
             outcomes.extend(self._pump(key, bucket, now))
+            self._settle(key, bucket, now)
         return released, [w.request_id for w in cancelled], outcomes
 
     def advance(self, now: float) -> list[Outcome]:
         """Expire leases and waiters whose time is up, refill tokens, grant what can be granted."""
         outcomes: list[Outcome] = []
-        for lease in [l for l in self.leases.values() if l.expires_at is not None and l.expires_at <= now]:
-            outcomes.extend(self._drop(lease, now))
-        for key, bucket in self.buckets.items():
+        while self._expiries and self._expiries[0][0] <= now:
+            _, lease_id = heapq.heappop(self._expiries)
+            lease = self.leases.get(lease_id)
+            if lease is not None and lease.expires_at is not None and lease.expires_at <= now:
+                outcomes.extend(self._drop(lease, now))
+        for key in list(self._active):
+            bucket = self.buckets[key]
             outcomes.extend(self._pump(key, bucket, now))
             keep = deque()
             for waiter in bucket.queue:
                 if waiter.deadline <= now:
                     bucket.timed_out += 1
+                    self._waiting(waiter.owner, key, -1)
                     outcomes.append(TimedOut(waiter.request_id, key, waiter.timeout, len(bucket.queue) - 1))
                 else:
                     keep.append(waiter)
             bucket.queue = keep
+            self._settle(key, bucket, now)
+        self._evict_idle(now)
         return outcomes
 
     def next_deadline(self, now: float) -> float | None:
         """When `advance` next has something to do (a timeout, an expiry, a token)."""
-        times = [l.expires_at for l in self.leases.values() if l.expires_at is not None]
-        for bucket in self.buckets.values():
-            if not bucket.queue:
-                continue
+        while self._expiries and self._expiries[0][1] not in self.leases:
+            heapq.heappop(self._expiries)  # released before it expired
+        times = [self._expiries[0][0]] if self._expiries else []
+        for key in self._active:
+            bucket = self.buckets[key]
             times.append(min(w.deadline for w in bucket.queue))
             rate = bucket.limit.rate
             if rate and len(bucket.held) < bucket.limit.concurrency:
                 self._refill(bucket, now)
                 times.append(now + max(0.0, (1.0 - bucket.tokens) / rate))
+        if self._idle:
+            times.append(self._idle[0][0])
         return min(times) if times else None
 
     # --- inspection -------------------------------------------------------------------------------
@@ -286,6 +331,7 @@ class LimiterCore:
         return len(bucket.held) if bucket else 0
 
     def stats(self) -> tuple[KeyStats, ...]:
+        """The keys configured or in use (an idle key only the default covers is forgotten)."""
         return tuple(
             KeyStats(key, b.limit.concurrency, b.limit.rate, len(b.held), len(b.queue), b.granted, b.timed_out)
             for key, b in sorted(self.buckets.items())
@@ -293,21 +339,93 @@ class LimiterCore:
 
     def owners(self) -> Iterable[Owner]:
         """Everyone holding or waiting for a permit."""
-        seen = {}
+        return self._owners.values()
+
+    def has_owner(self, name: str) -> bool:
+        """True while `name` holds or waits for a permit."""
+        return name in self._owners
+
+    def process_owners(self) -> list[Owner]:
+        """The owners that are OS processes (checked by pid)."""
+        return [owner for owner in self._owners.values() if owner.is_process]
+
+    def check(self) -> None:
+        """Assert that the indexes agree with the buckets (for the tests)."""
+        owned: dict[str, set[str]] = {}
         for lease in self.leases.values():
-            seen[lease.owner.name] = lease.owner
-        for bucket in self.buckets.values():
+            owned.setdefault(lease.owner.name, set()).add(lease.id)
+        waits: dict[str, dict[str, int]] = {}
+        for key, bucket in self.buckets.items():
             for waiter in bucket.queue:
-                seen[waiter.owner.name] = waiter.owner
-        return seen.values()
+                per_key = waits.setdefault(waiter.owner.name, {})
+                per_key[key] = per_key.get(key, 0) + 1
+        assert owned == self._owned, (owned, self._owned)
+        assert waits == self._waits, (waits, self._waits)
+        assert set(self._owners) == set(owned) | set(waits)
+        assert self._active == {k for k, b in self.buckets.items() if b.queue}
 
     # --- internals ---------------------------------------------------------------------------------
 
+    def _waiting(self, owner: Owner, key: str, delta: int) -> None:
+        per_key = self._waits.setdefault(owner.name, {})
+        count = per_key.get(key, 0) + delta
+        if count:
+            per_key[key] = count
+            self._owners[owner.name] = owner
+        else:
+            per_key.pop(key, None)
+            if not per_key:
+                del self._waits[owner.name]
+                self._forget_owner(owner.name)
+
+    def _forget_owner(self, name: str) -> None:
+        if name not in self._owned and name not in self._waits:
+            owner = self._owners.pop(name, None)
+            if owner is not None and self.on_owner_freed is not None:
+                self.on_owner_freed(owner)
+
+    def _settle(self, key: str, bucket: _Bucket, now: float) -> None:
+        """Keep `_active` right, and forget a default-covered key that went idle."""
+        if bucket.queue:
+            self._active.add(key)
+            return
+        self._active.discard(key)
+        if bucket.configured or bucket.held:
+            return
+        rate = bucket.limit.rate
+        if rate is None:
+            del self.buckets[key]  # nothing to remember: a fresh bucket is the same
+            return
+        self._refill(bucket, now)
+        # a fresh bucket starts full: forget this one only once it is full again, or a
+        # forgotten key could be granted more than its rate
+        heapq.heappush(self._idle, (now + max(0.0, bucket.limit.capacity - bucket.tokens) / rate, key))
+
+    def _evict_idle(self, now: float) -> None:
+        while self._idle and self._idle[0][0] <= now:
+            _, key = heapq.heappop(self._idle)
+            bucket = self.buckets.get(key)
+            if bucket is None or bucket.configured or bucket.held or bucket.queue:
+                continue
+            self._refill(bucket, now)
+            if bucket.tokens >= bucket.limit.capacity - _EPSILON:
+                del self.buckets[key]
+            else:
+                heapq.heappush(self._idle, (now + (bucket.limit.capacity - bucket.tokens) / bucket.limit.rate, key))
+
     def _drop(self, lease: Lease, now: float) -> list[Outcome]:
         self.leases.pop(lease.id, None)
+        owned = self._owned.get(lease.owner.name)
+        if owned is not None:
+            owned.discard(lease.id)
+            if not owned:
+                del self._owned[lease.owner.name]
+                self._forget_owner(lease.owner.name)
         bucket = self.buckets[lease.key]
         bucket.held.pop(lease.id, None)
-        return self._pump(lease.key, bucket, now)
+        outcomes = self._pump(lease.key, bucket, now)
+        self._settle(lease.key, bucket, now)
+        return outcomes
 
     def _refill(self, bucket: _Bucket, now: float) -> None:
         rate = bucket.limit.rate
@@ -327,6 +445,7 @@ class LimiterCore:
                     break
                 bucket.tokens -= 1.0
             waiter = bucket.queue.popleft()
+            self._waiting(waiter.owner, key, -1)
             if waiter.deadline < now:  # its time ran out before this permit freed
                 bucket.timed_out += 1
                 outcomes.append(TimedOut(waiter.request_id, key, waiter.timeout, len(bucket.queue)))
@@ -343,6 +462,10 @@ class LimiterCore:
             bucket.held[lease.id] = lease
             bucket.granted += 1
             self.leases[lease.id] = lease
+            self._owned.setdefault(waiter.owner.name, set()).add(lease.id)
+            self._owners[waiter.owner.name] = waiter.owner
+            if lease.expires_at is not None:
+                heapq.heappush(self._expiries, (lease.expires_at, lease.id))
             outcomes.append(Granted(waiter.request_id, lease))
         return outcomes
 
