@@ -15,15 +15,18 @@ with Runtime(base="multiprocTCPBase") as rt:
 
 from supervision.errors import (
     ActorCrashed,
+    AlreadyPresent,
     AlreadyRegistered,
     AskTimeout,
     BadRequest,
+    ChildRunning,
     ConfigError,
     DeadLetter,
     MessageNotPicklable,
     NoSuchName,
     Recoverable,
     RemoteError,
+    RuntimeExited,
     RuntimeNotRunning,
     SpecError,
     StartFailed,
@@ -33,29 +36,33 @@ from supervision.errors import (
 from supervision.introspect import ChildTable, Tree, TreeNode
 from supervision.messages import Answer, ChildInfo, CountChildren, Down, StartChild, TerminateChild, WhichChildren
 from supervision.runtime import Runtime
-from supervision.server import ReplyHandle, Server
+from supervision.server import Ignore, ReplyHandle, Server
 from supervision.specs import Backoff, ChildSpec, SupervisorSpec
 
 __all__ = [
     "ActorCrashed",
+    "AlreadyPresent",
     "AlreadyRegistered",
     "Answer",
     "AskTimeout",
     "Backoff",
     "BadRequest",
     "ChildInfo",
+    "ChildRunning",
     "ChildSpec",
     "ChildTable",
     "ConfigError",
     "CountChildren",
     "DeadLetter",
     "Down",
+    "Ignore",
     "MessageNotPicklable",
     "NoSuchName",
     "Recoverable",
     "RemoteError",
     "ReplyHandle",
     "Runtime",
+    "RuntimeExited",
     "RuntimeNotRunning",
     "Server",
     "SpecError",

@@ -5,7 +5,8 @@ The runtime creates one kernel per actor system. The kernel
 - supervises the monitor (`sys.monitor`, started first, stopped last) and every tree the user
   starts. A tree is never restarted by the kernel (as OTP's application controller never
   restarts an application): its restart type says what its exit means. temporary: it is
-  logged and shown in the tree; transient (after an abnormal exit) and permanent: the whole
+  logged and shown in the tree; transient (after any exit but "normal", as application(3)
+  says) and permanent: the whole
   runtime stops, and `Runtime.wait()` raises `RuntimeExited` with the reason;
 - holds a `Gateway`: the one actor the outside world talks to when the system base cannot be
   trusted with sends to dead actors (multiprocQueueBase); it forwards requests by name,
@@ -45,7 +46,7 @@ from supervision.messages import (
     TreeExit,
 )
 from supervision.monitor import Monitor
-from supervision.policy import format_reason, is_normal
+from supervision.policy import format_reason
 from supervision.specs import KERNEL_NAME, KILL_GRACE, MONITOR_NAME, RESTART_TYPES, ChildSpec, SupervisorSpec
 from supervision.supervisor import Requester, Supervisor
 
@@ -139,7 +140,9 @@ class Kernel(Supervisor):
         if kind is None:
             return
         text = format_reason(notice.reason) + (f" ({notice.cause})" if notice.cause else "")
-        if kind == "permanent" or (kind == "transient" and not is_normal(notice.reason)):
+        # application(3): a transient application's exit is normal only with reason normal (a
+        # top supervisor that gave up exits shutdown: abnormal for the application)
+        if kind == "permanent" or (kind == "transient" and notice.reason != "normal"):
             log.error("tree %s (%s) exited: %s; stopping the runtime", notice.name, kind, text)
             self.tree_exit = TreeExit(notice.name, format_reason(notice.reason), notice.cause)
             self.run(P.StopRequested("shutdown", exit=False))

@@ -845,8 +845,17 @@ class Plan:
             self._remove(child) if child.dynamic else self._report(child)
             if not any(c.alive for c in (self.children.get(n) for n in step.names) if c is not None):
                 self.step = None
-        elif self._starting(child) is step and step is not None:
+        elif self._starting(child) is step and step is not None and not child.registering:
             self._start_failed(step, f"exited during init ({format_reason(reason)})")
+        elif self._starting(child) is step and step is not None:
+            # its init had finished (OTP: started); it exited before its name was registered:
+            # an exit like any other, decided once the plan is free
+            self._reply(step.requester, child.name)
+            self.step = None
+            child.status = "exited"
+            child.last_exit = describe_exit(reason, cause)
+            self._report(child)
+            self.deferred.append((child.name, child.incarnation, reason, cause))
         else:
             child.status = "exited"
             child.last_exit = describe_exit(reason, cause)

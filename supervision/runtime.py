@@ -260,8 +260,9 @@ class Runtime:
         says what its exit means, as OTP's application types do:
         - "temporary" (default): the exit is logged and shown in `tree()` (stopped, with its
           cause); the tree's names are gone (`NoSuchName`); the rest runs on.
-        - "transient": an abnormal exit stops the runtime (every other tree in reverse order);
-          `wait()` then raises `RuntimeExited`. A normal exit (normal, shutdown) is as temporary.
+        - "transient": an exit with any reason but "normal" stops the runtime (every other
+          tree in reverse order); `wait()` then raises `RuntimeExited`. As for OTP applications,
+          "shutdown" (a supervisor that gave up) counts as abnormal here.
         - "permanent": any exit stops the runtime.
 
         Raises `StartFailed` (with the reason) if any child's `init` fails; nothing of that tree
@@ -299,7 +300,7 @@ class Runtime:
                 outcome = self._call_kernel(AwaitExit(), slice_)
             except AskTimeout:
                 continue
-            except RuntimeNotRunning:
+            except Exception:  # noqa: BLE001 - stop() from another thread closes our context under us
                 if self._stopped:
                     return True
                 raise
