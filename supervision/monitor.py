@@ -21,7 +21,7 @@ import attrs
 from thespian.actors import DeadEnvelope
 
 from supervision.logs import logger
-from supervision.errors import AlreadyRegistered, DeadLetter, NoSuchName
+from supervision.errors import AlreadyRegistered, DeadLetter, NoSuchName, UnknownMessage
 from supervision.introspect import Counters, build_tree
 from supervision.messages import (
     CountEvent,
@@ -240,8 +240,6 @@ class Monitor(Process):
         if isinstance(payload, GetTree):
             self.send_reply(envelope, sender, self.snapshot())
         else:
-            from supervision.errors import UnknownMessage
-
             self.send_error(envelope, sender, UnknownMessage(self.name, type_name(payload)))
 
     def snapshot(self) -> Any:

@@ -36,7 +36,7 @@ from typing import Any
 from thespian.actors import ActorSystem, ActorSystemException
 from thespian.actors import ExternalContext
 
-from supervision import bases, discovery
+from supervision import bases, discovery, guard
 from supervision.logs import logger
 from supervision.errors import (
     ActorCrashed,
@@ -206,6 +206,8 @@ class Runtime:
                     else bases.free_port(self.listen)
                 )
                 bases.bind_to(self.listen)
+            if not self.info.in_process:
+                guard.install(ProcessIdentity.current())
             caps = bases.capabilities(self.info, self.admin_port)
             try:
                 self._system = ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)

@@ -406,3 +406,69 @@ def test_an_actor_that_segfaults_dies_and_is_restarted(make_runtime, base):
     wait_for(lambda: running_again(rt, "seg", 1), timeout=15, what="seg restarted")
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert rt.ask("seg", "pid") != pid
+
+
+# --- 12. the runtime survives the loss of any one of its own processes ---------------------------
+
+
+def _system_processes(rt):
+    """(admin, logger) processes of a multiproc runtime: the kernel's parent, and its other child."""
+    admin = psutil.Process(rt._kernel_identity.pid).parent()
+    (logger,) = [c for c in admin.children() if c.pid != rt._kernel_identity.pid]
+    return admin, logger
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_the_runtime_survives_a_sigkill_of_thespians_logger(make_runtime, base):
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    admin, logger = _system_processes(rt)
+    logger.kill()
+    time.sleep(1.5)  # the admin (and every actor) died within 1.5 s before the fix
+    assert admin.is_running() and admin.status() != psutil.STATUS_ZOMBIE
+    assert rt.ask("echo", "still here") == "still here"
+    wait_for(lambda: [c for c in admin.children() if c.pid not in (rt._kernel_identity.pid, logger.pid)], what="a new logger")
+
+
+def test_watches_survive_a_restart_of_the_monitor(make_runtime):
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo), ChildSpec("watcher", Asker)]))
+    assert rt.ask("watcher", Watched("echo")) == "watching"
+    rt.kill("sys.monitor")
+    wait_for(lambda: running_again(rt, "sys.monitor", 1), what="the monitor restarted")
+    wait_for(lambda: rt.ask("echo", "hi", timeout=1) == "hi", what="echo registered again")
+    rt.kill("echo")
+    downs = wait_for(lambda: rt.ask("watcher", "downs"), what="Down after the monitor restarted")
+    assert downs == [("echo", "killed")]
+
+
+OWNER_SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from supervision import ChildSpec, Runtime, SupervisorSpec
+from tests.support import Echo
+rt = Runtime("multiprocTCPBase", log_level="CRITICAL").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+print(rt._group, rt._kernel_identity.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_killing_the_kernel_then_the_owner_leaves_no_orphans():
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    group = 0
+    owner = subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT.format(root=root)], stdout=subprocess.PIPE, text=True)
+    try:
+        group, kernel = map(int, owner.stdout.readline().split())
+        assert len(group_members(group)) >= 4  # admin, logger, kernel, monitor, root, echo
+        os.kill(kernel, signal.SIGKILL)
+        time.sleep(0.5)
+        owner.kill()
+        owner.wait(10)
+        wait_for(lambda: group_members(group) == [], timeout=10, what="admin and logger gone with their owner")
+    finally:
+        owner.kill()
+        if group_members(group):
+            os.killpg(group, signal.SIGKILL)  # leave nothing behind, even when the test fails
