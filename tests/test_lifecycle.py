@@ -109,11 +109,12 @@ def lines(path):
 # --- 1. giving up ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
 @pytest.mark.parametrize("restart, restarted", [("transient", False), ("permanent", True)])
-def test_a_supervisor_that_gave_up_exits_shutdown_so_transient_is_not_restarted_and_permanent_is(make_runtime, restart, restarted):
+def test_a_supervisor_that_gave_up_exits_shutdown_so_transient_is_not_restarted_and_permanent_is(make_runtime, base, restart, restarted):
     inner = SupervisorSpec("inner", intensity=1, period=30.0, restart=restart, children=[ChildSpec("crasher", CrashLoop)])
     root = SupervisorSpec("root", intensity=5, period=30.0, children=[ChildSpec("watcher", Asker), inner])
-    rt = make_runtime("multiprocTCPBase").start(root)
+    rt = make_runtime(base).start(root)
     assert rt.ask("watcher", Watched("inner")) == "watching"
     if restarted:
         wait_for(lambda: (node(rt, "inner").restarts or 0) >= 1, timeout=20, what="inner restarted")
@@ -244,9 +245,10 @@ def test_a_failed_restart_stops_the_sequence_and_is_retried_from_that_child(make
 # --- 6. start timeout kills the child ---------------------------------------------------------
 
 
-def test_start_timeout_kills_a_hanging_init_and_leaves_no_process(make_runtime):
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_start_timeout_kills_a_hanging_init_and_leaves_no_process(make_runtime, base):
     pool = SupervisorSpec("pool", strategy="simple_one_for_one", children=[ChildSpec("h", Hangs, start_timeout=0.5)])
-    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[pool]))
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[pool]))
     before = set(group_members(rt._group))
     for _ in range(4):
         with pytest.raises(StartFailed, match="did not finish within 0.5 s"):
@@ -306,7 +308,8 @@ def test_simple_one_for_one_starts_an_initial_count(make_runtime):
     assert rt.ask("w-2", "hi") == "hi"
 
 
-def test_pool_manager_restarts_do_not_grow_the_pool(make_runtime):
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_pool_manager_restarts_do_not_grow_the_pool(make_runtime, base):
     from actors.jobs.service import PoolManager
 
     tree = SupervisorSpec(
@@ -318,7 +321,7 @@ def test_pool_manager_restarts_do_not_grow_the_pool(make_runtime):
             ChildSpec("manager", PoolManager, kwargs={"pool": "workers", "size": 2}),
         ],
     )
-    rt = make_runtime("multiprocTCPBase").start(tree)
+    rt = make_runtime(base).start(tree)
     wait_for(lambda: rt.count_children("workers")["active"] == 2, what="2 workers")
     for kill in range(3):
         rt.kill("manager")
