@@ -40,7 +40,6 @@ from supervision.messages import (
     Relay,
     Resolve,
     Shutdown,
-    Started,
     StartTree,
     StopTree,
     TreeExit,
@@ -122,16 +121,15 @@ class Kernel(Supervisor):
 
     # --- the monitor is special: its address is everyone's monitor --------------------------------
 
-    def _on_started(self, message: Started, sender: Any) -> None:
-        monitor = self.plan.child(MONITOR_NAME) if self.plan is not None else None
-        if monitor is not None and monitor.status == "starting" and monitor.address == sender:
+    def on_child_started(self, address: Any) -> None:
+        monitor = self.plan.child(MONITOR_NAME)
+        if monitor is not None and monitor.status == "starting" and monitor.address == address:
             restarted = self.context.monitor is not None
-            self.context = attrs.evolve(self.context, monitor=sender)
+            self.context = attrs.evolve(self.context, monitor=address)
             if restarted:
                 log.warning("the monitor restarted; children re-register with it")
                 self.router.on_monitor_changed()
-                self.on_monitor_changed(MonitorChanged(sender))
-        super()._on_started(message, sender)
+                self.on_monitor_changed(MonitorChanged(address))
 
     # --- trees ------------------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ Contracts (DESIGN.md section 3):
   wait past `timeout`.
 - `stop()` (or leaving the `with` block) stops the trees in reverse order within the sum of
   their shutdown budgets and leaves no process of the actor system behind. Stopping twice is fine.
+- the kernel never restarts a tree; `start(spec, restart=...)` says what its exit means (OTP's
+  application types), and `wait()` tells the program when the runtime stopped, and why.
 
 How a request travels: the runtime resolves a name once through the kernel and caches the
 address with the actor's process identity; later asks go straight to the actor (two messages,

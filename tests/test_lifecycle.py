@@ -130,15 +130,38 @@ def test_a_supervisor_that_gave_up_exits_shutdown_so_transient_is_not_restarted_
     assert downs[0] == ("inner", "shutdown")
 
 
-def test_down_carries_the_cause_and_arrives_in_the_order_the_supervisor_decided(make_runtime):
+class CauseWatcher(Server):
+    """Watches names; records every Down with its reason and cause."""
+
+    def init(self):
+        self.downs = []
+
+    def handle(self, message):
+        from supervision import Down
+
+        if isinstance(message, Watched):
+            self.watch(message.name)
+            return "watching"
+        if isinstance(message, Down):
+            self.downs.append((message.name, message.reason, message.cause))
+            return None
+        if message == "downs":
+            return list(self.downs)
+        return message
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_down_carries_the_cause_and_arrives_in_the_order_the_supervisor_decided(make_runtime, base):
     inner = SupervisorSpec("inner", intensity=0, period=30.0, restart="transient", children=[ChildSpec("leaf", Echo)])
-    root = SupervisorSpec("root", children=[ChildSpec("watcher", Asker), inner])
-    rt = make_runtime("multiprocTCPBase").start(root)
+    root = SupervisorSpec("root", children=[ChildSpec("watcher", CauseWatcher), inner])
+    rt = make_runtime(base).start(root)
     for name in ("leaf", "inner"):
         assert rt.ask("watcher", Watched(name)) == "watching"
     rt.kill("leaf")
     downs = wait_for(lambda: len(rt.ask("watcher", "downs")) == 2 and rt.ask("watcher", "downs"), what="two Down notices")
-    assert downs == [("leaf", "killed"), ("inner", "shutdown")]
+    assert [(name, reason) for name, reason, _ in downs] == [("leaf", "killed"), ("inner", "shutdown")]
+    assert downs[1][2] == "reached max restart intensity (0 in 30 s); last exit: leaf (killed)"
+    assert node(rt, "inner").last_exit == "shutdown (reached max restart intensity (0 in 30 s); last exit: leaf (killed))"
 
 
 # --- 2. trees are like OTP applications -----------------------------------------------------
