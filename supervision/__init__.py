@@ -16,9 +16,11 @@ with Runtime(base="multiprocTCPBase") as rt:
 from supervision._version import __version__
 from supervision.errors import (
     ActorCrashed,
+    AlreadyPresent,
     AlreadyRegistered,
     AskTimeout,
     BadRequest,
+    ChildRunning,
     ConfigError,
     DeadLetter,
     MessageNotPicklable,
@@ -28,6 +30,7 @@ from supervision.errors import (
     RemoteError,
     ReplyNotPicklable,
     ReplyNotUnpicklable,
+    RuntimeExited,
     RuntimeNotRunning,
     SendTimeout,
     SpecError,
@@ -39,24 +42,27 @@ from supervision.errors import (
 from supervision.introspect import ChildTable, Tree, TreeNode
 from supervision.messages import Answer, ChildInfo, CountChildren, Down, StartChild, TerminateChild, WhichChildren
 from supervision.runtime import Runtime
-from supervision.server import ReplyHandle, Server
+from supervision.server import Ignore, ReplyHandle, Server
 from supervision.specs import Backoff, ChildSpec, SupervisorSpec
 
 __all__ = [
     "__version__",
     "ActorCrashed",
+    "AlreadyPresent",
     "AlreadyRegistered",
     "Answer",
     "AskTimeout",
     "Backoff",
     "BadRequest",
     "ChildInfo",
+    "ChildRunning",
     "ChildSpec",
     "ChildTable",
     "ConfigError",
     "CountChildren",
     "DeadLetter",
     "Down",
+    "Ignore",
     "MessageNotPicklable",
     "MessageNotUnpicklable",
     "NoSuchName",
@@ -66,6 +72,7 @@ __all__ = [
     "ReplyNotUnpicklable",
     "ReplyHandle",
     "Runtime",
+    "RuntimeExited",
     "RuntimeNotRunning",
     "SendTimeout",
     "Server",

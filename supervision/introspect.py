@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import attrs
 
 from supervision.messages import ChildInfo, NodeRow
+from supervision.specs import SYSTEM_PREFIX
 
 STATUS_STYLE = {
     "running": "green",
@@ -108,8 +109,6 @@ class Tree:
 
     @property
     def user_nodes(self) -> tuple[TreeNode, ...]:
-        from supervision.specs import SYSTEM_PREFIX
-
         return tuple(n for n in self.nodes if not n.name.startswith(SYSTEM_PREFIX))
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,7 +5,8 @@ The runtime creates one kernel per actor system. The kernel
 - supervises the monitor (`sys.monitor`, started first, stopped last) and every tree the user
   starts. A tree is never restarted by the kernel (as OTP's application controller never
   restarts an application): its restart type says what its exit means. temporary: it is
-  logged and shown in the tree; transient (after an abnormal exit) and permanent: the whole
+  logged and shown in the tree; transient (after any exit but "normal", as application(3)
+  says) and permanent: the whole
   runtime stops, and `Runtime.wait()` raises `RuntimeExited` with the reason;
 - holds a `Gateway`: the one actor the outside world talks to when the system base cannot be
   trusted with sends to dead actors (multiprocQueueBase); it forwards requests by name,
@@ -39,13 +40,12 @@ from supervision.messages import (
     Relay,
     Resolve,
     Shutdown,
-    Started,
     StartTree,
     StopTree,
     TreeExit,
 )
 from supervision.monitor import Monitor
-from supervision.policy import format_reason, is_normal
+from supervision.policy import format_reason
 from supervision.specs import KERNEL_NAME, KILL_GRACE, MONITOR_NAME, RESTART_TYPES, ChildSpec, SupervisorSpec
 from supervision.supervisor import Requester, Supervisor
 
@@ -121,16 +121,15 @@ class Kernel(Supervisor):
 
     # --- the monitor is special: its address is everyone's monitor --------------------------------
 
-    def _on_started(self, message: Started, sender: Any) -> None:
-        monitor = self.plan.child(MONITOR_NAME) if self.plan is not None else None
-        if monitor is not None and monitor.status == "starting" and monitor.address == sender:
+    def on_child_started(self, address: Any) -> None:
+        monitor = self.plan.child(MONITOR_NAME)
+        if monitor is not None and monitor.status == "starting" and monitor.address == address:
             restarted = self.context.monitor is not None
-            self.context = attrs.evolve(self.context, monitor=sender)
+            self.context = attrs.evolve(self.context, monitor=address)
             if restarted:
                 log.warning("the monitor restarted; children re-register with it")
                 self.router.on_monitor_changed()
-                self.on_monitor_changed(MonitorChanged(sender))
-        super()._on_started(message, sender)
+                self.on_monitor_changed(MonitorChanged(address))
 
     # --- trees ------------------------------------------------------------------------------------
 
@@ -139,7 +138,9 @@ class Kernel(Supervisor):
         if kind is None:
             return
         text = format_reason(notice.reason) + (f" ({notice.cause})" if notice.cause else "")
-        if kind == "permanent" or (kind == "transient" and not is_normal(notice.reason)):
+        # application(3): a transient application's exit is normal only with reason normal (a
+        # top supervisor that gave up exits shutdown: abnormal for the application)
+        if kind == "permanent" or (kind == "transient" and notice.reason != "normal"):
             log.error("tree %s (%s) exited: %s; stopping the runtime", notice.name, kind, text)
             self.tree_exit = TreeExit(notice.name, format_reason(notice.reason), notice.cause)
             self.run(P.StopRequested("shutdown", exit=False))

@@ -21,7 +21,7 @@ import attrs
 from thespian.actors import DeadEnvelope
 
 from supervision.logs import logger
-from supervision.errors import AlreadyRegistered, DeadLetter, NoSuchName
+from supervision.errors import AlreadyRegistered, DeadLetter, NoSuchName, UnknownMessage
 from supervision.introspect import Counters, build_tree
 from supervision.messages import (
     CountEvent,
@@ -256,8 +256,6 @@ class Monitor(Process):
         elif isinstance(payload, MonitorStats):
             self.send_reply(envelope, sender, self.stats())
         else:
-            from supervision.errors import UnknownMessage
-
             self.send_error(envelope, sender, UnknownMessage(self.name, type_name(payload)))
 
     def stats(self) -> dict[str, int]:

@@ -18,6 +18,8 @@ import os
 import time
 from typing import Any, ClassVar
 
+import attrs
+
 from thespian.actors import (
     Actor,
     ActorExitRequest,
@@ -45,6 +47,7 @@ from supervision.messages import (
     RUNTIME_ONLY,
     Reply,
     Resolved,
+    Started,
     SystemContext,
     Terminate,
     Tick,
@@ -148,8 +151,6 @@ class Process(Actor):
         self.report_started()
 
     def report_started(self) -> None:
-        from supervision.messages import Started
-
         self.send(self.parent_address, Started(self.name, self.identity))
 
     # --- requests ----------------------------------------------------------------------------
@@ -254,8 +255,6 @@ class Process(Actor):
 
     def _on_monitor_changed(self, message: MonitorChanged, sender: Any) -> None:
         if self.context is not None:
-            import attrs
-
             self.context = attrs.evolve(self.context, monitor=message.monitor)
         self.router.on_monitor_changed()
         self.on_monitor_changed(message)

@@ -20,7 +20,7 @@ import itertools
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import attrs
 
@@ -38,8 +38,19 @@ from supervision.messages import (
 
 from supervision.wire import pack, type_name as _wire_type_name, unpack_reply
 
-if TYPE_CHECKING:
-    from supervision.process import Process
+class Owner(Protocol):
+    """What a Router needs of the actor it lives in (a `Process`; no import of it, so that
+    process.py -> router.py is the only direction)."""
+
+    name: str
+    myAddress: Any
+
+    @property
+    def monitor_address(self) -> Any: ...
+
+    def send(self, target: Any, message: Any) -> None: ...
+
+    def arm_timer(self, deadline: float) -> None: ...
 
 log = logger("supervision.router")
 
@@ -84,7 +95,7 @@ class _Outgoing:
 
 
 class Router:
-    def __init__(self, owner: "Process", clock: Callable[[], float] = time.monotonic, restart_wait: float = 1.0) -> None:
+    def __init__(self, owner: Owner, clock: Callable[[], float] = time.monotonic, restart_wait: float = 1.0) -> None:
         self.owner = owner
         self.clock = clock
         #: how long a send to a name whose actor is restarting waits for it to come back

@@ -12,6 +12,8 @@ Contracts (docs/design.md section 3):
   wait past `timeout`.
 - `stop()` (or leaving the `with` block) stops the trees in reverse order within the sum of
   their shutdown budgets and leaves no process of the actor system behind. Stopping twice is fine.
+- the kernel never restarts a tree; `start(spec, restart=...)` says what its exit means (OTP's
+  application types), and `wait()` tells the program when the runtime stopped, and why.
 
 Calls (ask, tell, whereis) and how a request travels: `supervision.calls`.
 """
@@ -30,7 +32,7 @@ from typing import Any
 from thespian.actors import ActorSystem
 from thespian.actors import ExternalContext
 
-from supervision import auth, bases, discovery, logs
+from supervision import auth, bases, discovery, guard, logs
 from supervision.calls import LIVENESS_SLICE, Calls, reap_child
 from supervision.logs import logger
 from supervision.errors import (
@@ -191,6 +193,8 @@ class Runtime(Calls):
                 )
                 bases.bind_to(self.listen)
                 auth.install(self._secret, self.admin_port, self.log_defs["handlers"]["main"])  # before thespian forks its processes
+            if not self.info.in_process:
+                guard.install(ProcessIdentity.current())
             caps = bases.capabilities(self.info, self.admin_port)
             try:
                 self._system = ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)
@@ -245,8 +249,9 @@ class Runtime(Calls):
         says what its exit means, as OTP's application types do:
         - "temporary" (default): the exit is logged and shown in `tree()` (stopped, with its
           cause); the tree's names are gone (`NoSuchName`); the rest runs on.
-        - "transient": an abnormal exit stops the runtime (every other tree in reverse order);
-          `wait()` then raises `RuntimeExited`. A normal exit (normal, shutdown) is as temporary.
+        - "transient": an exit with any reason but "normal" stops the runtime (every other
+          tree in reverse order); `wait()` then raises `RuntimeExited`. As for OTP applications,
+          "shutdown" (a supervisor that gave up) counts as abnormal here.
         - "permanent": any exit stops the runtime.
 
         Raises `StartFailed` (with the reason) if any child's `init` fails; nothing of that tree
@@ -284,7 +289,7 @@ class Runtime(Calls):
                 outcome = self._call_kernel(AwaitExit(), slice_)
             except AskTimeout:
                 continue
-            except RuntimeNotRunning:
+            except Exception:  # noqa: BLE001 - stop() from another thread closes our context under us
                 if self._stopped:
                     return True
                 raise

@@ -155,6 +155,9 @@ class Supervisor(Process):
     def on_exit_notice(self, notice: P.ExitNotice) -> None:
         pass
 
+    def on_child_started(self, address: Any) -> None:
+        """A child at `address` finished its init (before the plan registers it)."""
+
     def on_budget_changed(self, seconds: float) -> None:
         if self.parent_address is not None:
             self.send(self.parent_address, Budget(self.name, seconds))
@@ -179,6 +182,7 @@ class Supervisor(Process):
         self.run(P.Linked(sender, message.identity))
 
     def _on_started(self, message: Started, sender: Any) -> None:
+        self.on_child_started(sender)
         self.run(P.InitDone(sender, message.identity))
 
     def _on_init_failed(self, message: InitFailed, sender: Any) -> None:

@@ -13,7 +13,7 @@ from actors.stores.database import Database
 from actors.stores.errors import DataRejected
 from actors.stores.jobs import PgJobStore
 from actors.stores.rows import NewJob
-from supervision import Answer, Server, StartChild
+from supervision import Answer, CountChildren, Server, StartChild
 from supervision.logs import logger
 
 log = logger("actors.jobs.service")
@@ -74,22 +74,51 @@ class JobsService(Server):
 
 
 class PoolManager(Server):
-    """Starts `size` children of the simple_one_for_one supervisor `pool` (again after it restarts:
-    put both under a rest_for_one supervisor, pool first)."""
+    """Keeps `size` children of the simple_one_for_one supervisor `pool` running (put both under
+    a rest_for_one supervisor, pool first).
 
-    def init(self, pool: str = "workers", size: int = 4) -> None:
+    It counts what the pool already runs before starting any: a restarted manager (the pool
+    kept its workers) starts none, a restarted pool (its workers died with it) gets `size` again.
+    A start that fails is retried after `retry_after` seconds instead of crashing the manager
+    (a crash would restart it, and its restart would count against the tree's intensity)."""
+
+    def init(self, pool: str = "workers", size: int = 4, retry_after: float = 1.0) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise BadJob(f"the pool size must be an integer >= 0; got {size!r}")
         self.pool = pool
         self.size = size
+        self.retry_after = retry_after
         self.started: list[str] = []
-        for _ in range(size):
-            self.ask(pool, StartChild(), timeout=60.0, then=self._started)
+        self._top_up()
+
+    def _top_up(self) -> None:
+        self.ask(self.pool, CountChildren(), timeout=10.0, then=self._counted)
+
+    def _counted(self, answer: Answer) -> None:
+        if not answer.ok:
+            log.warning("pool manager: cannot count the children of %s: %s; retrying in %g s", self.pool, answer.error.message, self.retry_after)
+            self.send_after(self.retry_after, _TopUp())
+            return
+        # the pool handles our requests in order: a start asked before this count is in "specs"
+        missing = self.size - answer.value["specs"]
+        for _ in range(max(0, missing)):
+            self.ask(self.pool, StartChild(), timeout=60.0, then=self._started)
 
     def _started(self, answer: Answer) -> None:
-        self.started.append(answer.unwrap())
+        if answer.ok:
+            self.started.append(answer.value)
+            return
+        log.warning("pool manager: starting a worker in %s failed: %s; retrying in %g s", self.pool, answer.error.message, self.retry_after)
+        self.send_after(self.retry_after, _TopUp())
 
     def handle(self, message: Any) -> Any:
+        if isinstance(message, _TopUp):
+            self._top_up()
+            return None
         if message == "workers":
             return tuple(self.started)
         return super().handle(message)
+
+
+class _TopUp:
+    """Timer: count the pool's children again and start the missing ones."""
