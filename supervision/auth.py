@@ -93,7 +93,11 @@ class SignedPickle:
         self.log_interval = log_interval
         #: admin port of an actor system -> its secret
         self.keys: dict[int, bytes] = {}
+        #: the secret of the latest install: kept after `forget`, so that a plain thespian
+        #: ActorSystem started later in this process still signs what it sends consistently
         self.default: bytes | None = None
+        #: every secret a frame may be signed with, in this process
+        self.ring: tuple[bytes, ...] = ()
         self.acks = _ack_frames()
         #: logging.dictConfig handler of the runtime's log (bases.log_defs()["handlers"]["main"])
         self.log_handler: dict[str, Any] = {}
@@ -118,7 +122,7 @@ class SignedPickle:
         view = memoryview(frame)
         tag, body = view[:TAG_BYTES], view[TAG_BYTES:]
         if len(frame) > TAG_BYTES:
-            for key in tuple(self.keys.values()):
+            for key in self.ring:
                 if hmac.compare_digest(hmac.digest(key, body, hashlib.sha256), tag):
                     return pickle.loads(body)
         self._reject(len(frame))
@@ -207,6 +211,7 @@ def install(secret: bytes, admin_port: int, log_handler: dict[str, Any] | None =
         SIGNER.keys[admin_port] = secret
         SIGNER.default = secret
         _users[admin_port] = _users.get(admin_port, 0) + 1
+        _update_ring()
         if log_handler is not None:
             SIGNER.log_handler, SIGNER._log = dict(log_handler), None
 
@@ -218,6 +223,12 @@ def forget(admin_port: int | None) -> None:
         if _users[admin_port] > 0:
             return  # a runtime and an attached handle to it, in one process
         del _users[admin_port]
-        secret = SIGNER.keys.pop(admin_port, None)
-        if secret is not None and SIGNER.default == secret and secret not in SIGNER.keys.values():
-            SIGNER.default = next(iter(SIGNER.keys.values()), None)
+        SIGNER.keys.pop(admin_port, None)
+        _update_ring()
+
+
+def _update_ring() -> None:
+    keys = list(dict.fromkeys(SIGNER.keys.values()))
+    if SIGNER.default is not None and SIGNER.default not in keys:
+        keys.append(SIGNER.default)
+    SIGNER.ring = tuple(keys)

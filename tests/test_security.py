@@ -201,6 +201,7 @@ def test_a_short_secret_is_refused_and_a_secret_file_must_be_private(tmp_path):
 def test_a_frame_signed_with_another_secret_or_cut_short_is_never_unpickled(tmp_path):
     signer = auth.SignedPickle()
     signer.keys[1] = b"k" * 32
+    signer.ring = (b"k" * 32,)
     frame = signer.dumps(WritesAFile(str(tmp_path / "pwned")), b"x" * 32)  # signed, but with another secret
     with pytest.raises(auth.Rejected):
         signer.loads(frame)
