@@ -241,3 +241,17 @@ def test_a_peer_with_the_shared_secret_is_served_and_one_with_another_secret_is_
     assert "'from a peer'" not in peer("another secret, long enough!")
     assert rt.ask("echo", "still here") == "still here"
     assert "rejected" in (tmp_path / "log").read_text()
+
+
+def test_a_frame_announcing_a_huge_size_without_the_secret_is_dropped_before_its_body_is_read(make_runtime):
+    """Without the early check the runtime buffered whatever a stranger announced (here 1 GB)."""
+    import socket
+
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    port = rt.whereis("echo").address.addressDetails.sockname[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as stranger:
+        stranger.sendall(b"1000000000>" + b"\0" * 64)
+        with pytest.raises(OSError):  # the runtime closed the connection: the rest cannot be sent
+            for _ in range(1000):  # up to 64 MB, far beyond the socket buffers
+                stranger.sendall(b"\0" * 65536)
+    assert rt.ask("echo", "still serving") == "still serving"
