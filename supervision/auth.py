@@ -1,13 +1,19 @@
-"""Authenticated frames for thespian's TCP transport: nothing is unpickled before its HMAC checks out.
+"""Authenticated frames for thespian's TCP transport: nothing is unpickled before its MAC checks out.
 
 thespian's TCP transport (admin, every actor, the logger) frames a message as `b"<len>>" + pickle`
-and unpickles whatever arrives, so anyone who can connect to one of its ports (every local user,
+and unpickles whatever arrives, so anyone who can connect to one of its ports (every local user:
 loopback is no boundary) can run code as the runtime's user. thespian looks its serializer up at
 each call (`TCPTransport.serializer`, a module global, and the `TCPTransport.serializer(intent)`
-method), so `install` swaps in `SignedPickle`: every frame is `HMAC-SHA256(secret, body) + body`,
-and `loads` checks the tag in constant time, against the secrets this process holds, before
-`pickle.loads` ever sees a byte. A frame that fails is dropped (thespian closes the socket) and
-logged, at most once per `log_interval` seconds per process.
+method), so `install` swaps in `SignedPickle`. Every frame is then
+
+    size tag (16 bytes) + MAC(secret, body) (32 bytes) + body (the pickle)
+
+with keyed BLAKE2b as the MAC (a MAC by design; 2.3 us against 8.2 us for HMAC-SHA256 on a
+240-byte frame here). The size tag covers the announced length and is checked when its 16 bytes
+arrive, so a stranger announcing a gigabyte is cut off at once; the MAC is checked, in constant
+time, against the secrets this process holds before `pickle.loads` sees a byte. A frame that
+fails is dropped (thespian closes the socket) and logged, at most once per `log_interval`
+seconds per process.
 
 The secret (32 bytes from `secrets`) is made by each runtime at boot and reaches its actor
 processes without touching the network: thespian forks them (`fork` start method), so they
@@ -24,8 +30,8 @@ several runtimes, each with its own secret (`Runtime.attach` of several nodes).
 from __future__ import annotations
 
 import hashlib
-import logging
 import hmac
+import logging
 import os
 import pickle
 import secrets
@@ -39,6 +45,11 @@ from typing import Any
 from supervision.errors import ConfigError
 
 TAG_BYTES = 32
+#: A short tag of the announced length, checked as soon as its 16 bytes arrive: a stranger's
+#: frame is dropped after ~30 bytes instead of being buffered up to the size it announces.
+SIZE_TAG_BYTES = 16
+#: Frames this small are checked only once complete (thespian's unsigned ACKs are 26 bytes).
+SMALL_FRAME = 64
 SECRET_BYTES = 32
 #: The shortest secret accepted from a user (`Runtime(secret=...)`): 128 bits.
 MIN_SECRET_BYTES = 16
@@ -86,14 +97,29 @@ class Rejected(ValueError):
     """A frame that is not signed with a secret this process holds."""
 
 
+def mac_key(secret: bytes) -> bytes:
+    """The BLAKE2b key for a secret of any length (BLAKE2b takes keys of up to 64 bytes)."""
+    return hashlib.blake2b(secret, digest_size=32, person=b"thespian-otp").digest()
+
+
+def _mac(key: bytes, body: Any) -> bytes:
+    return hashlib.blake2b(body, key=key, digest_size=TAG_BYTES).digest()
+
+
 class SignedPickle:
-    """pickle with an HMAC-SHA256 tag in front; `loads` verifies before it unpickles."""
+    """pickle with a keyed-BLAKE2b tag in front; `loads` verifies before it unpickles.
+
+    `keys`, `default` and `ring` hold MAC keys (`mac_key(secret)`), not the secrets."""
 
     def __init__(self, log_interval: float = 10.0) -> None:
         self.log_interval = log_interval
-        #: admin port of an actor system -> its secret
+        #: admin port of an actor system -> its MAC key
         self.keys: dict[int, bytes] = {}
+        #: the key of the latest install: kept after `forget`, so that a plain thespian
+        #: ActorSystem started later in this process still signs what it sends consistently
         self.default: bytes | None = None
+        #: every key a frame may be signed with, in this process
+        self.ring: tuple[bytes, ...] = ()
         self.acks = _ack_frames()
         #: logging.dictConfig handler of the runtime's log (bases.log_defs()["handlers"]["main"])
         self.log_handler: dict[str, Any] = {}
@@ -109,17 +135,25 @@ class SignedPickle:
         if key is None:
             raise Rejected("no runtime secret is installed in this process")
         body = pickle.dumps(value)
-        return hmac.digest(key, body, hashlib.sha256) + body
+        return self.size_tag(key, SIZE_TAG_BYTES + TAG_BYTES + len(body)) + _mac(key, body) + body
+
+    @staticmethod
+    def size_tag(key: bytes, size: int) -> bytes:
+        return hashlib.blake2b(b"%d" % size, key=key, digest_size=SIZE_TAG_BYTES, person=b"frame-size").digest()
+
+    def size_ok(self, tag: bytes, size: int) -> bool:
+        return any(hmac.compare_digest(self.size_tag(key, size), tag) for key in self.ring)
 
     def loads(self, frame: bytes) -> Any:
-        ack = self.acks.get(frame) if len(frame) < 64 else None
+        ack = self.acks.get(frame) if len(frame) <= SMALL_FRAME else None
         if ack is not None:
             return ack
         view = memoryview(frame)
-        tag, body = view[:TAG_BYTES], view[TAG_BYTES:]
-        if len(frame) > TAG_BYTES:
-            for key in tuple(self.keys.values()):
-                if hmac.compare_digest(hmac.digest(key, body, hashlib.sha256), tag):
+        header = SIZE_TAG_BYTES + TAG_BYTES
+        tag, body = view[SIZE_TAG_BYTES:header], view[header:]
+        if len(frame) > header:
+            for key in self.ring:
+                if hmac.compare_digest(_mac(key, body), tag):
                     return pickle.loads(body)
         self._reject(len(frame))
         raise Rejected("frame not signed with this runtime's secret; dropped unread")
@@ -184,6 +218,27 @@ def _admin_port(transport: Any) -> int | None:
     return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
 
 
+def _checked_buffer_class() -> type:
+    from thespian.system.transport.streamBuffer import ReceiveBuffer
+
+    class CheckedReceiveBuffer(ReceiveBuffer):
+        """thespian's frame buffer, which also drops a frame whose announced size is unsigned."""
+
+        _size_checked = False
+
+        def addMore(self, buf: bytes) -> None:
+            super().addMore(buf)
+            if self._size_checked or self._size is None or self._size <= SMALL_FRAME or self._blen < SIZE_TAG_BYTES:
+                return
+            self._size_checked = True
+            if not SIGNER.size_ok(bytes(self._buf[:SIZE_TAG_BYTES]), self._size):
+                SIGNER._reject(self._size)
+                # thespian closes the socket on this (and logs "corrupted incoming data")
+                raise Rejected(f"a frame announcing {self._size} bytes is not signed with this runtime's secret")
+
+    return CheckedReceiveBuffer
+
+
 def _patch() -> None:
     from thespian.system.transport import TCPTransport as module
     from thespian.system.transport.streamBuffer import toSendBuffer
@@ -193,6 +248,7 @@ def _patch() -> None:
         return toSendBuffer((self.myAddress, intent.message), lambda value: SIGNER.dumps(value, key))
 
     module.serializer = SIGNER  # what ReceiveBuffer(serializer.loads) and the ack buffers use
+    module.ReceiveBuffer = _checked_buffer_class()
     module.TCPTransport.serializer = serializer
 
 
@@ -204,9 +260,11 @@ def install(secret: bytes, admin_port: int, log_handler: dict[str, Any] | None =
         if not _installed:
             _patch()
             _installed = True
-        SIGNER.keys[admin_port] = secret
-        SIGNER.default = secret
+        key = mac_key(secret)
+        SIGNER.keys[admin_port] = key
+        SIGNER.default = key
         _users[admin_port] = _users.get(admin_port, 0) + 1
+        _update_ring()
         if log_handler is not None:
             SIGNER.log_handler, SIGNER._log = dict(log_handler), None
 
@@ -218,6 +276,12 @@ def forget(admin_port: int | None) -> None:
         if _users[admin_port] > 0:
             return  # a runtime and an attached handle to it, in one process
         del _users[admin_port]
-        secret = SIGNER.keys.pop(admin_port, None)
-        if secret is not None and SIGNER.default == secret and secret not in SIGNER.keys.values():
-            SIGNER.default = next(iter(SIGNER.keys.values()), None)
+        SIGNER.keys.pop(admin_port, None)
+        _update_ring()
+
+
+def _update_ring() -> None:
+    keys = list(dict.fromkeys(SIGNER.keys.values()))
+    if SIGNER.default is not None and SIGNER.default not in keys:
+        keys.append(SIGNER.default)
+    SIGNER.ring = tuple(keys)

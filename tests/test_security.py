@@ -201,6 +201,7 @@ def test_a_short_secret_is_refused_and_a_secret_file_must_be_private(tmp_path):
 def test_a_frame_signed_with_another_secret_or_cut_short_is_never_unpickled(tmp_path):
     signer = auth.SignedPickle()
     signer.keys[1] = b"k" * 32
+    signer.ring = (b"k" * 32,)
     frame = signer.dumps(WritesAFile(str(tmp_path / "pwned")), b"x" * 32)  # signed, but with another secret
     with pytest.raises(auth.Rejected):
         signer.loads(frame)
@@ -209,3 +210,48 @@ def test_a_frame_signed_with_another_secret_or_cut_short_is_never_unpickled(tmp_
     assert signer.loads(signer.dumps({"ok": 1}, b"k" * 32)) == {"ok": 1}
     assert not (tmp_path / "pwned").exists()
     assert signer.rejected == 2
+
+
+PEER = r"""
+import sys
+from thespian.actors import ActorAddress, ActorSystem
+from thespian.system.transport.IPBase import TCPv4ActorAddress
+from supervision import auth, bases
+secret, admin, port = sys.argv[1].encode(), int(sys.argv[2]), int(sys.argv[3])
+auth.install(auth.check_secret(secret), admin)
+bases.bind_to("127.0.0.1")
+system = ActorSystem("multiprocTCPBase", {"Admin Port": admin}, transientUnique=True)
+print(repr(system.ask(ActorAddress(TCPv4ActorAddress("127.0.0.1", port, external=True)), "from a peer", 3)))
+"""
+
+
+def test_a_peer_with_the_shared_secret_is_served_and_one_with_another_secret_is_not(make_runtime, tmp_path):
+    """The multi-host setup in small: an explicit secret, shared like an Erlang cookie, is what
+    another process (another host) needs; with a different one its frames are dropped unread."""
+    shared = "0123456789abcdef" * 4
+    rt = make_runtime("multiprocTCPBase", secret=shared, log_level="WARNING", log_file=str(tmp_path / "log"))
+    rt.start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    port = rt.whereis("echo").address.addressDetails.sockname[1]
+
+    def peer(secret: str) -> str:
+        result = subprocess.run([sys.executable, "-c", PEER, secret, str(rt.admin_port), str(port)], capture_output=True, text=True, timeout=60)
+        return result.stdout.strip() + result.stderr[-300:]
+
+    assert peer(shared) == "'from a peer'"
+    assert "'from a peer'" not in peer("another secret, long enough!")
+    assert rt.ask("echo", "still here") == "still here"
+    assert "rejected" in (tmp_path / "log").read_text()
+
+
+def test_a_frame_announcing_a_huge_size_without_the_secret_is_dropped_before_its_body_is_read(make_runtime):
+    """Without the early check the runtime buffered whatever a stranger announced (here 1 GB)."""
+    import socket
+
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    port = rt.whereis("echo").address.addressDetails.sockname[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as stranger:
+        stranger.sendall(b"1000000000>" + b"\0" * 64)
+        with pytest.raises(OSError):  # the runtime closed the connection: the rest cannot be sent
+            for _ in range(1000):  # up to 64 MB, far beyond the socket buffers
+                stranger.sendall(b"\0" * 65536)
+    assert rt.ask("echo", "still serving") == "still serving"
