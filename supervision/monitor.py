@@ -37,6 +37,7 @@ from supervision.messages import (
     RegistryEntry,
     Reply,
     Resolved,
+    StatusNote,
     Unregister,
     Unwatch,
     Watch,
@@ -62,6 +63,7 @@ class Monitor(Process):
         NodeRow: "_on_node_row",
         NodeRemoved: "_on_node_removed",
         CountEvent: "_on_count_event",
+        StatusNote: "_on_status_note",
     }
 
     def __init__(self) -> None:
@@ -71,6 +73,8 @@ class Monitor(Process):
         self.parked: dict[str, list[tuple[float, Lookup, Any]]] = {}
         self.rows: dict[str, NodeRow] = {}
         self.counters: dict[str, Counters] = {}
+        #: conditions running actors report about themselves (StatusNote)
+        self.notes: dict[str, str] = {}
         self.sweep_interval = SWEEP_INTERVAL
         self._next_sweep = 0.0
 
@@ -208,13 +212,22 @@ class Monitor(Process):
 
     def _on_node_row(self, message: NodeRow, sender: Any) -> None:
         self.rows[message.name] = message
+        if message.status != "running":
+            self.notes.pop(message.name, None)  # a note belongs to one run of the actor
         if message.name in self.parked and not self._coming_back(message.name):
             self._expire_parked(self.clock())
 
     def _on_node_removed(self, message: NodeRemoved, sender: Any) -> None:
         self.rows.pop(message.name, None)
+        self.notes.pop(message.name, None)
         if message.name in self.parked:
             self._expire_parked(self.clock())
+
+    def _on_status_note(self, message: StatusNote, sender: Any) -> None:
+        if isinstance(message.status, str) and message.status:
+            self.notes[message.name] = message.status[:80]
+        else:
+            self.notes.pop(message.name, None)
 
     def _on_count_event(self, message: CountEvent, sender: Any) -> None:
         self._count(message.name, "recoverable_errors" if message.kind == "recoverable" else "crashes")
@@ -232,7 +245,7 @@ class Monitor(Process):
             self.send_error(envelope, sender, UnknownMessage(self.name, type_name(payload)))
 
     def snapshot(self) -> Any:
-        return build_tree(self.rows, self.counters, root=self.kernel_name, base=self.context.base if self.context else "")
+        return build_tree(self.rows, self.counters, root=self.kernel_name, base=self.context.base if self.context else "", notes=self.notes)
 
     @property
     def kernel_name(self) -> str:

@@ -160,6 +160,9 @@ class Database:
             min_size=self.config.pool_min,
             max_size=self.config.pool_max,
             timeout=self.config.connect_timeout,
+            # a connection the server dropped (a restart) is found and replaced at checkout,
+            # not handed out: the first query after a restart must not fail on a stale one
+            check=ConnectionPool.check_connection,
             open=False,
             name=f"thespian-otp:{self.config.schema}",
         )
@@ -170,6 +173,15 @@ class Database:
             raise translate(exc, self.config) from None
         self._pool = pool
         return self
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    def reopen(self) -> "Database":
+        """After an outage: a new pool (the old one may have given up on its connections)."""
+        self.close()
+        return self.open()
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
