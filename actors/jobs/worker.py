@@ -187,6 +187,7 @@ class Worker(Server):
         if self.outage.active:
             log.warning("%s: the database is back after %.1f s", self.name, self.outage.recovered(self.clock()))
             self.want_claim = True
+            self.send(self.myAddress, Continue("reconnected"))  # go on with the jobs it holds
         self.report_status(None)
         return True
 
