@@ -35,7 +35,11 @@ class JobsService(Server):
         check_kinds: bool = True,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         max_enqueue_bytes: int = MAX_ENQUEUE_BYTES,
+        probe_interval: float = 2.0,
     ) -> None:
+        """`probe_interval`: seconds between checks that the database answers, so the tree
+        shows an outage even while nobody enqueues."""
+        self.probe_interval = probe_interval
         import_handlers(handlers)
         self.check_kinds = check_kinds
         self.max_payload_bytes = max_payload_bytes
@@ -49,9 +53,10 @@ class JobsService(Server):
     def on_tick(self, now: float) -> float | None:
         """Connect, and while the database is away probe it with backoff, so the service shows
         its state in the tree and is ready the moment the server is back."""
-        if self.database.is_open and not self.outage.active:
-            return None
         try:
+            if self.database.is_open and not self.outage.active:
+                self.database.ping()
+                return now + self.probe_interval
             self.database.reopen()
         except Exception as exc:  # noqa: BLE001
             if not is_outage(exc):
@@ -59,7 +64,7 @@ class JobsService(Server):
             self._away(exc)
             return self.retry_at
         self._back()
-        return None
+        return now + self.probe_interval
 
     def _away(self, exc: BaseException) -> None:
         if not self.outage.active:
@@ -85,7 +90,10 @@ class JobsService(Server):
             if size > self.max_enqueue_bytes:
                 raise BadJob(f"one Enqueue may carry at most {self.max_enqueue_bytes:,} bytes of payloads; got {size:,}")
             if self.outage.active:
-                if self.clock() < self.retry_at or self.on_tick(self.clock()) is not None:
+                if self.clock() < self.retry_at:
+                    raise DatabaseWaiting(self.name, self.outage.last_error)
+                self.on_tick(self.clock())
+                if self.outage.active:
                     raise DatabaseWaiting(self.name, self.outage.last_error)
             try:
                 ids = self.store.insert(checked)

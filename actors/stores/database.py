@@ -174,6 +174,12 @@ class Database:
         self._pool = pool
         return self
 
+    def ping(self) -> None:
+        """One round trip on a pooled connection (raises the typed error when the server is away)."""
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+            conn.commit()
+
     @property
     def is_open(self) -> bool:
         return self._pool is not None
