@@ -85,7 +85,7 @@ class Rescuer(Server):
         # a worker of this host that died (killed, os._exit, a segfault) is rescued at the
         # next pass, not a heartbeat ttl later
         self.processes.expire_dead_local(lambda pid, ticks: ProcessIdentity(pid, ticks or 0).is_alive())
-        result = self.store.rescue()
+        result = self.store.rescue(self.outage_grace)
         self.totals["passes"] += 1
         self.totals["jobs"] += result.jobs
         self.totals["processes"] += len(result.processes)

@@ -211,10 +211,11 @@ class PgJobStore:
                 conn.execute(Q["notify"], {"channel": self.channel, "queue": queue})
         return released
 
-    def rescue(self) -> RescueResult:
-        """Release the jobs of processes whose heartbeat expired (and of vanished ones)."""
+    def rescue(self, grace: float = 0.0) -> RescueResult:
+        """Release the jobs of processes whose heartbeat expired (and of vanished ones); none
+        is declared dead within `grace` seconds of the server's start (a restart)."""
         with self.database.transaction() as conn:
-            row = conn.execute(Q["rescue"]).fetchone()
+            row = conn.execute(Q["rescue"], {"grace": grace}).fetchone()
             if row["jobs"]:
                 notify_events(conn, self.database.config.schema)
         return RescueResult(row["jobs"], tuple(row["processes"]), row["unstarted"], row["completed"])
