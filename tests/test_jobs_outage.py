@@ -108,3 +108,22 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
     wait_for(lambda: all(rt.tree()[name].status == "running" for name in DATABASE_ACTORS), timeout=30, what="statuses back to running")
     after = {n.name: (n.restarts, n.pid) for n in rt.tree().walk()}
     assert after == before, "an actor restarted during the outage"
+
+
+def test_the_first_enqueue_after_a_database_restart_succeeds_or_says_retry(own_pg, make_runtime):
+    config = DatabaseConfig(own_pg.dsn, schema=f"o_{uuid.uuid4().hex[:10]}")
+    with Database(config) as database:
+        Migrator(database).apply()
+    spec = SupervisorSpec("root", children=[jobs_tree(config, handlers=HANDLERS, workers=1, heartbeat_ttl=1.5, poll_interval=0.3)])
+    rt = make_runtime("multiprocTCPBase").start(spec)
+    ids = [rt.enqueue("noop", {})]
+    for _ in range(3):
+        own_pg.restart()  # every pooled connection of the service is now stale
+        try:
+            ids.append(rt.enqueue("noop", {}))
+        except DatabaseWaiting as exc:  # typed and retryable; never ActorCrashed
+            assert exc.retryable
+            ids += enqueue_retrying(rt, [new_job("noop", {})])
+    with Database(config) as database:
+        wait_for(lambda: finished(database, ids), timeout=30, what="the jobs")
+    assert rt.tree()["jobs-service"].restarts == 0
