@@ -22,6 +22,7 @@ STATUS_STYLE = {
     "stopping": "yellow",
     "exited": "red",
     "stopped": "dim",
+    "waiting for the database": "yellow",
 }
 
 
@@ -197,8 +198,13 @@ def _render_plain(renderable: Any) -> str:
     return capture.get().rstrip("\n")
 
 
-def build_tree(rows: dict[str, NodeRow], counters: dict[str, Counters], root: str, base: str = "") -> Tree:
-    """Assemble the snapshot from the monitor's rows (each supervisor reports its children)."""
+def build_tree(
+    rows: dict[str, NodeRow], counters: dict[str, Counters], root: str, base: str = "", notes: dict[str, str] | None = None
+) -> Tree:
+    """Assemble the snapshot from the monitor's rows (each supervisor reports its children);
+    a running actor's own note (`StatusNote`, such as "waiting for the database") replaces
+    "running" as its status."""
+    notes = notes or {}
     by_parent: dict[str, list[NodeRow]] = {}
     for row in rows.values():
         by_parent.setdefault(row.parent, []).append(row)
@@ -212,7 +218,7 @@ def build_tree(rows: dict[str, NodeRow], counters: dict[str, Counters], root: st
             row.name,
             row.kind,
             row.actor_class,
-            row.status,
+            notes.get(row.name, row.status) if row.status == "running" else row.status,
             row.pid,
             row.restarts,
             row.restart,

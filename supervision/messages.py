@@ -293,6 +293,15 @@ class GetTree(Message):
     pass
 
 
+@attrs.frozen
+class StatusNote(Message):
+    """A running actor reports a condition of its own for `tree()` (for example "waiting for
+    the database"); None clears it. Shown instead of "running" while set."""
+
+    name: str
+    status: str | None
+
+
 # --- kernel (internal) --------------------------------------------------------------------
 
 

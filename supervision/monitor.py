@@ -39,6 +39,7 @@ from supervision.messages import (
     Resolved,
     MonitorStats,
     Undelivered,
+    StatusNote,
     Unregister,
     Unwatch,
     Watch,
@@ -68,6 +69,7 @@ class Monitor(Process):
         NodeRow: "_on_node_row",
         NodeRemoved: "_on_node_removed",
         CountEvent: "_on_count_event",
+        StatusNote: "_on_status_note",
     }
 
     def __init__(self) -> None:
@@ -77,6 +79,8 @@ class Monitor(Process):
         self.parked: dict[str, list[tuple[float, Lookup, Any]]] = {}
         self.rows: dict[str, NodeRow] = {}
         self.counters: dict[str, Counters] = {}
+        #: conditions running actors report about themselves (StatusNote)
+        self.notes: dict[str, str] = {}
         self.sweep_interval = SWEEP_INTERVAL
         self._next_sweep = 0.0
 
@@ -226,6 +230,8 @@ class Monitor(Process):
         if previous is not None and previous.kind == "supervisor" and previous.pid != message.pid and previous.pid is not None:
             # that supervisor's process is gone, and its children with it: drop their rows
             self._drop_children(message.name, previous.pid)
+        if message.status != "running":
+            self.notes.pop(message.name, None)  # a note belongs to one run of the actor
         if message.name in self.parked and not self._coming_back(message.name):
             self._expire_parked(self.clock())
 
@@ -238,8 +244,15 @@ class Monitor(Process):
     def _on_node_removed(self, message: NodeRemoved, sender: Any) -> None:
         self.rows.pop(message.name, None)
         self.counters.pop(message.name, None)  # a removed child's counts go with its row
+        self.notes.pop(message.name, None)
         if message.name in self.parked:
             self._expire_parked(self.clock())
+
+    def _on_status_note(self, message: StatusNote, sender: Any) -> None:
+        if isinstance(message.status, str) and message.status:
+            self.notes[message.name] = message.status[:80]
+        else:
+            self.notes.pop(message.name, None)
 
     def _on_count_event(self, message: CountEvent, sender: Any) -> None:
         field = _COUNTED.get(message.kind)
@@ -269,7 +282,7 @@ class Monitor(Process):
         }
 
     def snapshot(self) -> Any:
-        return build_tree(self.rows, self.counters, root=self.kernel_name, base=self.context.base if self.context else "")
+        return build_tree(self.rows, self.counters, root=self.kernel_name, base=self.context.base if self.context else "", notes=self.notes)
 
     @property
     def kernel_name(self) -> str:

@@ -40,6 +40,7 @@ from supervision.messages import (
     Init,
     Reply,
     Undelivered,
+    StatusNote,
     Unwatch,
     Watch,
 )
@@ -191,6 +192,15 @@ class Server(Process):
         self._watched.discard(name)
         if self.monitor_address is not None:
             self.send(self.monitor_address, Unwatch(name))
+
+    def report_status(self, status: str | None) -> None:
+        """Show `status` (for example "waiting for the database") instead of "running" in
+        `tree()`; None goes back to "running". Sent only when it changes."""
+        if status == getattr(self, "_status_note", None):
+            return
+        self._status_note = status
+        if self.monitor_address is not None:
+            self.send(self.monitor_address, StatusNote(self.name, status))
 
     def send_after(self, delay: float, message: Any) -> None:
         """Deliver `message` to this actor's `handle` after `delay` seconds."""

@@ -130,3 +130,14 @@ def stubborn(payload):
         _record(payload["path"], "interrupted", type(exc).__name__, os.getpid(), time.time())
         raise
     _record(payload["path"], "end", 0, os.getpid(), time.time())
+
+
+@job("long_chaos", queue="slow", max_attempts=10, timeout=60, retry_min=0.05, retry_max=0.2)
+def long_chaos(payload):
+    """The chaos run's long job: many heartbeat ttls long; it must never be rescued while alive."""
+    from actors.jobs import current_job
+
+    deadline = time.monotonic() + payload["seconds"]
+    while time.monotonic() < deadline:
+        current_job().check()
+        time.sleep(0.05)

@@ -117,14 +117,14 @@ def test_a_job_that_kills_its_worker_fails_alone_and_innocent_jobs_run_once(db_c
     innocent_ids = [i for i in ids if i != poison_id]
     wait_for(lambda: finished(database, ids), timeout=60, what="every job")
     store = PgJobStore(database)
-    bad = store.get(poison_id)
-    assert (bad.state, bad.attempt) == ("failed", 3)
-    assert "died while running this job" in bad.last_error
     for job_id in innocent_ids:
         job = store.get(job_id)
         assert (job.state, job.attempt, job.errors) == ("completed", 1, ()), job
     runs = [int(line[1]) for line in lines(path) if line[0] == "end"]
     assert sorted(runs) == list(range(30)), "every innocent job ran exactly once"
+    bad = store.get(poison_id)
+    assert (bad.state, bad.attempt) == ("failed", 3)
+    assert "died while running this job" in bad.last_error
     assert audit(database) == CLEAN
 
 
@@ -185,3 +185,18 @@ def test_two_job_trees_with_their_own_queues_and_workers_run_in_one_runtime(db_c
     assert {ran[n] for n in range(5)} == {pids["emails-worker-1"]}
     assert {ran[100 + n] for n in range(5)} <= {pids["reports-worker-1"], pids["reports-worker-2"]}
     assert PgJobStore(database).counts() == {("emails", "completed"): 5, ("reports", "completed"): 5}
+
+
+def test_a_worker_whose_lease_ran_out_claims_nothing(database):
+    """A frozen worker that resumes must not claim jobs for a process row about to be rescued
+    (or already gone): they would be orphans rescued with an attempt lost (seen in the chaos run)."""
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import NewJob
+
+    jobs, processes = PgJobStore(database), PgProcessStore(database)
+    jobs.insert([NewJob("noop") for _ in range(3)])
+    frozen = processes.register("frozen", ttl=0.2)
+    time.sleep(0.4)  # its lease runs out
+    assert jobs.claim("default", frozen.id, 10) == []
+    alive = processes.register("alive", ttl=30)
+    assert len(jobs.claim("default", alive.id, 10)) == 3

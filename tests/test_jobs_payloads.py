@@ -105,3 +105,10 @@ def test_an_unmigrated_schema_never_falls_through_to_public_and_says_run_db_init
             store.counts()
         with pytest.raises(SchemaMissing, match="thespian-otp db init"):
             store.insert([NewJob("noop")])
+
+
+def test_a_schema_name_with_a_trailing_newline_is_refused():
+    from supervision import SpecError
+
+    with pytest.raises(SpecError, match="schema"):
+        DatabaseConfig("postgresql://localhost/x", schema="thespian_otp\n")

@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from actors.jobs.core import Fanout, OutcomeBatch, check_outcome
+from actors.jobs.errors import DatabaseWaiting
 from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flush, Subscribe, Unsubscribe
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.jobs import PgJobStore
+from actors.stores.outage import WAITING, Outage, is_outage
 from actors.stores.rows import WriteResult
 from supervision import BadRequest, Down, Server
 from supervision.logs import logger
@@ -43,8 +45,10 @@ class Completer(Server):
     ) -> None:
         """`subscribers`: names that always get finished jobs (started before the completer, so
         they stop after it); others can `Subscribe` at run time."""
-        self.database = Database(database).open()
+        self.database = Database(database)
         self.store = PgJobStore(self.database)
+        self.outage = Outage()
+        self.retry_at = 0.0
         self.batch = OutcomeBatch(batch_size, max_age)
         self.fanout = Fanout()
         for name in subscribers:
@@ -61,7 +65,10 @@ class Completer(Server):
             self._flush_if_due()
             return None
         if isinstance(message, Flush):
-            return self.flush()
+            written = self.flush()
+            if self.outage.active:
+                raise DatabaseWaiting(self.name, self.outage.last_error)
+            return written
         if isinstance(message, Subscribe):
             validate_name(message.name, "Subscribe.name")
             self.fanout.subscribe(message.name, message.buffer, message.window)
@@ -82,11 +89,16 @@ class Completer(Server):
                 log.warning("%s: subscriber %s is gone (%s); no longer publishing to it", self.name, message.name, message.reason)
             return None
         if isinstance(message, CompleterStats):
-            return {**self.totals, "buffered": len(self.batch.outcomes), "subscribers": self.fanout.stats()}
+            return {
+                **self.totals, "buffered": len(self.batch.outcomes), "subscribers": self.fanout.stats(),
+                "waiting_for_database": self.outage.active,
+            }  # fmt: skip
         return super().handle(message)
 
     def _flush_if_due(self) -> None:
-        if self.batch.due(self.clock()):
+        if self.outage.active:
+            self.arm_timer(self.retry_at)  # the retry timer writes them
+        elif self.batch.due(self.clock()):
             self.flush()
         else:
             deadline = self.batch.deadline()
@@ -94,15 +106,41 @@ class Completer(Server):
                 self.arm_timer(deadline)
 
     def on_tick(self, now: float) -> float | None:
+        if self.outage.active:
+            if now < self.retry_at:
+                return self.retry_at
+            self.flush()
+            return self.retry_at if self.outage.active else self.batch.deadline()
         if self.batch.due(now):
             self.flush()
-        return self.batch.deadline()
+        return self.retry_at if self.outage.active else self.batch.deadline()
 
     def flush(self) -> int:
+        """Write what is buffered now. While the database is away the outcomes stay buffered
+        (the workers' requests unanswered, so they hold back) and the write is retried with
+        backoff; nothing crashes, nothing is dropped."""
         outcomes, waiters = self.batch.take()
         if not outcomes:
             return 0
-        result = self.store.write_outcomes(outcomes)
+        try:
+            if self.outage.active:
+                self.database.reopen()
+            result = self.store.write_outcomes(outcomes)
+        except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
+            if not is_outage(exc):
+                raise
+            now = self.clock()
+            if not self.outage.active:
+                log.warning("%s: the database is away (%s); holding %d outcomes", self.name, exc, len(outcomes))
+            self.batch.put_back(outcomes, waiters, now)
+            self.retry_at = self.outage.failed(now, exc)
+            self.report_status(WAITING)
+            self.arm_timer(self.retry_at)
+            return 0
+        if self.outage.active:
+            lasted = self.outage.recovered(self.clock())
+            log.warning("%s: the database is back after %.1f s", self.name, lasted)
+            self.report_status(None)
         self._count(result)
         for waiter in waiters:
             self.reply(waiter, len(outcomes))
@@ -137,6 +175,8 @@ class Completer(Server):
             written = self.flush()
             if written:
                 log.info("%s: flushed %d outcomes on stop", self.name, written)
+            elif self.batch.outcomes:
+                log.warning("%s: %d outcomes not written at stop (the database is away); their workers' rescue redoes them", self.name, len(self.batch.outcomes))
         finally:
             self.database.close()
 

@@ -200,6 +200,14 @@ class OutcomeBatch:
         self.outcomes, self.waiters, self.oldest = [], [], None
         return outcomes, waiters
 
+    def put_back(self, outcomes: list[JobOutcome], waiters: list[Any], now: float) -> None:
+        """A write that failed (the database is away): its outcomes wait again, first in line;
+        an outcome already waiting again (a worker resent it) is kept once."""
+        waiting = set(self.outcomes)
+        self.outcomes = [o for o in outcomes if o not in waiting] + self.outcomes
+        self.waiters = list(waiters) + self.waiters
+        self.oldest = now if self.oldest is None else min(self.oldest, now)
+
 
 @attrs.define
 class _Subscriber:

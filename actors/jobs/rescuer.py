@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.jobs.errors import DatabaseWaiting
 from actors.jobs.messages import Rescue
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.jobs import PgJobStore
+from actors.stores.outage import WAITING, Outage, is_outage
 from actors.stores.processes import PgProcessStore
 from actors.stores.rows import RescueResult
 from supervision import Server
@@ -36,7 +38,10 @@ class Rescuer(Server):
         """`outage_grace`: after the database comes back, wait this long (the workers'
         heartbeat ttl) before rescuing, so that live workers beat again first."""
         self.outage_grace = outage_grace
-        self.database = Database(database).open()
+        self.outage = Outage()
+        #: no rescue before this (monotonic): after an outage, live workers beat again first
+        self.hold_until = 0.0
+        self.database = Database(database)
         self.store = PgJobStore(self.database)
         self.processes = PgProcessStore(self.database)
         self.interval = interval
@@ -46,20 +51,45 @@ class Rescuer(Server):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Rescue):
-            return self.rescue()
+            if self.outage.active:
+                raise DatabaseWaiting(self.name, self.outage.last_error)
+            try:
+                return self.rescue()
+            except Exception as exc:  # noqa: BLE001
+                if not is_outage(exc):
+                    raise
+                self.report_status(WAITING)
+                self.arm_timer(self.outage.failed(self.clock(), exc))
+                raise DatabaseWaiting(self.name, self.outage.last_error) from None
         if message == "stats":
             return dict(self.totals)
         return super().handle(message)
 
     def on_tick(self, now: float) -> float | None:
-        self.rescue()
+        try:
+            if self.outage.active or not self.database.is_open:
+                self.database.reopen()
+                if self.outage.active:
+                    lasted = self.outage.recovered(now)
+                    self.hold_until = self.clock() + self.outage_grace
+                    log.warning("%s: the database is back after %.1f s; rescuing again in %.1f s", self.name, lasted, self.outage_grace)
+                self.report_status(None)
+            if self.clock() >= self.hold_until:
+                self.rescue()
+        except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
+            if not is_outage(exc):
+                raise
+            if not self.outage.active:
+                log.warning("%s: the database is away (%s); waiting", self.name, exc)
+            self.report_status(WAITING)
+            return self.outage.failed(self.clock(), exc)
         return now + self.interval
 
     def rescue(self) -> RescueResult:
         # a worker of this host that died (killed, os._exit, a segfault) is rescued at the
         # next pass, not a heartbeat ttl later
         self.processes.expire_dead_local(lambda pid, ticks: ProcessIdentity(pid, ticks or 0).is_alive())
-        result = self.store.rescue()
+        result = self.store.rescue(self.outage_grace)
         self.totals["passes"] += 1
         self.totals["jobs"] += result.jobs
         self.totals["processes"] += len(result.processes)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from actors.jobs.core import MAX_ENQUEUE_BYTES, MAX_PAYLOAD_BYTES, prepare
-from actors.jobs.errors import BadJob
+from actors.jobs.errors import BadJob, DatabaseWaiting
 from actors.jobs.messages import Enqueue
 from actors.jobs.registry import import_handlers, lookup
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
-from actors.stores.errors import DataRejected
+from actors.stores.errors import ConnectionLost, DataRejected
+from actors.stores.outage import WAITING, Outage, is_outage
 from actors.stores.jobs import PgJobStore
 from actors.stores.rows import NewJob
 from supervision import Answer, CountChildren, Server, StartChild
@@ -34,13 +35,48 @@ class JobsService(Server):
         check_kinds: bool = True,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         max_enqueue_bytes: int = MAX_ENQUEUE_BYTES,
+        probe_interval: float = 2.0,
     ) -> None:
+        """`probe_interval`: seconds between checks that the database answers, so the tree
+        shows an outage even while nobody enqueues."""
+        self.probe_interval = probe_interval
         import_handlers(handlers)
         self.check_kinds = check_kinds
         self.max_payload_bytes = max_payload_bytes
         self.max_enqueue_bytes = max_enqueue_bytes
-        self.database = Database(database).open()
+        self.database = Database(database)
         self.store = PgJobStore(self.database)
+        self.outage = Outage()
+        self.retry_at = 0.0
+        self.arm_timer(self.clock())  # connect now (not at the first enqueue), without failing the start
+
+    def on_tick(self, now: float) -> float | None:
+        """Connect, and while the database is away probe it with backoff, so the service shows
+        its state in the tree and is ready the moment the server is back."""
+        try:
+            if self.database.is_open and not self.outage.active:
+                self.database.ping()
+                return now + self.probe_interval
+            self.database.reopen()
+        except Exception as exc:  # noqa: BLE001
+            if not is_outage(exc):
+                raise
+            self._away(exc)
+            return self.retry_at
+        self._back()
+        return now + self.probe_interval
+
+    def _away(self, exc: BaseException) -> None:
+        if not self.outage.active:
+            log.warning("%s: the database is away (%s); enqueues fail with DatabaseWaiting until it is back", self.name, exc)
+        self.retry_at = self.outage.failed(self.clock(), exc)
+        self.report_status(WAITING)
+        self.arm_timer(self.retry_at)
+
+    def _back(self) -> None:
+        if self.outage.active:
+            log.warning("%s: the database is back after %.1f s", self.name, self.outage.recovered(self.clock()))
+        self.report_status(None)
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Enqueue):
@@ -53,10 +89,26 @@ class JobsService(Server):
             size = sum(job.size for job in checked)
             if size > self.max_enqueue_bytes:
                 raise BadJob(f"one Enqueue may carry at most {self.max_enqueue_bytes:,} bytes of payloads; got {size:,}")
+            if self.outage.active:
+                if self.clock() < self.retry_at:
+                    raise DatabaseWaiting(self.name, self.outage.last_error)
+                self.on_tick(self.clock())
+                if self.outage.active:
+                    raise DatabaseWaiting(self.name, self.outage.last_error)
             try:
-                return self.store.insert(checked)
+                ids = self.store.insert(checked)
             except DataRejected as exc:
                 raise BadJob(f"PostgreSQL refused a job of this batch, nothing was stored: {exc.problem}") from None
+            except Exception as exc:  # noqa: BLE001 - an outage is a typed, retryable answer
+                if not is_outage(exc):
+                    raise
+                self._away(exc)
+                # a dropped connection may have dropped it before or after the commit
+                stored = "unknown" if isinstance(exc, ConnectionLost) else "no"
+                raise DatabaseWaiting(self.name, self.outage.last_error, stored=stored) from None
+            if self.outage.active:
+                self._back()
+            return ids
         return super().handle(message)
 
     def _check(self, job: Any) -> NewJob:

@@ -36,6 +36,7 @@ from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.errors import StoreError
 from actors.stores.jobs import PgJobStore
+from actors.stores.outage import WAITING, Outage, is_outage
 from actors.stores.processes import PgProcessStore
 from actors.stores.rows import ClaimedJob as Job, JobOutcome
 from supervision import Answer, Server
@@ -116,22 +117,21 @@ class Worker(Server):
 
         # losing a worker's last writes to a server crash is safe: claims and marks are redone
         # by the rescuer, outcomes it writes itself only at stop (then they are resent)
-        self.database = Database(database, settings={"synchronous_commit": "off"}).open()
+        self.database = Database(database, settings={"synchronous_commit": "off"})
         self.jobs = PgJobStore(self.database)
         self.processes = PgProcessStore(self.database)
-        # the process row names the node and the worker: completion events carry it
-        self.process = self.processes.register(f"{node}:{self.name}" if node else self.name, self.ttl)
-        self.listener = self.database.dedicated()
-        self.listener.execute(f"LISTEN {self.jobs.channel}")
+        self.node = node
+        self.process: Any = None  # its row in `processes`, once registered
+        self.listener: Any = None
+        self.outage = Outage()
+        self.retry_at = 0.0
+        self.release_after, self.cancel_grace, self.kill_grace = release_after, cancel_grace, kill_grace
+        self.heartbeat: Heartbeat | None = None
 
         self.state = _STATE = WorkerState()
         self.claimed = self.state.claimed
         #: the job that ran last and whose end is not yet marked on its row (and its error)
         self.ended: tuple[Job, str | None] | None = None
-        self.heartbeat = Heartbeat(
-            self.database, self.process.id, self.ttl, self.state,
-            release_after=release_after, cancel_grace=cancel_grace, kill_grace=kill_grace,
-        )  # fmt: skip
         self.outcomes: list[JobOutcome] = []
         self.unconfirmed: dict[int, tuple[JobOutcome, ...]] = {}
         self._batches = itertools.count(1)
@@ -142,7 +142,7 @@ class Worker(Server):
         self.next_poll = self.clock() + self.poll_interval
         self.counts = {"claimed": 0, "completed": 0, "failed": 0, "deferred": 0, "resent": 0, "cancelled": 0, "not_ours": 0}
         signal.signal(signal.SIGALRM, _alarm)
-        self.heartbeat.start()
+        self.connect()
         # resolve the completer's address now: an outcome sent while the next handler runs must
         # not wait for a name lookup whose answer this busy loop cannot receive
         self.ask(self.completer, CompleterStats(), timeout=30.0, then=lambda answer: None)
@@ -156,7 +156,8 @@ class Worker(Server):
             return None
         if isinstance(message, WorkerStatus):
             return {
-                "process": self.process.id,
+                "process": self.process.id if self.process else None,
+                "waiting_for_database": self.outage.active,
                 "claimed_now": len(self.claimed),
                 "unconfirmed": sum(len(b) for b in self.unconfirmed.values()),
                 "released": self.state.released,
@@ -165,10 +166,63 @@ class Worker(Server):
             }
         return super().handle(message)
 
+    # --- the database: connecting, and waiting it out when it is away ---------------------------
+
+    def connect(self) -> bool:
+        """Register (once), listen, start the heartbeat thread; False while the database is away."""
+        try:
+            if self.outage.active or not self.database.is_open:
+                self.database.reopen()
+            if self.process is None:
+                # the process row names the node and the worker: completion events carry it
+                self.process = self.processes.register(f"{self.node}:{self.name}" if self.node else self.name, self.ttl)
+            if self.listener is None:
+                self.listener = self.database.dedicated()
+                self.jobs.listen(self.listener)
+        except Exception as exc:  # noqa: BLE001
+            self.away(exc)
+            return False
+        if self.heartbeat is None:
+            self.heartbeat = Heartbeat(
+                self.database, self.process.id, self.ttl, self.state,
+                release_after=self.release_after, cancel_grace=self.cancel_grace, kill_grace=self.kill_grace,
+            )  # fmt: skip
+            self.heartbeat.start()
+        if self.outage.active:
+            log.warning("%s: the database is back after %.1f s", self.name, self.outage.recovered(self.clock()))
+            self.want_claim = True
+            self.send(self.myAddress, Continue("reconnected"))  # go on with the jobs it holds
+        self.report_status(None)
+        return True
+
+    def away(self, exc: BaseException) -> None:
+        """The database is away: stop claiming and starting jobs, reconnect with backoff. A
+        handler already running goes on; its outcome waits in the completer."""
+        if not is_outage(exc):
+            raise exc
+        if not self.outage.active:
+            log.warning("%s: the database is away (%s); waiting", self.name, exc)
+        if self.listener is not None:
+            try:
+                self.listener.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.listener = None
+        self.retry_at = self.outage.failed(self.clock(), exc)
+        self.report_status(WAITING)
+        self.arm_timer(self.retry_at)
+
     def on_tick(self, now: float) -> float | None:
         self.check_pruned()
-        if self._notified() or now >= self.next_poll:
-            self.want_claim = True
+        if self.outage.active or self.process is None or self.listener is None:
+            if now < self.retry_at or not self.connect():
+                return self.retry_at
+        try:
+            if self._notified() or now >= self.next_poll:
+                self.want_claim = True
+        except Exception as exc:  # noqa: BLE001
+            self.away(exc)
+            return self.retry_at
         if self.want_claim and self._idle():
             self.step()
         return now + self.notify_check
@@ -181,11 +235,19 @@ class Worker(Server):
             raise WorkerPruned(f"process {self.process.id} was pruned as dead; stopping")
 
     def _notified(self) -> bool:
-        return any(True for _ in self.listener.notifies(timeout=0))
+        return self.jobs.notified(self.listener)
 
     def step(self) -> None:
         """Run claimed jobs and claim more, for one time slice at most; then yield (a message to
         itself), so that a stop request gets in between."""
+        if self.outage.active or self.listener is None:
+            return  # on_tick reconnects, then steps
+        try:
+            self._step()
+        except Exception as exc:  # noqa: BLE001 - an outage is waited out; anything else crashes
+            self.away(exc)
+
+    def _step(self) -> None:
         started = self.clock()
         while True:
             self.check_pruned()
@@ -252,14 +314,21 @@ class Worker(Server):
         """Record on its row that the last job ended (no next job to mark it with)."""
         if self.ended is not None:
             job, error = self.ended
-            self.ended = None
             self.jobs.mark(self.process.id, None, job, error)
+            self.ended = None
 
     def run(self, job: Job) -> float:
         """Run one job; returns the seconds it took."""
         ended, error = self.ended if self.ended is not None else (None, None)
         self.ended = None
-        if not self.jobs.mark(self.process.id, job, ended, error):
+        try:
+            mine = self.jobs.mark(self.process.id, job, ended, error)
+        except Exception:
+            with self.state.lock:  # not started: it waits for the database with the others
+                self.claimed.appendleft(job)
+            self.ended = (ended, error) if ended is not None else None
+            raise
+        if not mine:
             self.counts["not_ours"] += 1  # cancelled or rescued before it started
             return 0.0
         job_type = self._type(job)
@@ -364,7 +433,11 @@ class Worker(Server):
 
     def terminate(self, reason: str) -> None:
         """Stop claiming; write what this worker still holds itself (fenced, so nothing twice)."""
-        self.heartbeat.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.process is None:
+            self.database.close()
+            return
         now = time.time()
         held = list(self.outcomes)
         for batch in self.unconfirmed.values():
@@ -383,5 +456,6 @@ class Worker(Server):
             except StoreError:
                 pass
         finally:
-            self.listener.close()
+            if self.listener is not None:
+                self.listener.close()
             self.database.close()

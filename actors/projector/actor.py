@@ -7,8 +7,11 @@ advisory lock applies events (docs/design.md story 3).
   and writes the read model and the checkpoint in one transaction, all on that connection.
 - It checks that its own session still holds the lock (a pid-filtered `pg_locks` query) every
   `lock_check_interval` and inside every batch's transaction before the checkpoint write. If the
-  lock or the connection is gone it raises `LockLost`/`ConnectionLost` and crashes at once; its
-  supervisor restarts it and it contends again.
+  lock is gone it raises `LockLost` and crashes at once; its supervisor restarts it and it
+  contends again.
+- If the database goes away (the connection drops, the server is down), it drops its session
+  (the lock goes with it), shows "waiting for the database" in the tree and reconnects with
+  backoff, then contends again: an outage of any length is waited out, never a crash loop.
 - New events wake it through LISTEN/NOTIFY; it also polls every `poll_interval`.
 - A projection that raises: the events before the failing one are saved, then the projector
   crashes with the failing position in the reason (`ProjectionFailed`); the event is never skipped.
@@ -27,6 +30,7 @@ from actors.projector.projection import Projection, load_projection
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database, is_connection_error
 from actors.stores.errors import StoreError
+from actors.stores.outage import WAITING, Outage, is_outage
 from actors.stores.projections import LockSession
 from actors.stores.rows import Checkpoint
 from supervision import Server
@@ -82,7 +86,10 @@ class Projector(Server):
         self.poll_interval = poll_interval
         self.notify_check = notify_check
         self.database = Database(database)
-        self.session = LockSession(self.database, self.projection.name, self.node, idle_session_timeout=idle_session_timeout)
+        self.idle_session_timeout = idle_session_timeout
+        self.session: LockSession | None = None
+        self.outage = Outage()
+        self.retry_at = 0.0
         self.holding = False
         self.checkpoint = Checkpoint()
         self.applied = 0
@@ -99,7 +106,7 @@ class Projector(Server):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, _CatchUp):
-            self.step(self.clock())
+            self.guarded_step(self.clock())
             return None
         if isinstance(message, ProjectorStatus):
             return {
@@ -112,16 +119,48 @@ class Projector(Server):
                 "batches": self.batches,
                 "scanned_rows": self.scanned_rows,
                 "last_scan_rows": self.last_scan_rows,
+                "waiting_for_database": self.outage.active,
             }
         return super().handle(message)
 
     def on_tick(self, now: float) -> float | None:
-        self.step(now)
+        if self.outage.active and now < self.retry_at:
+            return self.retry_at
+        if not self.guarded_step(now):
+            return self.retry_at
         if not self.holding:
             return now + self.retry_interval
         return min(self.next_check, now + self.notify_check)
 
+    def guarded_step(self, now: float) -> bool:
+        """One step; False while the database is away (the session is dropped, the lock with
+        it, and the next attempt is at `retry_at`)."""
+        try:
+            if self.session is None:
+                self.session = LockSession(self.database, self.projection.name, self.node, idle_session_timeout=self.idle_session_timeout)
+            self.step(now)
+        except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
+            if not is_outage(exc):
+                raise
+            if not self.outage.active:
+                log.warning("%s: the database is away (%s); waiting", self.name, exc)
+            self._drop_session()
+            self.retry_at = self.outage.failed(self.clock(), exc)
+            self.report_status(WAITING)
+            return False
+        if self.outage.active:
+            log.warning("%s: the database is back after %.1f s", self.name, self.outage.recovered(self.clock()))
+            self.report_status(None)
+        return True
+
+    def _drop_session(self) -> None:
+        session, self.session = self.session, None
+        self.holding = False
+        if session is not None:
+            session.close()
+
     def step(self, now: float) -> None:
+        assert self.session is not None
         if not self.holding and not self.contend():
             return
         if now >= self.next_check:
@@ -204,6 +243,8 @@ class Projector(Server):
         return good, None
 
     def terminate(self, reason: str) -> None:
+        if self.session is None:
+            return
         try:
             if self.holding:
                 self.session.unlock()

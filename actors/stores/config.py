@@ -18,11 +18,12 @@ from actors.stores.errors import InvalidDsn
 from supervision.errors import SpecError
 
 DEFAULT_SCHEMA = "thespian_otp"
-SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: used with fullmatch: `$` would accept "schema\n", which then reaches the connection options
+SCHEMA_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def validate_schema(value: Any) -> str:
-    if not isinstance(value, str) or not SCHEMA_PATTERN.match(value):
+    if not isinstance(value, str) or not SCHEMA_PATTERN.fullmatch(value):
         raise SpecError(
             "schema",
             f"{value!r} is not a valid schema name: use 1-63 lower-case letters, digits and _, starting with a letter or _",

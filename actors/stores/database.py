@@ -160,6 +160,9 @@ class Database:
             min_size=self.config.pool_min,
             max_size=self.config.pool_max,
             timeout=self.config.connect_timeout,
+            # a connection the server dropped (a restart) is found and replaced at checkout,
+            # not handed out: the first query after a restart must not fail on a stale one
+            check=ConnectionPool.check_connection,
             open=False,
             name=f"thespian-otp:{self.config.schema}",
         )
@@ -170,6 +173,21 @@ class Database:
             raise translate(exc, self.config) from None
         self._pool = pool
         return self
+
+    def ping(self) -> None:
+        """One round trip on a pooled connection (raises the typed error when the server is away)."""
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+            conn.commit()
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    def reopen(self) -> "Database":
+        """After an outage: a new pool (the old one may have given up on its connections)."""
+        self.close()
+        return self.open()
 
     def close(self) -> None:
         pool, self._pool = self._pool, None

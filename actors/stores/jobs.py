@@ -166,6 +166,16 @@ class PgJobStore:
             )
         return total
 
+    def listen(self, conn: psycopg.Connection) -> None:
+        """LISTEN on a dedicated autocommit connection for enqueue notifications."""
+        with session_errors(conn, self.database.config):
+            conn.execute(f"LISTEN {self.channel}")
+
+    def notified(self, conn: psycopg.Connection) -> bool:
+        """Whether a notification came on the listening connection (never blocks)."""
+        with session_errors(conn, self.database.config):
+            return any(True for _ in conn.notifies(timeout=0))
+
     def mark(self, process: int, start: ClaimedJob | None, ended: ClaimedJob | None = None, error: str | None = None) -> bool:
         """Before a handler starts: record on the rows that `ended` ended (with `error`, or
         None if it succeeded) and that `start` starts, in one statement. False: `start` is no
@@ -201,10 +211,11 @@ class PgJobStore:
                 conn.execute(Q["notify"], {"channel": self.channel, "queue": queue})
         return released
 
-    def rescue(self) -> RescueResult:
-        """Release the jobs of processes whose heartbeat expired (and of vanished ones)."""
+    def rescue(self, grace: float = 0.0) -> RescueResult:
+        """Release the jobs of processes whose heartbeat expired (and of vanished ones); none
+        is declared dead within `grace` seconds of the server's start (a restart)."""
         with self.database.transaction() as conn:
-            row = conn.execute(Q["rescue"]).fetchone()
+            row = conn.execute(Q["rescue"], {"grace": grace}).fetchone()
             if row["jobs"]:
                 notify_events(conn, self.database.config.schema)
         return RescueResult(row["jobs"], tuple(row["processes"]), row["unstarted"], row["completed"])

@@ -1,5 +1,8 @@
 """The chaos run: a continuous job load with SIGKILLs, PostgreSQL restarts, a stalled
-subscriber, a crash loop and fuzzed messages, ended by an audit in SQL.
+subscriber, a crash loop and fuzzed messages, ended by an audit in SQL. Also the shapes real
+services bring: long jobs (many heartbeat ttls) in a second job tree whose workers get
+SIGSTOPped past their expiry and resumed, poison jobs that kill their worker (os._exit), and
+(in the full run) a 30 s database outage.
 
 Used by tests/chaos/test_chaos.py (a short variant in CI, the full one on demand):
     python -m pytest tests/chaos -m chaos_full -s
@@ -7,7 +10,10 @@ Used by tests/chaos/test_chaos.py (a short variant in CI, the full one on demand
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import signal
 import threading
 import time
 import uuid
@@ -70,6 +76,15 @@ class ChaosConfig:
     pg_restarts: int = 2
     fuzz_examples: int = 100
     seed: int = 1
+    #: jobs of `long_seconds` (2x the heartbeat ttl and more) in the "slow" tree
+    long_jobs: int = 4
+    long_seconds: float = 3.0
+    #: jobs that kill their worker (os._exit) at every attempt: they must fail alone
+    poison_jobs: int = 3
+    #: SIGSTOPs of a "slow" worker running a long job, each past its heartbeat expiry
+    sigstops: int = 1
+    #: one PostgreSQL outage of this many seconds (0: none), besides the restarts
+    outage_seconds: float = 0.0
 
 
 @attrs.define
@@ -82,8 +97,15 @@ class ChaosReport:
     events_applied_twice: int = -1
     events_skipped: int = -1
     restarts_from_bad_input: int = -1
+    innocent_failed: int = -1
+    poison_unnamed: int = -1
     kills: int = 0
     pg_restarts: int = 0
+    long_jobs: int = 0
+    long_rescued_while_alive: int = -1
+    poison_jobs: int = 0
+    sigstops: int = 0
+    outage_seconds: float = 0.0
     fuzzed: int = 0
     crash_loop_escalated: bool = False
     stop_seconds: float = 0.0
@@ -96,6 +118,9 @@ class ChaosReport:
             "jobs lost": self.lost,
             "jobs completed twice": self.completed_twice,
             "jobs stuck claimed by dead processes": self.stuck,
+            "innocent jobs failed": self.innocent_failed,
+            "poison jobs not failed alone and named": self.poison_unnamed,
+            "long jobs rescued from a live worker": self.long_rescued_while_alive,
             "events applied twice by projections": self.events_applied_twice,
             "events skipped by projections": self.events_skipped,
             "actor restarts caused by bad input": self.restarts_from_bad_input,
@@ -104,7 +129,12 @@ class ChaosReport:
     def table(self) -> Any:
         from rich.table import Table
 
-        table = Table("audit (SQL)", "count", title=f"chaos run: {self.jobs_enqueued:,} jobs, {self.kills} SIGKILLs, {self.pg_restarts} PostgreSQL restarts, {self.fuzzed} fuzzed messages")
+        title = (
+            f"chaos run: {self.jobs_enqueued:,} jobs ({self.long_jobs} long, {self.poison_jobs} poison), {self.kills} SIGKILLs, "
+            f"{self.sigstops} SIGSTOPs, {self.pg_restarts} PostgreSQL restarts, "
+            f"{self.outage_seconds:g} s outage, {self.fuzzed} fuzzed messages"
+        )
+        table = Table("audit (SQL)", "count", title=title)
         for label, value in self.failures.items():
             table.add_row(label, str(value))
         table.add_row("crash loop escalated per intensity", "yes" if self.crash_loop_escalated else "NO")
@@ -135,6 +165,9 @@ def chaos_tree(config: DatabaseConfig, workers: int) -> SupervisorSpec:
             ChildSpec("tally", Tally),
             ChildSpec("stalled", Stalled, shutdown=0.5),
             jobs_tree(config, handlers=HANDLERS, workers=workers, subscribers=["tally", "stalled"], heartbeat_ttl=1.5, batch=20, poll_interval=0.3),
+            # long jobs in a tree of their own; its workers are frozen, never SIGKILLed (a frozen
+            # worker is left to notice it lost its job when it resumes: kill_stuck off)
+            jobs_tree(config, handlers=HANDLERS, workers=2, queue="slow", name="slow", heartbeat_ttl=1.5, poll_interval=0.3, kill_stuck=False, cancel_grace=1.0),
             projector_spec(config, "job_stats", retry_interval=0.1, lock_check_interval=0.2, intensity=1000, period=10.0),
             projector_spec(config, "tests.projections:JobAudit", retry_interval=0.1, lock_check_interval=0.2, intensity=1000, period=10.0),
             SupervisorSpec("crashloop", intensity=2, period=60.0, restart="temporary", children=[ChildSpec("crasher", CrashLoop)]),
@@ -211,10 +244,52 @@ class Killer(threading.Thread):
                 pass
 
 
-def _enqueue(rt: Runtime, batch: list, deadline: float) -> list[int]:
+class Freezer(threading.Thread):
+    """SIGSTOPs a "slow" worker that runs a long job for `seconds` (past its expiry), then SIGCONT."""
+
+    def __init__(self, rt: Runtime, times: int, seconds: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.rt, self.times, self.seconds, self.rng = rt, times, seconds, random.Random(seed)
+        self.halt = threading.Event()
+        self.stops = 0
+
+    def run(self) -> None:
+        while self.stops < self.times and not self.halt.wait(1.0):
+            try:
+                pids = [n.pid for n in self.rt.tree().walk() if re.fullmatch(r"slow-worker-\d+", n.name) and n.pid and n.status == "running"]
+            except SupervisionError:
+                continue
+            if not pids:
+                continue
+            pid = self.rng.choice(pids)
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                continue
+            try:
+                self.halt.wait(self.seconds)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            self.stops += 1
+
+
+def _outage(server: Any, seconds: float) -> threading.Thread:
+    def run() -> None:
+        server.stop_server()
+        time.sleep(seconds)  # the fault itself: the server stays down this long
+        server.start_server()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _enqueue(rt: Runtime, batch: list, deadline: float, service: str = "jobs-service") -> list[int]:
     while time.monotonic() < deadline:
         try:
-            return rt.enqueue_many(batch, timeout=20)
+            return rt.enqueue_many(batch, timeout=20) if service == "jobs-service" else [
+                rt.enqueue(job.kind, job.payload, queue=job.queue, service=service, timeout=20) for job in batch
+            ]
         except SupervisionError:
             time.sleep(0.2)  # the jobs service or the database is restarting
     raise TimeoutError("could not enqueue")
@@ -234,7 +309,8 @@ def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
     config = DatabaseConfig(server.dsn, f"chaos_{uuid.uuid4().hex[:8]}", pool_max=4)
     with Database(config) as database:
         Migrator(database).apply()
-    rt = Runtime("multiprocTCPBase", log_level="CRITICAL", restart_wait=2.0).start(chaos_tree(config, chaos.workers))
+    logging = {"log_level": "INFO", "log_file": os.environ["CHAOS_LOG"]} if os.environ.get("CHAOS_LOG") else {"log_level": "CRITICAL"}
+    rt = Runtime("multiprocTCPBase", restart_wait=2.0, **logging).start(chaos_tree(config, chaos.workers))
     acknowledged: list[int] = []
     try:
         # 1. fuzz every kind of actor while it is healthy: no restart may follow
@@ -244,26 +320,43 @@ def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
         report.restarts_from_bad_input = sum(
             after.get(name, 0) - count for name, count in before.items() if name not in ("crasher", "crashloop")
         )
-        # 2. load with kills and database restarts
+        # 2. load with kills, freezes and database restarts (and an outage)
+        long_ids = _enqueue(rt, [new_job("long_chaos", {"seconds": chaos.long_seconds}) for _ in range(chaos.long_jobs)], time.monotonic() + 60, "slow-service")
+        acknowledged += long_ids
+        report.long_jobs = len(long_ids)
+        acknowledged += _enqueue(rt, [new_job("poison_exit", {}) for _ in range(chaos.poison_jobs)], time.monotonic() + 60)
+        report.poison_jobs = chaos.poison_jobs
         killer = Killer(rt, chaos.kill_every, chaos.seed)
         killer.start()
+        freezer = Freezer(rt, chaos.sigstops, 2.5 * 1.5, chaos.seed)
+        freezer.start()
         chunks = list(range(0, chaos.jobs, 100))
         restart_at = {chunks[len(chunks) * (i + 1) // (chaos.pg_restarts + 1)] for i in range(chaos.pg_restarts)}
+        outage_at = chunks[len(chunks) // 3] if chaos.outage_seconds else None
+        outage = None
         pace = chaos.duration / len(chunks)
         for start in chunks:
-            if start in restart_at:
+            if start == outage_at:
+                outage = _outage(server, chaos.outage_seconds)
+                report.outage_seconds = chaos.outage_seconds
+            elif start in restart_at and (outage is None or not outage.is_alive()):
                 server.restart()
                 report.pg_restarts += 1
             chunk_started = time.monotonic()
             acknowledged += _enqueue(rt, _jobs(min(100, chaos.jobs - start), rng), time.monotonic() + 120)
             time.sleep(max(0.0, pace - (time.monotonic() - chunk_started)))
         report.jobs_enqueued = len(acknowledged)
+        if outage is not None:
+            outage.join()
         with Database(config) as database:
             # kills go on while the backlog drains, then stop so that everything can finish
             _wait(lambda: _unfinished(database) < chaos.jobs // 20, 300, "most jobs to finish")
             killer.halt.set()
             killer.join()
             report.kills = killer.kills
+            freezer.join(timeout=60)
+            freezer.halt.set()
+            report.sigstops = freezer.stops
             # 3. everything finishes (rescued jobs after the expiry window) and projections catch up
             _wait(lambda: _unfinished(database) == 0, 180, "every job to finish")
             _wait(lambda: all(s.lag == 0 for s in status(database, ["job_stats", "tests.projections:JobAudit"])), 120, "projections")
@@ -272,7 +365,12 @@ def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
             stop_started = time.monotonic()
             rt.stop()
             report.stop_seconds = time.monotonic() - stop_started
-            _audit(database, acknowledged, report)
+            _audit(database, acknowledged, report, long_ids)
+            if os.environ.get("CHAOS_LOG"):
+                with database.connection() as conn:
+                    for row in conn.execute("SELECT position, type, data, created_at FROM events WHERE (data->>'id')::bigint = ANY(%s) ORDER BY position", (long_ids,)):
+                        print("LONG", row)
+                    conn.commit()
             database.drop_schema()
     finally:
         rt.stop()
@@ -299,7 +397,11 @@ def _unfinished(database: Database) -> int:
     return row["n"]
 
 
-def _audit(database: Database, acknowledged: list[int], report: ChaosReport) -> None:
+#: kinds expected to fail: every other failed job is an innocent one
+DOOMED = ("always_fails", "poison_exit")
+
+
+def _audit(database: Database, acknowledged: list[int], report: ChaosReport, long_ids: list[int] = ()) -> None:
     with database.connection() as conn:
         row = conn.execute(
             """
@@ -316,9 +418,13 @@ def _audit(database: Database, acknowledged: list[int], report: ChaosReport) -> 
               (SELECT count(*) FROM events e WHERE e.type LIKE 'job.%%' AND NOT EXISTS
                  (SELECT 1 FROM job_audit_applied a WHERE a.position = e.position)) AS skipped,
               (SELECT coalesce(sum(completed), 0) FROM job_stats) AS stats_completed,
-              (SELECT count(*) FROM events WHERE type = 'job.completed') AS completed_events
+              (SELECT count(*) FROM events WHERE type = 'job.completed') AS completed_events,
+              (SELECT count(*) FROM jobs WHERE state = 'failed' AND kind <> ALL(%(doomed)s::text[])) AS innocent_failed,
+              (SELECT count(*) FROM jobs WHERE state = 'failed' AND kind = 'poison_exit'
+                 AND attempt = max_attempts AND last_error LIKE '%%died while running this job%%') AS poison_named,
+              (SELECT count(*) FROM events WHERE type = 'job.rescued' AND (data->>'id')::bigint = ANY(%(long)s::bigint[])) AS long_rescued
             """,
-            {"ids": acknowledged},
+            {"ids": acknowledged, "doomed": list(DOOMED), "long": list(long_ids)},
         ).fetchone()
         conn.commit()
     report.jobs_in_table = row["in_table"]
@@ -327,3 +433,7 @@ def _audit(database: Database, acknowledged: list[int], report: ChaosReport) -> 
     report.stuck = row["stuck"]
     report.events_applied_twice = row["applied_twice"] + abs(row["stats_completed"] - row["completed_events"])
     report.events_skipped = row["skipped"]
+    report.innocent_failed = row["innocent_failed"]
+    report.poison_unnamed = report.poison_jobs - row["poison_named"]
+    # a long job may be rescued only from a frozen worker (one per SIGSTOP)
+    report.long_rescued_while_alive = max(0, row["long_rescued"] - report.sigstops)

@@ -22,6 +22,9 @@ WITH picked AS (
     SELECT id
     FROM jobs
     WHERE state = 'available' AND queue = %(queue)s AND run_at <= now()
+      -- fenced: a worker whose lease ran out (frozen, then resumed) claims nothing; its
+      -- process row may be gone already, and jobs claimed for it would be orphans
+      AND EXISTS (SELECT 1 FROM processes WHERE id = %(process)s AND expires_at > now())
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -135,8 +138,11 @@ WHERE id = %(id)s AND claimed_by = %(process)s AND attempt = %(attempt)s AND sta
 -- - started and not ended: the worker died while running it (maybe it killed it: os._exit,
 --   a segfault); the attempt counts, and the error says so; failed at max_attempts.
 -- Running jobs whose process row no longer exists are rescued too.
+-- A server that started less than %(grace)s seconds ago declares no process dead: leases ran
+-- out while it was down, and live workers need a moment to beat again.
 WITH dead AS (
-    SELECT id, host, pid, start_ticks FROM processes WHERE expires_at < now()
+    SELECT id, host, pid, start_ticks FROM processes
+    WHERE expires_at < now() AND pg_postmaster_start_time() < now() - make_interval(secs => %(grace)s)
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
     SELECT j.id, j.claimed_by AS process, j.started_at IS NOT NULL AS started,

@@ -1,0 +1,56 @@
+"""Waiting out a database outage: which errors mean "the database is away", and when to try
+again. Database-backed actors wait and reconnect instead of crashing: a crash loop would use
+up their supervisors' restart intensity (10 restarts in 10 s) within seconds of an outage and
+take the runtime's kernel down with it, however healthy the rest of the tree.
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+from actors.stores.errors import ConnectionLost, DatabaseUnavailable
+
+#: what an actor shows in `tree()` while it waits
+WAITING = "waiting for the database"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True for errors that go away when the server comes back (not bad SQL, not bad data)."""
+    if isinstance(exc, (ConnectionLost, DatabaseUnavailable)):
+        return True
+    from actors.stores.database import is_connection_error
+
+    return is_connection_error(exc)
+
+
+@attrs.define
+class Outage:
+    """Backoff between reconnect attempts: `first` seconds, doubling to `most` (with +/-20%
+    jitter so that many actors do not reconnect in step). `since` is when it began."""
+
+    first: float = 0.1
+    most: float = 2.0
+    since: float | None = None
+    failures: int = 0
+    last_error: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def failed(self, now: float, exc: BaseException) -> float:
+        """Record a failed attempt; return when to try again (monotonic seconds)."""
+        if self.since is None:
+            self.since = now
+        self.failures += 1
+        self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        delay = min(self.most, self.first * 2 ** (self.failures - 1))
+        return now + delay * random.uniform(0.8, 1.2)
+
+    def recovered(self, now: float) -> float:
+        """The database answered again; returns how long the outage lasted."""
+        lasted = 0.0 if self.since is None else now - self.since
+        self.since, self.failures, self.last_error = None, 0, ""
+        return lasted

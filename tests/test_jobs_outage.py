@@ -1,0 +1,129 @@
+"""A PostgreSQL outage of any length is waited out (issue 19, point 3): the server of the test
+(`own_pg`) is stopped for 5 s, 30 s and 120 s (the last one in the chaos_full run) under a job
+load; no actor restarts, database-backed actors show "waiting for the database", and every job
+finishes after the server is back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from actors.jobs import DatabaseWaiting, jobs_tree, new_job
+from actors.projector import projector_spec
+from actors.stores.config import DatabaseConfig
+from actors.stores.database import Database
+from actors.stores.jobs import PgJobStore
+from actors.stores.migrate import Migrator
+from actors.stores.outage import WAITING
+from supervision import ChildSpec, Server, SupervisorSpec
+from tests.support import wait_for
+from tests.test_jobs import HANDLERS, audit, finished
+
+import tests.job_handlers  # noqa: F401 - registers the kinds in this process too
+
+CLEAN = {"unfinished": 0, "running": 0, "completed_twice": 0, "completed_without_event": 0, "stuck": 0}
+DATABASE_ACTORS = ("jobs-service", "completer", "rescuer", "worker-1", "worker-2", "projector-job_stats")
+
+
+class Bystander(Server):
+    """An actor with no database: an outage must leave it alone."""
+
+    def handle(self, message):
+        return "pong" if message == "ping" else super().handle(message)
+
+
+def enqueue_retrying(rt, jobs, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return rt.enqueue_many(jobs)
+        except DatabaseWaiting:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    "seconds", [5, 30, pytest.param(120, marks=[pytest.mark.slow, pytest.mark.chaos_full])], ids=lambda s: f"{s}s"
+)
+@pytest.mark.timeout(600)
+def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_pg, make_runtime, seconds):
+    config = DatabaseConfig(own_pg.dsn, schema=f"o_{uuid.uuid4().hex[:10]}", connect_timeout=2.0)
+    with Database(config) as database:
+        Migrator(database).apply()
+    spec = SupervisorSpec(
+        "root",
+        children=[
+            ChildSpec("bystander", Bystander),
+            jobs_tree(config, handlers=HANDLERS, workers=2, heartbeat_ttl=1.5, poll_interval=0.3, batch=20),
+            projector_spec(config, "job_stats", retry_interval=0.2),
+        ],
+    )
+    rt = make_runtime("multiprocTCPBase").start(spec)
+    wait_for(lambda: all(rt.tree()[name].status == "running" for name in DATABASE_ACTORS), timeout=30, what="the tree")
+    before = {n.name: (n.restarts, n.pid) for n in rt.tree().walk()}
+    ids = rt.enqueue_many([new_job("work", {"sleep": 0.01}) for _ in range(300)])
+    ids += rt.enqueue_many([new_job("long", {"seconds": 3.0}) for _ in range(2)])
+    with Database(config) as database:
+        wait_for(lambda: audit(database)["running"] > 0, timeout=20, what="jobs running")
+
+    own_pg.stop_server()
+    down_at = time.monotonic()
+    if seconds >= 30:  # (a 5 s outage may end before every actor has tried the database)
+        wait_for(
+            lambda: {n.name for n in rt.tree().walk() if n.status == WAITING} >= set(DATABASE_ACTORS),
+            timeout=25,
+            what="every database actor to show it waits",
+        )
+    # an enqueue while the server is down: a typed, retryable error, never a crash or a timeout
+    with pytest.raises(DatabaseWaiting) as raised:
+        rt.enqueue("noop", {})
+    assert raised.value.retryable and raised.value.stored == "no"
+    assert rt.ask("bystander", "ping") == "pong"
+    while time.monotonic() - down_at < seconds:
+        tree = rt.tree()  # the runtime keeps answering, and nothing restarts
+        assert {n.name: n.restarts for n in tree.walk()} == {name: r for name, (r, _) in before.items()}
+        time.sleep(1.0)
+    own_pg.start_server()
+
+    # the first enqueue after the restart succeeds, or says to retry (typed)
+    try:
+        ids += rt.enqueue_many([new_job("noop", {})])
+    except DatabaseWaiting:
+        ids += enqueue_retrying(rt, [new_job("noop", {})])
+    ids += enqueue_retrying(rt, [new_job("work", {"sleep": 0.01}) for _ in range(100)])
+    with Database(config) as database:
+        try:
+            wait_for(lambda: finished(database, ids), timeout=90, what="every job after the outage")
+        except AssertionError:
+            print("TREE", rt.tree(), "\nCOUNTS", PgJobStore(database).counts(), "\nAUDIT", audit(database))
+            raise
+        assert audit(database) == CLEAN
+        with database.connection() as conn:
+            innocent_failed = conn.execute("SELECT count(*) AS n FROM jobs WHERE state = 'failed'").fetchone()["n"]
+            conn.commit()
+        assert innocent_failed == 0
+    wait_for(lambda: all(rt.tree()[name].status == "running" for name in DATABASE_ACTORS), timeout=30, what="statuses back to running")
+    after = {n.name: (n.restarts, n.pid) for n in rt.tree().walk()}
+    assert after == before, "an actor restarted during the outage"
+
+
+def test_the_first_enqueue_after_a_database_restart_succeeds_or_says_retry(own_pg, make_runtime):
+    config = DatabaseConfig(own_pg.dsn, schema=f"o_{uuid.uuid4().hex[:10]}")
+    with Database(config) as database:
+        Migrator(database).apply()
+    spec = SupervisorSpec("root", children=[jobs_tree(config, handlers=HANDLERS, workers=1, heartbeat_ttl=1.5, poll_interval=0.3)])
+    rt = make_runtime("multiprocTCPBase").start(spec)
+    ids = [rt.enqueue("noop", {})]
+    for _ in range(3):
+        own_pg.restart()  # every pooled connection of the service is now stale
+        try:
+            ids.append(rt.enqueue("noop", {}))
+        except DatabaseWaiting as exc:  # typed and retryable; never ActorCrashed
+            assert exc.retryable
+            ids += enqueue_retrying(rt, [new_job("noop", {})])
+    with Database(config) as database:
+        wait_for(lambda: finished(database, ids), timeout=30, what="the jobs")
+    assert rt.tree()["jobs-service"].restarts == 0
