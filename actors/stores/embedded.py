@@ -265,11 +265,13 @@ class EmbeddedPostgres:
             shutil.rmtree(stale, ignore_errors=True)
         self._socket_dir, made_socket = self._pick_socket_dir()
         self._write_state({"socket_dir": str(self._socket_dir), "created_socket_dir": str(self._socket_dir) if made_socket else None})
-        keeper = self._spawn_keeper()
-        state = self._state()
-        self._write_state(dict(state, keeper=keeper))
-        self._port = DEFAULT_PORT
-        self._pg_ctl(self._start_args("", DEFAULT_PORT), locked=False)
+        keeper = self._spawn_keeper()  # its Python starts while pg_ctl does (0.3 s saved)
+        try:
+            self._port = DEFAULT_PORT
+            self._pg_ctl(self._start_args("", DEFAULT_PORT), locked=False)
+        finally:
+            pid = self._keeper_ready(keeper)
+        self._write_state(dict(self._state(), keeper=pid))
 
     def _pick_socket_dir(self) -> tuple[Path, bool]:
         if len(str(self.data_dir / f".s.PGSQL.{DEFAULT_PORT}")) <= SOCKET_PATH_MAX:
@@ -279,15 +281,17 @@ class EmbeddedPostgres:
             os.chown(made, self._account.uid, self._account.gid)
         return made, True
 
-    def _spawn_keeper(self) -> int:
+    def _spawn_keeper(self) -> subprocess.Popen:
         delete = self._made_root if self.temporary and self._made_root else None
         command = [sys.executable, "-m", "actors.stores.embedded_keeper", str(self.data_dir)]
         if delete is not None:
             command += ["--delete", str(delete)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         with open(self.data_dir / "thespian-otp-keeper.log", "ab") as errors:
-            keeper = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-                                      start_new_session=True, cwd="/", env=env)  # fmt: skip
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    start_new_session=True, cwd="/", env=env)  # fmt: skip
+
+    def _keeper_ready(self, keeper: subprocess.Popen) -> int:
         line = keeper.stdout.readline().strip() if keeper.stdout else b""
         keeper.stdout.close()
         if line != b"ready":

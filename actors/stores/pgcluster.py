@@ -14,6 +14,7 @@ forked children, so "is anybody still using this server" is a question the kerne
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.util
 import os
 import pwd
@@ -117,6 +118,7 @@ def package_binaries() -> Path:
     return bin_dir
 
 
+@functools.lru_cache(maxsize=None)
 def postgres_major(bin_dir: Path) -> str:
     """'18' for the bundled PostgreSQL 18.x (from its PG_VERSION-style share file or the binary)."""
     out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True)
@@ -278,15 +280,16 @@ def starting_tools(data_dir: Path) -> list[psutil.Process]:
 def stop_cluster(data_dir: Path, grace: float = 10.0) -> None:
     """Stop every process of the cluster in `data_dir`: a fast shutdown (SIGINT to the
     postmaster), an immediate one after `grace` seconds, SIGKILL 5 s after that."""
-    for tool in starting_tools(data_dir):
+    tools = starting_tools(data_dir)
+    for tool in tools:
         _signal(tool, signal.SIGKILL)
-    for attempt in range(3):  # a pg_ctl killed just now may have launched a postmaster
+    for attempt in range(3):
         processes = cluster_processes(data_dir)
         if not processes:
-            if attempt == 0:
+            if attempt == 0 and tools:  # a pg_ctl killed just now may have launched a postmaster
                 time.sleep(0.2)
                 continue
-            return
+            break
         pids = {p.pid for p in processes}
         masters = [p for p in processes if _ppid(p) not in pids]
         for sig, wait in ((signal.SIGINT, grace), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
