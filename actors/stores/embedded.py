@@ -182,10 +182,16 @@ class EmbeddedPostgres:
 
     def _attach_or_start(self, locks: LockFile) -> None:
         """Holding CONTROL and OWNERS. A running server is reused only when it is provably this
-        data directory's (a postmaster whose working directory it is) and its keeper lives;
-        without a keeper, whatever runs there is a leftover: stop it and start cleanly."""
+        data directory's (a postmaster whose working directory it is) and its keeper or another
+        live program holds it; otherwise whatever runs there is a leftover: stop it, start cleanly."""
         status = pgcluster.postmaster_status(self.data_dir)
-        if locks.keeper_alive():
+        keeper = locks.keeper_alive()
+        if not keeper and status is not None and locks.others_own():
+            # its keeper was killed, but live programs use the server: keep it, replace the keeper
+            log.warning("the keeper of the embedded PostgreSQL in %s was gone; starting a new one", self.data_dir)
+            self._write_state(dict(self._state(), keeper=self._keeper_ready(self._spawn_keeper())))
+            keeper = True
+        if keeper:
             if status is not None:
                 _, socket_dir, self._port, _ = status
                 self._socket_dir = Path(socket_dir)
@@ -264,7 +270,9 @@ class EmbeddedPostgres:
         if stale:
             shutil.rmtree(stale, ignore_errors=True)
         self._socket_dir, made_socket = self._pick_socket_dir()
-        self._write_state({"socket_dir": str(self._socket_dir), "created_socket_dir": str(self._socket_dir) if made_socket else None})
+        delete = str(self._made_root) if self.temporary and self._made_root else None
+        self._write_state({"socket_dir": str(self._socket_dir), "created_socket_dir": str(self._socket_dir) if made_socket else None,
+                           "delete": delete})  # fmt: skip
         keeper = self._spawn_keeper()  # its Python starts while pg_ctl does (0.3 s saved)
         try:
             self._port = DEFAULT_PORT

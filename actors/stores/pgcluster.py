@@ -228,6 +228,13 @@ class LockFile:
         exclusive; a keeper merely waiting for it does not count)."""
         return self._try(OWNERS, fcntl.LOCK_EX)
 
+    def others_own(self) -> bool:
+        """Holding OWNERS shared: True when another process holds it too (left shared either way)."""
+        if self._try(OWNERS, fcntl.LOCK_EX):
+            fcntl.lockf(self.fd, fcntl.LOCK_SH, 1, OWNERS)  # a downgrade: always granted
+            return False
+        return True
+
     def stop_owning(self) -> None:
         self._unlock(OWNERS)
 
