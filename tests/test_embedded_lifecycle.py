@@ -94,5 +94,5 @@ class SharedDataDir(RuleBasedStateMachine):
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-SharedDataDir.TestCase.settings = settings(max_examples=4, stateful_step_count=7, deadline=None)
+SharedDataDir.TestCase.settings = settings(max_examples=3, stateful_step_count=6, deadline=None)
 test_programs_sharing_a_data_directory = pytest.mark.timeout(600)(SharedDataDir.TestCase)
