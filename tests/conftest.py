@@ -61,7 +61,7 @@ from actors.stores.migrate import Migrator  # noqa: E402
 
 @pytest.fixture(scope="session")
 def postgres_dsn():
-    """DATABASE_URL when set, otherwise one embedded server (pgserver) for the whole session."""
+    """DATABASE_URL when set, otherwise one embedded server (actors.stores.embedded) for the whole session."""
     dsn = os.environ.get("DATABASE_URL", "").strip()
     if dsn:
         yield dsn

@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import uuid
-from pathlib import Path
 
 import attrs
 

