@@ -58,6 +58,9 @@ def kernel_spec(intensity: int = 3, period: float = 5.0) -> SupervisorSpec:
 
 
 class Kernel(Supervisor):
+    """The root supervisor of a runtime: starts the monitor and the trees you start, and stops
+    everything when the program that owns the actor system dies."""
+
     def on_init(self, message: Init) -> None:
         self.context = attrs.evolve(self.context, kernel=self.myAddress)
         super().on_init(message)

@@ -50,6 +50,9 @@ log = logger("supervision.process")
 
 
 class Process(Actor):
+    """The base of every actor of the runtime: a thespian Actor that dispatches system messages
+    (requests, replies, Down, timers) and links itself to its supervisor's process."""
+
     #: message type -> name of the method that handles it (subclasses extend this table)
     system_handlers: ClassVar[dict[type, str]] = {
         Envelope: "_on_envelope",

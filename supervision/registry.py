@@ -21,6 +21,9 @@ def _default_alive(entry: RegistryEntry) -> bool:
 
 
 class Registry:
+    """Names to live actors, the monitor's pure core: an entry belongs to a living actor, a taken
+    name is `AlreadyRegistered`, and watchers hear `Down` when the owner dies."""
+
     def __init__(self, is_alive: Callable[[RegistryEntry], bool] = _default_alive) -> None:
         self.entries: dict[str, RegistryEntry] = {}
         self.watchers: dict[str, list[Any]] = {}
