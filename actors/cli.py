@@ -1,7 +1,9 @@
 """The `thespian-otp` command: demo, database, live tree, observer, jobs and projections.
 
 Every error a user can cause (a bad DSN, an unreachable server, a port in use, a system that is
-not running) prints one line and exits non-zero; no traceback.
+not running, a schema the demo did not create) prints one line and exits non-zero; no traceback.
+To a terminal, lines and tables are fitted to its width without cutting a word (`actors.tables`);
+to a pipe, an error stays on one line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any, Callable
 from rich.console import Console
 
 from actors.tables import table
-
 from supervision.errors import SupervisionError
 
 EXIT_USAGE = 2

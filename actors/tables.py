@@ -5,8 +5,9 @@ Left alone, rich squeezes a table wider than the terminal by narrowing its wides
 below that column's longest word ("thumbnails.resi…") while another column could still wrap
 between its words. `FittedTable` chooses the widths itself: it narrows the column with the most
 room above its longest word, one character at a time, and drops the box (3 characters per
-column) for a borderless layout (2) when even the longest words do not fit in boxes. Our widest
-table (7 columns) then fits 60 columns.
+column) for a borderless layout (2, then 1) when even the longest words do not fit in boxes.
+Our widest tables (7 columns: the worker processes, the demo's job statistics) then fit 60
+columns.
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ class FittedTable:
         naturals = [max((_width(cell, longest_word=False) for cell in _cells(c)), default=0) for c in table.columns]
         minimums = [max((_width(cell, longest_word=True) for cell in _cells(c)), default=0) for c in table.columns]
         overhead = _overhead(console, options, table, naturals)
-        if sum(minimums) + overhead > options.max_width:
+        # boxed, then borderless with 2 blanks between cells, then with 1: the first that fits
+        for padding in ((0, 1, 0, 0), (0, 0, 0, 0)):
+            if sum(minimums) + overhead <= options.max_width:
+                break
             table.box = box.SIMPLE_HEAD
             table.show_edge = False
             table.pad_edge = False
-            table.padding = (0, 1, 0, 0)  # with the box's blank separator: 2 columns between cells
+            table.padding = padding  # plus the box's blank separator
             overhead = _overhead(console, options, table, naturals)
         widths = fit_widths(naturals, minimums, options.max_width - overhead)
         if widths != naturals:

@@ -42,7 +42,7 @@ class Stalled(Subscriber):
         time.sleep(3600)
 
 
-def main() -> None:
+def main() -> int:
     console = Console()
     handle = resolve_database(schema="example_completer", temporary=True)
     database = Database(handle.config)
@@ -61,12 +61,16 @@ def main() -> None:
     with database:
         while _count(database, "completed") < 1000:
             time.sleep(0.05)
-        console.print(f"{_count(database, 'completed')} jobs done; tally subscriber saw {rt.ask('tally', 'count')}")
+        done, told = _count(database, "completed"), rt.ask("tally", "count")
+        console.print(f"of 4,000 jobs, {done:,} had completed; the tally subscriber had been told of {told:,} finished attempts")
         budget = rt.shutdown_budget
         started = time.monotonic()
         rt.stop()  # under load, with a stalled subscriber
         took = time.monotonic() - started
-        console.print(f"stopped the whole tree under load in {took:.2f} s (budget {budget:.1f} s)")
+        console.print(
+            f"stopped the whole tree under load in {took:.2f} s, within its shutdown budget of {budget:.1f} s, "
+            "although one subscriber had stopped reading for good", soft_wrap=False,
+        )  # fmt: skip
         with database.connection() as conn:
             audit = conn.execute(
                 "SELECT (SELECT count(*) FROM jobs WHERE state = 'completed') AS completed,"
@@ -76,10 +80,12 @@ def main() -> None:
             ).fetchone()
             conn.commit()
     console.print(
-        f"audit: {audit['completed']} completed exactly once ({audit['twice']} twice), "
-        f"{audit['running']} left running; unfinished jobs wait, available, for the next start"
+        f"SQL audit: {audit['completed']:,} jobs completed, each exactly once ({audit['twice']} twice); "
+        f"{audit['running']} left running; the unfinished ones wait, available, for the next start",
+        soft_wrap=False,
     )
     handle.close()
+    return 0 if took <= budget and audit["twice"] == 0 and audit["running"] == 0 else 1
 
 
 def _count(database: Database, state: str) -> int:
@@ -90,4 +96,4 @@ def _count(database: Database, state: str) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -26,6 +26,9 @@ LOOPBACK = "127.0.0.1"
 
 @attrs.frozen
 class BaseInfo:
+    """What the runtime needs to know about a thespian system base (in process or not, whether it
+    reports child exits, whether direct sends are safe, how often to check liveness)."""
+
     name: str
     in_process: bool
     #: True when thespian tells a parent that its killed child is gone

@@ -21,6 +21,9 @@ import attrs
 
 @attrs.frozen
 class RestartWindow:
+    """OTP's restart intensity: the restart times within `period`; more than `intensity` of them
+    and the supervisor gives up. Pure: times are passed in."""
+
     intensity: int
     period: float
     #: restart times, newest first

@@ -28,6 +28,8 @@ STATUS_STYLE = {
 
 @attrs.frozen
 class Counters:
+    """Per-actor counters in a tree snapshot: dead letters, recoverable errors replied, crashes."""
+
     dead_letters: int = 0
     recoverable_errors: int = 0
     crashes: int = 0

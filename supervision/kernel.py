@@ -101,6 +101,9 @@ class Gateway:
 
 
 class Kernel(Supervisor):
+    """The root supervisor of a runtime: starts the monitor and the trees you start, and stops
+    everything when the program that owns the actor system dies."""
+
     def __init__(self) -> None:
         super().__init__()
         self.gateway = Gateway(self)

@@ -52,6 +52,9 @@ _stat = _proc_stat if _HAVE_PROC else _psutil_stat
 
 @attrs.frozen
 class ProcessIdentity:
+    """A process that cannot be mistaken for another: pid, start time (from /proc) and host. A
+    reused pid has another start time."""
+
     pid: int
     start_time: int
     host: str = _HOST

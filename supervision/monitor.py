@@ -59,6 +59,9 @@ SWEEP_INTERVAL = 1.0
 
 
 class Monitor(Process):
+    """`sys.monitor`: holds the registry, is thespian's dead-letter handler (a request to a dead
+    actor comes back to its sender as `DeadLetter`), and sends `Down` to watchers."""
+
     system_handlers = {
         **Process.system_handlers,
         Register: "_on_register",

@@ -70,6 +70,9 @@ class Exited:
 
 @attrs.frozen
 class Restart:
+    """A decision of `policy.decide`: stop these children (in this order), start these, and remove
+    these specs."""
+
     stop: tuple[str, ...]
     start: tuple[str, ...]
     remove: tuple[str, ...] = ()

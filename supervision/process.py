@@ -63,6 +63,9 @@ _REFUSED_IN_BAND = (*RUNTIME_ONLY, ActorSystemMessage)
 
 
 class Process(Actor):
+    """The base of every actor of the runtime: a thespian Actor that dispatches system messages
+    (requests, replies, Down, timers) and links itself to its supervisor's process."""
+
     #: True for supervisors (specs.ChildSpec refuses them as workers)
     supervisor_class: ClassVar[bool] = False
     #: message type -> name of the method that handles it (subclasses extend this table)

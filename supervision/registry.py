@@ -31,6 +31,9 @@ def address_key(address: Any) -> Any:
 
 
 class Registry:
+    """Names to live actors, the monitor's pure core: an entry belongs to a living actor, a taken
+    name is `AlreadyRegistered`, and watchers hear `Down` when the owner dies."""
+
     def __init__(self, is_alive: Callable[[RegistryEntry], bool] = _default_alive) -> None:
         self.entries: dict[str, RegistryEntry] = {}
         #: name -> {watcher key: watcher address}

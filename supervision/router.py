@@ -95,6 +95,10 @@ class _Outgoing:
 
 
 class Router:
+    """How an actor reaches others by name: resolves names through the monitor, caches the
+    addresses (invalidated by `Down`), waits for a restarting name, and turns failures into
+    `Answer`s."""
+
     def __init__(self, owner: Owner, clock: Callable[[], float] = time.monotonic, restart_wait: float = 1.0) -> None:
         self.owner = owner
         self.clock = clock

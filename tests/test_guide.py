@@ -41,8 +41,9 @@ def test_the_first_service_runs_and_its_jobs_limiter_projection_and_actors_did_t
             jobs = conn.execute("SELECT kind, state, count(*) AS n FROM jobs GROUP BY 1, 2").fetchall()
             events = conn.execute("SELECT type, count(*) AS n FROM events GROUP BY 1 ORDER BY 1").fetchall()
         assert sales == {"ada": (2, 1550), "bob": (1, 700)}  # eve's refused order left no trace
-        assert [(j["kind"], j["state"], j["n"]) for j in jobs] == [("shop.send_receipt", "completed", 3)]
-        assert {e["type"]: e["n"] for e in events} == {"job.completed": 3, "shop.order_placed": 3}
+        assert [(j["kind"], j["state"], j["n"]) for j in jobs] == [("shop.send_receipt", "completed", 4)]
+        assert {e["type"]: e["n"] for e in events} == {"job.completed": 4, "shop.order_placed": 3}
         assert "eve's order was refused: no price for 'unicorn'" in result.stdout
+        assert "the limiter granted 4 permits on 'mail'" in result.stdout  # every receipt asked the limiter
     finally:
         Database(config).drop_schema()

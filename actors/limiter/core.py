@@ -106,12 +106,17 @@ class Lease:
 
 @attrs.frozen
 class Granted:
+    """An outcome of the limiter core: request `request_id` got `lease`."""
+
     request_id: Any
     lease: Lease
 
 
 @attrs.frozen
 class TimedOut:
+    """An outcome of the limiter core: request `request_id` waited `timeout` seconds for `key`
+    without a permit (`waiting` requests were still queued)."""
+
     request_id: Any
     key: str
     timeout: float

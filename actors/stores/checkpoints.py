@@ -16,6 +16,9 @@ Q = load("checkpoints.sql")
 
 @attrs.frozen
 class CheckpointRow:
+    """A projection's stored checkpoint: its name, `(txid, position)`, the node that wrote it last
+    (`holder`) and when."""
+
     name: str
     checkpoint: Checkpoint
     holder: str | None
@@ -27,6 +30,8 @@ class CheckpointRow:
 
 
 class CheckpointStore(Protocol):
+    """Where projections keep how far they have read (`projection_checkpoints`)."""
+
     def load(self, name: str, conn: psycopg.Connection | None = None) -> Checkpoint: ...
 
     def save(self, name: str, checkpoint: Checkpoint, holder: str, conn: psycopg.Connection) -> None: ...
@@ -37,6 +42,9 @@ class CheckpointStore(Protocol):
 
 
 class PgCheckpointStore:
+    """`CheckpointStore` on PostgreSQL. `save` takes the caller's connection: the checkpoint is
+    written in the same transaction as the read model."""
+
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -22,6 +22,8 @@ def notify_events(conn: psycopg.Connection, schema: str) -> None:
 
 
 class EventStore(Protocol):
+    """The append-only event log (`events`): append, read in commit-safe order, count."""
+
     def append(self, events: Sequence[NewEvent], conn: psycopg.Connection | None = None) -> list[int]: ...
 
     def read_after(self, checkpoint: Checkpoint, limit: int, types: Sequence[str] | None = None, conn: psycopg.Connection | None = None) -> list[Event]: ...
@@ -32,6 +34,9 @@ class EventStore(Protocol):
 
 
 class PgEventStore:
+    """`EventStore` on PostgreSQL: `PgEventStore(database).append([NewEvent(type, data)])` appends
+    (with `conn=`, inside your transaction) and notifies the projectors (docs/events.md)."""
+
     def __init__(self, database: Database) -> None:
         self.database = database
 

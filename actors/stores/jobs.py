@@ -40,6 +40,9 @@ def cancel_channel(schema: str) -> str:
 
 
 class JobStore(Protocol):
+    """The job table: insert, claim (FOR UPDATE SKIP LOCKED), fenced completions and failures,
+    rescue, counts."""
+
     def insert(self, jobs: Sequence[NewJob], conn: psycopg.Connection | None = None) -> list[int]: ...
 
     def get(self, job_id: int) -> Job: ...
@@ -56,6 +59,9 @@ class JobStore(Protocol):
 
 
 class PgJobStore:
+    """`JobStore` on PostgreSQL; queries in `sql/jobs.sql`. Every outcome is fenced on the claim's
+    (process, attempt), and writes its event in the same statement."""
+
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -32,6 +32,8 @@ TABLES = ("jobs", "processes", "events", "projection_checkpoints")
 
 @attrs.frozen
 class Migration:
+    """One migration file, `sql/migrations/NNNN_name.sql`: its version, name and SQL."""
+
     version: int
     name: str
     sql: str
@@ -39,6 +41,8 @@ class Migration:
 
 @attrs.frozen
 class AppliedMigration:
+    """A migration recorded in `schema_migrations`, with when it was applied."""
+
     version: int
     name: str
     applied_at: object
@@ -46,6 +50,9 @@ class AppliedMigration:
 
 @attrs.frozen
 class SchemaStatus:
+    """What `Migrator.status()` found: the applied and pending migrations, the newest this code
+    knows, and the row counts of the main tables."""
+
     schema: str
     applied: tuple[AppliedMigration, ...]
     pending: tuple[Migration, ...]
@@ -75,6 +82,10 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> tuple[Migration, ...]:
 
 
 class Migrator:
+    """Applies the pending migrations of one schema under an advisory lock (nodes starting together
+    migrate once), reports its status, and refuses a schema newer than this code
+    (`SchemaTooNew`) or not yet migrated (`require_current`, `SchemaNotReady`)."""
+
     def __init__(self, database: Database, migrations: Iterable[Migration] | None = None) -> None:
         self.database = database
         self.migrations = tuple(migrations) if migrations is not None else load_migrations()

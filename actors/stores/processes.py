@@ -15,6 +15,9 @@ Q = load("processes.sql")
 
 
 class ProcessStore(Protocol):
+    """Worker processes and their heartbeats (`processes`): a process whose lease expired is dead,
+    and the rescuer releases its jobs."""
+
     def register(self, node: str, ttl: float, pid: int | None = None) -> ProcessRow: ...
 
     def heartbeat(self, process_id: int, ttl: float) -> bool: ...
@@ -57,6 +60,8 @@ class ProcessStore(Protocol):
 
 
 class PgProcessStore:
+    """`ProcessStore` on PostgreSQL; queries in `sql/processes.sql`."""
+
     def __init__(self, database: Database) -> None:
         self.database = database
 

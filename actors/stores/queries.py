@@ -16,6 +16,8 @@ _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
 class Queries:
+    """The named queries of one `.sql` file: `load("jobs.sql")["claim"]`."""
+
     def __init__(self, text: str, source: str = "<sql>") -> None:
         self.source = source
         self._queries: dict[str, str] = {}

@@ -47,6 +47,9 @@ class ClaimedJob:
 
 @attrs.frozen
 class Job:
+    """A row of `jobs`: the job, its state (available | running | completed | failed | cancelled),
+    its attempts and errors."""
+
     id: int
     queue: str
     kind: str
@@ -70,6 +73,9 @@ class Job:
 
 @attrs.frozen
 class ProcessRow:
+    """A row of `processes`: a worker process (node name, host, pid, process start time) and its
+    heartbeat lease."""
+
     id: int
     node: str
     host: str
@@ -86,6 +92,8 @@ class ProcessRow:
 
 @attrs.frozen
 class NewEvent:
+    """An event to append: its `type` (`area.verb`) and `data` (a JSON object)."""
+
     type: str
     data: Any = attrs.field(factory=dict)
 
@@ -106,6 +114,9 @@ class Checkpoint:
 
 @attrs.frozen
 class Event:
+    """An event as projections receive it: `position`, `txid`, `type`, `data` (decoded JSON) and
+    `created_at` (docs/events.md)."""
+
     position: int
     txid: int
     type: str

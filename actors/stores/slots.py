@@ -23,6 +23,9 @@ def slot_key(schema: str, key: str, slot: int) -> int:
 
 
 class SlotStore(Protocol):
+    """Cluster-wide limiter slots: N session advisory locks per key on the limiter's own
+    connection."""
+
     def take(self, key: str, limit: int, held: Iterable[int]) -> int | None: ...
 
     def give_back(self, key: str, slot: int) -> None: ...

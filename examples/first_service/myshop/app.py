@@ -2,8 +2,9 @@
 
 import time
 
-from actors.jobs import jobs_tree, wait_for_workers
-from actors.limiter import Limit, LimiterServer
+import myshop.jobs  # noqa: F401 - registers the job kinds in this process: new_job checks them
+from actors.jobs import jobs_tree, new_job, wait_for_workers
+from actors.limiter import Limit, Limiter, LimiterServer
 from actors.projector import projector_spec, status
 from actors.stores import DatabaseConfig
 from actors.stores.jobs import PgJobStore
@@ -49,11 +50,15 @@ def main() -> None:
             rt.ask("checkout", ("order", "eve", "unicorn", 1))
         except UnknownItem as exc:
             print(f"eve's order was refused: {exc}")
+        # from outside any actor: build jobs with new_job (validated here) and enqueue them
+        rt.enqueue_many([new_job("shop.send_receipt", {"customer": "ada", "cents": 0}, priority=1)])
+        print("ada asked for her receipt again")
 
         with handle.database() as database:
             jobs = PgJobStore(database)
-            wait_for(lambda: jobs.counts().get(("default", "completed"), 0) == 3, timeout=30, what="the receipts")
-            print("3 receipts sent, at most 2 at a time (the limiter's 'mail' key)")
+            wait_for(lambda: jobs.counts().get(("default", "completed"), 0) == 4, timeout=30, what="the receipts")
+            mail = next(key for key in Limiter(rt).stats() if key.key == "mail")
+            print(f"4 receipts sent; the limiter granted {mail.granted} permits on 'mail', never more than 2 at once")
             wait_for(lambda: status(database, [SalesPerCustomer])[0].lag == 0, timeout=30, what="the projection")
             with database.connection() as conn:
                 rows = conn.execute("SELECT customer, orders, cents FROM sales_per_customer ORDER BY customer").fetchall()
