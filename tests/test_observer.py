@@ -63,7 +63,9 @@ def test_metrics_parse_and_their_counters_move_when_actors_restart_and_jobs_fini
             m = metrics(observer.url)
             done = sample(m, "thespian_otp_jobs_finished_total", kind="work", outcome="completed")
             failed = sample(m, "thespian_otp_jobs_finished_total", kind="always_fails", outcome="failed")
-            return m if done == 5 and failed == 1 else None
+            # the table's figures are read at most every database_interval (1 s): they follow
+            in_table = sample(m, "thespian_otp_jobs", queue="default", kind="work", state="completed")
+            return m if done == 5 and failed == 1 and in_table == 5 else None
 
         m = wait_for(finished, timeout=20, what="5 completed and 1 failed job in /metrics")
         assert sample(m, "thespian_otp_job_duration_seconds_count", kind="work", outcome="completed") == 5

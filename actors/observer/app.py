@@ -130,7 +130,7 @@ def build_app(observer: Any) -> Starlette:
             summary = getattr(observer.job_ops, action)(job_id)
         except Exception as exc:  # typed errors of the job operations API, mapped to statuses
             return _error(_status_of(exc), f"{type(exc).__name__}: {exc}")
-        observer.collector.collect()  # the page sees the new state at once
+        observer.collector.refresh()  # the page sees the new state at once
         return JSONResponse({"job": _summary(summary)}, headers=HEADERS)
 
     hosts = observer.allowed_hosts()

@@ -50,7 +50,8 @@ class Observer:
     - `host`, `port`: where to listen (127.0.0.1 and a free port by default); any other address
       needs `trusted_network=True`, as for the runtime.
     - `read_only`: no retry/cancel buttons, and the POSTs are refused.
-    - `interval`: seconds between snapshots; `points`: how many snapshots the charts keep.
+    - `interval`: seconds between snapshots of the tree; `database_interval`: of the database
+      (jobs, nodes, projections); `points`: how many snapshots the charts keep.
     - `projections`: extra projections (import paths or classes) whose lag to show.
     """
 
@@ -64,6 +65,7 @@ class Observer:
         read_only: bool = False,
         trusted_network: bool = False,
         interval: float = 0.5,
+        database_interval: float = 1.0,
         points: int = 120,
         projections: tuple = (),
     ) -> None:
@@ -76,6 +78,9 @@ class Observer:
         self.config = attrs.evolve(database, application_name="thespian-otp:observer", pool_max=2) if database is not None else None
         self.read_only = read_only
         self.interval = float(interval)
+        if not isinstance(database_interval, (int, float)) or isinstance(database_interval, bool) or not 0 <= database_interval <= 600:
+            raise ConfigError(f"database_interval: {database_interval!r} must be between 0 and 600 seconds")
+        self.database_interval = float(database_interval)
         self.points = points
         self.extra_projections = tuple(projections)
         self.requested_port = port
@@ -132,7 +137,10 @@ class Observer:
                 if not self.read_only:
                     self.job_ops, self.actions_note = load_job_ops(self.config)
             projections = _projection_types(self.extra_projections)
-            self.collector = Collector(self.runtime, self.database, history=History(self.points), projections=projections)
+            self.collector = Collector(
+                self.runtime, self.database, history=History(self.points), projections=projections,
+                database_interval=self.database_interval,
+            )  # fmt: skip
             self.metrics = Metrics(self.collector)
             self.collector.on_events = self.metrics.on_events
             self.collector.collect()  # the first page load has data, and the event tail is set
