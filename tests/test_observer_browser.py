@@ -93,6 +93,15 @@ def test_the_page_shows_the_tree_and_a_killed_worker_restart_within_2_s(make_run
         page.wait_for_function("() => document.querySelector('#job-states [data-state=completed] .value')?.textContent === '40'",
                                timeout=20_000)  # fmt: skip
         page.wait_for_selector('#projections tr[data-projection="job_stats"]', timeout=5_000)
+        # the job events reach the page's counters, and the projection catches up. Both read the
+        # event log in commit-safe order (below the oldest running transaction of the whole
+        # server), so on a shared server another session's long transaction holds them back:
+        # 15 s seen here, hence the 60 s bound
+        page.wait_for_function("() => / 40 completed, /.test(document.querySelector('#throughput-now').textContent)", timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('#projections tr[data-projection=job_stats] td:nth-child(3)')?.textContent === '0'",
+            timeout=60_000,
+        )  # fmt: skip
         page.locator("#faults-chart rect").first.wait_for(timeout=5_000)  # the restart is on the chart
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)

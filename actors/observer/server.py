@@ -143,6 +143,7 @@ class Observer:
             )  # fmt: skip
             self.metrics = Metrics(self.collector)
             self.collector.on_events = self.metrics.on_events
+            self.collector.on_snapshot = self.metrics.on_snapshot
             self.collector.collect()  # the first page load has data, and the event tail is set
             config = uvicorn.Config(
                 build_app(self), log_level="warning", lifespan="off", timeout_graceful_shutdown=1, access_log=False

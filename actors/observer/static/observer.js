@@ -213,10 +213,10 @@ function renderDatabase(db) {
     el("td", {}, p.name), cellNum(fmt(p.position)), cellNum(fmt(p.lag), p.lag ? "hot" : ""),
     el("td", {}, p.holder_pid ? `${p.holder || "?"} (backend pid ${p.holder_pid}${p.holder_addr ? ", " + p.holder_addr : ""})` : "nobody"),
     el("td", { class: "dim" }, `${p.last_writer || "-"} ${clock(p.updated_at)}`))), "no projection", 5);
-  const procs = db.nodes.flatMap(n => n.processes.map(p => el("tr", {},
-    el("td", {}, p.node), el("td", {}, p.host), cellNum(p.id), cellNum(p.pid), cellNum(p.running),
+  const procs = db.nodes.flatMap(n => n.processes.map(p => el("tr", { "data-node": n.node },
+    el("td", {}, n.node), el("td", {}, p.host), el("td", {}, p.node), cellNum(p.id), cellNum(p.pid), cellNum(p.running),
     el("td", {}, clock(p.heartbeat_at)), el("td", { class: p.expired ? "bad" : "" }, clock(p.expires_at)))));
-  replace("nodes", procs, "no worker process is registered");
+  replace("nodes", procs, "no worker process is registered", 8);
   $("nodes-count").textContent = `${db.nodes.length} node${db.nodes.length === 1 ? "" : "s"}, ${procs.length} processes`;
 }
 
