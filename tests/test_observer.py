@@ -187,6 +187,12 @@ def test_read_only_hides_the_actions_and_refuses_them(system, db_config, job_ops
         status, body = post(observer.url + f"api/jobs/{job_id}/retry", {"X-Observer-Token": observer.token})
         assert status == 403 and "read-only" in body["error"]
         assert job_row(observer.database, job_id)["state"] == "failed"
+        # reading a job's details is fine read-only: every failed attempt with its error
+        status, body = get(observer.url + f"api/jobs/{job_id}")
+        job = json.loads(body)["job"]
+        assert status == 200 and job["state"] == "failed" and [e["attempt"] for e in job["errors"]] == [1, 2]
+        assert all("this job never works" in e["error"] for e in job["errors"])
+        assert get(observer.url + "api/jobs/987654")[0] == 404 and get(observer.url + "api/jobs/x")[0] == 400
 
 
 def test_without_the_job_operations_api_the_page_is_read_only(system, db_config, monkeypatch):

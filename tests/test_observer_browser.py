@@ -88,6 +88,11 @@ def test_the_page_shows_the_tree_and_a_killed_worker_restart_within_2_s(make_run
         wait_for(lambda: job_row(observer.database, failed)["state"] == "failed", timeout=20, what="the failing job")
         page.wait_for_selector(f'#failed tr[data-job="{failed}"]', timeout=5_000)
         assert "this job never works" in page.locator(f'#failed tr[data-job="{failed}"]').inner_text()
+        page.locator(f'#failed tr[data-job="{failed}"] button.job-link').click()  # its attempts
+        page.wait_for_selector("#details ul.attempts li >> nth=1", timeout=5_000)
+        assert "attempt 2" in page.locator("#details").inner_text()
+        page.locator(f'#tree tr[data-actor="{names[1]}"]').click()  # back to the restarted worker
+        page.wait_for_function("() => document.querySelector('#details h2').textContent.startsWith('Actor')", timeout=5_000)
         for i in range(40):
             rt.enqueue("work", {"sleep": 0.05})
         page.wait_for_function("() => document.querySelector('#job-states [data-state=completed] .value')?.textContent === '40'",
