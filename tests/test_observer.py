@@ -302,3 +302,23 @@ def test_cancel_stops_a_running_job_from_completing_and_other_nodes_are_listed(m
         found = metrics(observer.url)
         assert sample(found, "thespian_otp_monitor_ask_seconds_count") > 0
         assert sample(found, "thespian_otp_observer_snapshot_seconds_count") > 0
+
+
+def test_one_snapshot_counts_a_burst_of_job_events_larger_than_one_read_window(make_runtime, db_config):
+    """12,000 job events land between two snapshots (more than one 5,000-event window)."""
+    from actors.stores.database import Database
+    from actors.stores.events import PgEventStore
+    from actors.stores.rows import NewEvent
+    from tests.support import Echo
+    from supervision import ChildSpec, SupervisorSpec
+
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    with serve(rt, db_config, interval=60) as observer:  # no timer snapshot: this test takes them
+        with Database(db_config) as database:
+            PgEventStore(database).append(
+                [NewEvent("job.completed", {"id": i, "kind": "burst", "run_ms": 2.0}) for i in range(12_000)]
+            )
+        snapshot = observer.collector.collect()
+        assert snapshot["totals"]["completed"] == 12_000
+        assert sample(metrics(observer.url), "thespian_otp_jobs_finished_total", kind="burst", outcome="completed") == 12_000

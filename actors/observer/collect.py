@@ -21,6 +21,10 @@ from supervision.introspect import Tree, TreeNode
 
 #: job events and the outcome each one counts as
 JOB_EVENTS = {"job.completed": "completed", "job.failed": "failed", "job.retried": "retried", "job.rescued": "rescued"}
+#: job events read per snapshot: up to 4 windows of 5,000, so 40,000 events/s (twice the no-op
+#: job rate measured on 2 cores, each job one event) at 0.5 s a snapshot never leaves it behind
+EVENT_WINDOW = 5000
+EVENT_WINDOWS = 4
 #: how long to wait for a limiter's statistics before showing the rest without them
 LIMITER_TIMEOUT = 0.5
 
@@ -206,12 +210,21 @@ class Collector:
             if self.checkpoint is None:
                 self.checkpoint = self.store.events_tail()
                 return [], []
-            events = self.store.events_after(self.checkpoint)
         except Exception as exc:  # noqa: BLE001 - the database may be restarting
             errors["events"] = f"{type(exc).__name__}: {exc}"
             return [], []
-        if events:
-            self.checkpoint = events[-1].checkpoint
+        events: list = []
+        for _ in range(EVENT_WINDOWS):
+            try:
+                window = self.store.events_after(self.checkpoint, EVENT_WINDOW)
+            except Exception as exc:  # noqa: BLE001 - keep what was read: the checkpoint moved past it
+                errors["events"] = f"{type(exc).__name__}: {exc}"
+                break
+            if window:
+                self.checkpoint = window[-1].checkpoint
+            events += window
+            if len(window) < EVENT_WINDOW:
+                break
         jobs = [e for e in events if e.type in JOB_EVENTS and isinstance(e.data, dict)]
         return [(str(e.data.get("kind")), JOB_EVENTS[e.type]) for e in jobs], jobs
 
