@@ -322,3 +322,38 @@ def test_one_snapshot_counts_a_burst_of_job_events_larger_than_one_read_window(m
         snapshot = observer.collector.collect()
         assert snapshot["totals"]["completed"] == 12_000
         assert sample(metrics(observer.url), "thespian_otp_jobs_finished_total", kind="burst", outcome="completed") == 12_000
+
+
+def test_crashes_recoverable_errors_and_dead_letters_move_in_metrics_and_on_the_chart(make_runtime):
+    from supervision import ActorCrashed, BadRequest, ChildSpec, DeadLetter, SupervisorSpec
+    from supervision.messages import Envelope
+    from tests.support import Get, KeyValue, Quitter
+
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(SupervisorSpec("root", intensity=10, children=[ChildSpec("q", Quitter), ChildSpec("kv", KeyValue)]))
+    labels = {"class": "Quitter", "kind": "worker"}
+    with serve(rt, interval=0.2) as observer:
+        with pytest.raises(ActorCrashed):
+            rt.ask("q", "crash")
+        with pytest.raises(BadRequest):
+            rt.ask("kv", Get(123))
+        stale = rt.whereis("kv")
+        rt.kill("kv")
+        wait_for(lambda: rt.whereis("kv").address != stale.address, timeout=10, what="kv restarted")
+        with pytest.raises(DeadLetter):  # a request to the dead actor's old address
+            rt._request(stale.address, Envelope("hello?", "kv"), time.monotonic() + 5, None, "kv")
+
+        def moved():
+            m = metrics(observer.url)
+            return m if (
+                sample(m, "thespian_otp_actor_crashes_total", actor="q", **labels) == 1
+                and sample(m, "thespian_otp_actor_restarts_total", actor="q", **labels) == 1
+                and sample(m, "thespian_otp_actor_recoverable_errors_total", actor="kv", **{"class": "KeyValue", "kind": "worker"}) == 1
+                and sample(m, "thespian_otp_actor_dead_letters_total", actor="kv", **{"class": "KeyValue", "kind": "worker"}) >= 1
+            ) else None
+
+        m = wait_for(moved, timeout=15, what="crash, restart, error and dead letter in /metrics")
+        assert sample(m, "thespian_otp_observed_crashes_total") == 1
+        assert sample(m, "thespian_otp_observed_dead_letters_total") >= 1
+        series = json.loads(get(observer.url + "api/snapshot")[1])["series"]
+        assert sum(series["crashes"]) == 1 and sum(series["restarts"]) == 2 and sum(series["dead_letters"]) >= 1
