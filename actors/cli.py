@@ -295,7 +295,7 @@ def _run_observer(args: argparse.Namespace, console: Console) -> int:
         try:
             where = f", database {handle.source}, schema {config.schema}" if handle is not None else ""
             console.print(f"observer of runtime [cyan]{rt.name}[/]{where}")
-            console.print(f"  open [bold]{observer.url}[/] (metrics: {observer.url}metrics); Ctrl-C stops", highlight=False)
+            console.print(f"  open [bold]{observer.url}[/] (metrics: {observer.url}metrics); Ctrl-C stops", highlight=False, soft_wrap=True)
             if not observer.actions_enabled:
                 console.print(f"  retry/cancel are off: {observer.actions_note}", highlight=False)
             while True:

@@ -130,8 +130,21 @@ def build_app(observer: Any) -> Starlette:
             summary = getattr(observer.job_ops, action)(job_id)
         except Exception as exc:  # typed errors of the job operations API, mapped to statuses
             return _error(_status_of(exc), f"{type(exc).__name__}: {exc}")
-        observer.collector.collect()  # the page sees the new state at once
+        observer.collector.refresh()  # the page sees the new state at once
         return JSONResponse({"job": _summary(summary)}, headers=HEADERS)
+
+    def job(request: Request) -> Response:
+        store = observer.collector.store
+        if store is None:
+            return _error(404, "this observer has no database")
+        try:
+            job_id = int(request.path_params["job_id"])
+        except ValueError:
+            return _error(400, "the job id must be an integer")
+        row = store.job(job_id)
+        if row is None:
+            return _error(404, f"no job {job_id}")
+        return JSONResponse({"job": jsonable(row)}, headers=HEADERS)
 
     hosts = observer.allowed_hosts()
     return Starlette(
@@ -140,6 +153,7 @@ def build_app(observer: Any) -> Starlette:
             Route("/api/snapshot", snapshot),
             Route("/api/events", feed),
             Route("/api/actors/{name}", actor),
+            Route("/api/jobs/{job_id}", job),
             Route("/api/jobs/{job_id}/{action:str}", job_action, methods=["POST"]),
             Route("/metrics", metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),

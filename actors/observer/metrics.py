@@ -126,6 +126,20 @@ class Metrics:
             ["kind"], buckets=DURATION_BUCKETS, registry=self.registry,
         )  # fmt: skip
 
+        self.tree_ask = Histogram(
+            f"{PREFIX}_monitor_ask_seconds", "Round trip of the observer's tree request to the monitor (an ask through thespian)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=self.registry,
+        )  # fmt: skip
+        self.snapshot = Histogram(
+            f"{PREFIX}_observer_snapshot_seconds", "Time to take one snapshot (tree, limiters, database, memory)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=self.registry,
+        )  # fmt: skip
+
+    def on_snapshot(self, tree_seconds: float | None, total_seconds: float) -> None:
+        if tree_seconds is not None:
+            self.tree_ask.observe(tree_seconds)
+        self.snapshot.observe(total_seconds)
+
     def on_events(self, events: list) -> None:
         from actors.observer.collect import JOB_EVENTS
 

@@ -81,6 +81,13 @@ class PgObserverStore:
             conn.commit()
         return DatabaseView(counts, failed, running, processes, projections)
 
+    def job(self, job_id: int) -> dict | None:
+        """One job with its attempts' errors (None if there is no such job)."""
+        with self.database.connection() as conn:
+            row = conn.execute(Q["job"], {"id": job_id}).fetchone()
+            conn.commit()
+        return row
+
     def events_tail(self) -> Checkpoint:
         """The end of the event log now (counting job events starts here)."""
         with self.database.connection() as conn:

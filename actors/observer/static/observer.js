@@ -5,7 +5,8 @@
 const CONFIG = JSON.parse(document.querySelector('meta[name="observer-config"]').content);
 const STATES = ["available", "running", "completed", "failed", "cancelled"];
 const SVG = "http://www.w3.org/2000/svg";
-let selected = null;
+let selected = null;     // the actor whose details are open
+let selectedJob = null;  // or the job
 let latest = null;
 
 function $(id) { return document.getElementById(id); }
@@ -75,15 +76,18 @@ function countNodes(nodes) { return nodes.reduce((n, node) => n + 1 + countNodes
 
 async function select(name) {
   selected = name;
+  selectedJob = null;
   document.querySelectorAll(".tree tr").forEach(tr => tr.classList.toggle("selected", tr.dataset.actor === name));
   await showDetails();
 }
 
 async function showDetails() {
+  if (selectedJob !== null) return showJob();
   if (!selected) return;
   const response = await fetch("/api/actors/" + encodeURIComponent(selected));
   const data = await response.json();
   $("details").hidden = false;
+  $("details").querySelector("h2").firstChild.textContent = "Actor ";
   $("details-name").textContent = selected;
   if (!response.ok) { $("details-body").replaceChildren(el("p", { class: "empty" }, data.error)); return; }
   const list = el("dl", {});
@@ -105,6 +109,38 @@ async function showDetails() {
   const recent = el("ul", {}, ...data.recent_errors.map(e => el("li", {}, `${clock(e.at)} ${e.what}`)));
   $("details-body").replaceChildren(list, el("h3", {}, "recent errors (seen by this observer)"),
     data.recent_errors.length ? recent : el("p", { class: "empty" }, "none since the observer started"));
+}
+
+async function openJob(id) {
+  selected = null;
+  selectedJob = id;
+  document.querySelectorAll(".tree tr").forEach(tr => tr.classList.remove("selected"));
+  await showJob();
+}
+
+async function showJob() {
+  const response = await fetch("/api/jobs/" + selectedJob);
+  const data = await response.json();
+  $("details").hidden = false;
+  $("details-name").textContent = "";
+  $("details").querySelector("h2").firstChild.textContent = "Job ";
+  $("details-name").textContent = String(selectedJob);
+  if (!response.ok) { $("details-body").replaceChildren(el("p", { class: "empty" }, data.error)); return; }
+  const job = data.job;
+  const list = el("dl", {});
+  const add = (key, value) => list.append(el("dt", {}, key), el("dd", {}, value === null || value === undefined ? "-" : value));
+  add("kind / queue", `${job.kind} / ${job.queue}`);
+  add("state", job.state);
+  add("attempt", `${job.attempt} of ${job.max_attempts}`);
+  add("priority", job.priority);
+  add("created / run at", `${clock(job.created_at)} / ${clock(job.run_at)}`);
+  add("claimed", job.claimed_at ? `${clock(job.claimed_at)} by process ${job.claimed_by || "-"}` : null);
+  add("finished", clock(job.finished_at));
+  add("payload", job.payload);
+  add("last error", job.last_error);
+  const attempts = (job.errors || []).map(e => el("li", {}, `attempt ${e.attempt} at ${String(e.at).slice(11, 19)} (process ${e.process}): ${e.error}`));
+  $("details-body").replaceChildren(list, el("h3", {}, "failed attempts"),
+    attempts.length ? el("ul", { class: "attempts" }, ...attempts) : el("p", { class: "empty" }, "none"));
 }
 
 // --- charts -------------------------------------------------------------------------------
@@ -164,6 +200,10 @@ function stateTable(id, groups, label) {
   $(id).replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
 }
 
+function jobCell(id) {
+  return el("td", { class: "num" }, el("button", { class: "link job-link", type: "button", title: "details", onclick: () => openJob(id) }, id));
+}
+
 function actionButton(kind, job) {
   if (!CONFIG.actions) return null;
   return el("button", { class: kind, type: "button", "data-job": job.id,
@@ -203,20 +243,20 @@ function renderDatabase(db) {
   stateTable("by-queue", jobs.by_queue, "queue");
   stateTable("by-kind", jobs.by_kind, "kind");
   replace("running", jobs.running.map(j => el("tr", { "data-job": j.id },
-    cellNum(j.id), el("td", {}, j.queue), el("td", {}, j.kind), cellNum(`${j.attempt}/${j.max_attempts}`),
+    jobCell(j.id), el("td", {}, j.queue), el("td", {}, j.kind), cellNum(`${j.attempt}/${j.max_attempts}`),
     cellNum(j.claimed_by), cellNum(seconds(j.running_s)), el("td", { class: "action" }, actionButton("cancel", j)))), "no job is running");
   replace("failed", jobs.failed.map(j => el("tr", { "data-job": j.id },
-    cellNum(j.id), el("td", {}, j.queue), el("td", {}, j.kind), el("td", {}, j.state), cellNum(`${j.attempt}/${j.max_attempts}`),
+    jobCell(j.id), el("td", {}, j.queue), el("td", {}, j.kind), el("td", {}, j.state), cellNum(`${j.attempt}/${j.max_attempts}`),
     el("td", { class: "error", title: j.last_error || "" }, j.last_error || "-"), el("td", { class: "action" }, actionButton("retry", j)))),
     "no failed job");
   replace("projections", db.projections.map(p => el("tr", { "data-projection": p.name },
     el("td", {}, p.name), cellNum(fmt(p.position)), cellNum(fmt(p.lag), p.lag ? "hot" : ""),
     el("td", {}, p.holder_pid ? `${p.holder || "?"} (backend pid ${p.holder_pid}${p.holder_addr ? ", " + p.holder_addr : ""})` : "nobody"),
     el("td", { class: "dim" }, `${p.last_writer || "-"} ${clock(p.updated_at)}`))), "no projection", 5);
-  const procs = db.nodes.flatMap(n => n.processes.map(p => el("tr", {},
-    el("td", {}, p.node), el("td", {}, p.host), cellNum(p.id), cellNum(p.pid), cellNum(p.running),
+  const procs = db.nodes.flatMap(n => n.processes.map(p => el("tr", { "data-node": n.node },
+    el("td", {}, n.node), el("td", {}, p.host), el("td", {}, p.node), cellNum(p.id), cellNum(p.pid), cellNum(p.running),
     el("td", {}, clock(p.heartbeat_at)), el("td", { class: p.expired ? "bad" : "" }, clock(p.expires_at)))));
-  replace("nodes", procs, "no worker process is registered");
+  replace("nodes", procs, "no worker process is registered", 8);
   $("nodes-count").textContent = `${db.nodes.length} node${db.nodes.length === 1 ? "" : "s"}, ${procs.length} processes`;
 }
 
@@ -249,7 +289,7 @@ function render(snapshot) {
   const errors = Object.entries(snapshot.errors);
   $("errors").hidden = !errors.length;
   $("errors").textContent = errors.map(([part, text]) => `${part}: ${text}`).join(" · ");
-  if (selected) showDetails();
+  if (selected || selectedJob !== null) showDetails();
 }
 
 function connect() {
@@ -262,7 +302,8 @@ function connect() {
   feed.onerror = () => { $("live").className = "live off"; $("live").textContent = "reconnecting"; };
 }
 
-$("details-close").addEventListener("click", () => { selected = null; $("details").hidden = true; select(null); });
+$("details-close").addEventListener("click", () => { selected = null; selectedJob = null; $("details").hidden = true;
+  document.querySelectorAll(".tree tr").forEach(tr => tr.classList.remove("selected")); });
 $("mode").textContent = CONFIG.actions ? "" : "read-only";
 $("mode").title = CONFIG.actions_note || "";
 if (!CONFIG.actions) { $("actions-note").hidden = false; $("actions-note").textContent = "retry and cancel are off: " + (CONFIG.actions_note || "read-only"); }

@@ -28,3 +28,9 @@ SELECT txid, position FROM events ORDER BY txid DESC, position DESC LIMIT 1;
 
 -- name: checkpoints
 SELECT name, txid, position, holder, updated_at FROM projection_checkpoints ORDER BY name;
+
+-- name: job
+-- One job and the error of every failed attempt (the page's job details).
+SELECT id, queue, kind, state, attempt, max_attempts, priority, created_at, run_at, claimed_at, claimed_by,
+       finished_at, last_error, errors, left(payload::text, 500) AS payload
+FROM jobs WHERE id = %(id)s;
