@@ -420,3 +420,13 @@ class TreeExit(Message):
     tree: str
     reason: Any
     cause: str | None = None
+
+
+@attrs.frozen
+class ExitAck(Message):
+    """Supervisor -> child: your `Exiting` was read; leave now."""
+
+
+@attrs.frozen
+class ExitAckTimer(Message):
+    """An exiting actor's timer: leave even if no `ExitAck` came."""
