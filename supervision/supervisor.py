@@ -372,7 +372,7 @@ class Supervisor(Process):
                 self.name,
                 child.kind,
                 self.class_name(child),
-                child.restart,
+                self.restart_type(child),
                 spec.strategy if isinstance(spec, SupervisorSpec) else None,
                 child.status,
                 child.identity.pid if child.identity else None,
@@ -382,6 +382,10 @@ class Supervisor(Process):
                 parent_pid=self.identity.pid if self.identity else None,
             ),
         )
+
+    def restart_type(self, child: P.Child) -> str:
+        """The restart type shown in the tree."""
+        return child.restart
 
     def on_monitor_changed(self, message: MonitorChanged) -> None:
         for child in self.plan.ordered():

@@ -185,6 +185,7 @@ def test_a_transient_or_permanent_tree_that_exits_stops_the_runtime_and_wait_rai
     rt = make_runtime("multiprocTCPBase")
     rt.start(SupervisorSpec("other", children=[ChildSpec("echo", Echo)]))
     rt.start(SupervisorSpec("root", intensity=0, children=[ChildSpec("victim", Echo)]), restart=restart)
+    assert node(rt, "root").restart == restart
     group = rt._group
     rt.kill("victim")
     with pytest.raises(RuntimeExited) as caught:
