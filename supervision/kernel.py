@@ -169,6 +169,9 @@ class Kernel(Supervisor):
             self.exit_waiters.clear()
         return super().execute(effect)
 
+    def restart_type(self, child: P.Child) -> str:
+        return self.trees.get(child.name, child.restart)  # the tree's application type
+
     def on_budget_changed(self, seconds: float) -> None:
         self.budget = seconds
 

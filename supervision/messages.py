@@ -434,6 +434,16 @@ class TreeExit(Message):
     cause: str | None = None
 
 
+@attrs.frozen
+class ExitAck(Message):
+    """Supervisor -> child: your `Exiting` was read; leave now."""
+
+
+@attrs.frozen
+class ExitAckTimer(Message):
+    """An exiting actor's timer: leave even if no `ExitAck` came."""
+
+
 # --- payloads pickled by the runtime (internal) ------------------------------------------
 
 
@@ -470,4 +480,5 @@ RUNTIME_ONLY: tuple[type, ...] = (
     Envelope, Reply, ErrorReply, Answer, Down, Watch, Unwatch, SystemContext, Init, Started, InitFailed,
     Terminate, Exiting, MonitorChanged, RegistryEntry, Register, Unregister, Lookup, Resolved, NodeRow,
     NodeRemoved, CountEvent, Tick, StepTimer, AskTimer, Packed, Undelivered, Linked, Ignored, Budget, TreeExit,
+    ExitAck, ExitAckTimer,
 )

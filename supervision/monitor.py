@@ -56,6 +56,10 @@ _COUNTED = {"recoverable": "recoverable_errors", "crash": "crashes", "undelivere
 
 #: Seconds between sweeps of the registry for actors that died unnoticed.
 SWEEP_INTERVAL = 1.0
+#: A monitor that just (re)started holds a watch of a name not registered yet this long: after
+#: a restart, watchers send their watches again while supervisors re-register their children,
+#: from different processes in no set order (a watch that came first answered "noproc").
+REWATCH_GRACE = 2.0
 
 
 class Monitor(Process):
@@ -86,8 +90,12 @@ class Monitor(Process):
         self.notes: dict[str, str] = {}
         self.sweep_interval = SWEEP_INTERVAL
         self._next_sweep = 0.0
+        self.rewatch_until = 0.0
+        #: watches held for names not registered yet (just after a restart): name -> watchers
+        self.held_watches: dict[str, list[Any]] = {}
 
     def on_init(self, message: Init) -> None:
+        self.rewatch_until = self.clock() + REWATCH_GRACE
         self.handleDeadLetters()
         if not self.in_process:
             self.arm_timer(self.clock() + self.sweep_interval)
@@ -106,6 +114,8 @@ class Monitor(Process):
         self.send(sender, Reply(message.corr, None))
         for _deadline, lookup, asker in self.parked.pop(message.entry.name, ()):
             self._answer_lookup(lookup, asker, message.entry)
+        if message.entry.name in self.held_watches:
+            self._release_watches(self.clock())
 
     def _on_unregister(self, message: Unregister, sender: Any) -> None:
         for entry in self.registry.remove(message.name, message.address):
@@ -174,8 +184,21 @@ class Monitor(Process):
         return entry
 
     def _on_watch(self, message: Watch, sender: Any) -> None:
+        if self._live_entry(message.name) is None and self.clock() < self.rewatch_until and not self.in_process:
+            self.held_watches.setdefault(message.name, []).append(sender)
+            self.arm_timer(self.rewatch_until)
+            return
         if self._live_entry(message.name) is None or not self.registry.watch(message.name, sender):
             self.send(sender, Down(message.name, "noproc"))
+
+    def _release_watches(self, now: float) -> None:
+        for name in list(self.held_watches):
+            if self.registry.lookup(name) is not None:
+                for watcher in self.held_watches.pop(name):
+                    self.registry.watch(name, watcher)
+            elif now >= self.rewatch_until:
+                for watcher in self.held_watches.pop(name):
+                    self.send(watcher, Down(name, "noproc"))
 
     def _on_unwatch(self, message: Unwatch, sender: Any) -> None:
         self.registry.unwatch(message.name, sender)
@@ -186,6 +209,8 @@ class Monitor(Process):
             self.send(watcher, Down(entry.name, reason, entry.address, cause))
 
     def on_tick(self, now: float) -> float | None:
+        if self.held_watches:
+            self._release_watches(now)
         if self.in_process:
             return self._expire_parked(now)
         if now >= self._next_sweep:

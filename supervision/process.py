@@ -38,6 +38,8 @@ from supervision.messages import (
     Down,
     Envelope,
     ErrorReply,
+    ExitAck,
+    ExitAckTimer,
     Exiting,
     Init,
     InitFailed,
@@ -60,6 +62,11 @@ log = logger("supervision.process")
 
 #: payloads a request may not carry: the runtime's own messages and thespian's
 _REFUSED_IN_BAND = (*RUNTIME_ONLY, ActorSystemMessage)
+#: How long an actor that told its supervisor why it exits waits for the acknowledgement.
+#: thespian may report the process gone (SIGCHLD) before the supervisor has read the `Exiting`
+#: message from the socket; the reason was then lost (`Down` said "killed" for a supervisor that
+#: gave up). Waiting for the ack costs one round trip per voluntary exit, none per SIGKILL.
+EXIT_ACK_TIMEOUT = 0.5
 
 
 class Process(Actor):
@@ -71,6 +78,7 @@ class Process(Actor):
     #: message type -> name of the method that handles it (subclasses extend this table)
     system_handlers: ClassVar[dict[type, str]] = {
         Envelope: "_on_envelope",
+        ExitAck: "_on_exit_ack",
         Reply: "_on_reply",
         ErrorReply: "_on_error_reply",
         Resolved: "_on_resolved",
@@ -97,6 +105,8 @@ class Process(Actor):
         self.clock = time.monotonic
         self._timer_at: float | None = None
         self._exiting = False
+        self._leaving = False
+        self.parent_name = ""
 
     # --- properties ------------------------------------------------------------------------
 
@@ -134,6 +144,7 @@ class Process(Actor):
         self.context = message.context
         self.spec = message.spec
         self.parent_address = sender
+        self.parent_name = message.parent_name
         if not message.context.in_process:
             die_with_parent()
             if message.parent_pid is not None and os.getppid() != message.parent_pid:
@@ -276,6 +287,9 @@ class Process(Actor):
 
     def _on_wakeup(self, message: WakeupMessage, sender: Any) -> None:
         payload = message.payload
+        if isinstance(payload, ExitAckTimer):
+            self.exit_now()
+            return
         if isinstance(payload, Tick):
             now = self.clock()
             if self._timer_at is not None and self._timer_at > now + 0.001:
@@ -305,13 +319,24 @@ class Process(Actor):
             return
         if self.parent_address is not None:
             self.send(self.parent_address, Exiting(self.name, reason, error, cause))
+            if self.parent_name and not self.in_process:
+                self._exiting = True  # refuse requests from now on; leave once the parent read why
+                self.wakeupAfter(EXIT_ACK_TIMEOUT, ExitAckTimer())
+                return
         self.exit_now()
+
+    def _on_exit_ack(self, message: ExitAck, sender: Any) -> None:
+        if self._exiting:
+            self.exit_now()
 
     def exit_now(self) -> None:
         """Leave now. Not recursive: a supervisor has already stopped its children its own way,
         and thespian's recursive exit waits (for many seconds) for children it wrongly still
         believes alive, after some of them were SIGKILLed."""
         self._exiting = True
+        if self._leaving:
+            return
+        self._leaving = True
         request = ActorExitRequest()
         request.notRecursive()
         self.send(self.myAddress, request)

@@ -91,7 +91,8 @@ class Runtime(Calls):
       "simpleSystemBase" (in-process, for unit tests).
     - `admin_port`: TCP base only; default: a free port on loopback. A port something already
       listens on is refused: the runtime never attaches to a system it did not start.
-    - `intensity`, `period`: the kernel's restart limits for the trees you start.
+    - `intensity`, `period`: the kernel's restart limits for the runtime's monitor (trees are
+      never restarted by the kernel: see `start(spec, restart=...)`).
     - `liveness_interval`: seconds between supervisors' checks of their children's processes
       (default 0.05 s on the queue base, 1 s elsewhere, where thespian reports exits itself).
     - `ask_timeout`: the default `ask` timeout.

@@ -29,6 +29,7 @@ from supervision.messages import (
     DeleteChild,
     Envelope,
     ErrorReply,
+    ExitAck,
     Exiting,
     GetChildspec,
     Ignored,
@@ -50,6 +51,7 @@ from supervision.messages import (
     Unregister,
     WhichChildren,
 )
+from supervision.policy import format_reason
 from supervision.process import Process
 from supervision.router import new_corr, type_name
 from supervision.specs import SupervisorSpec
@@ -106,7 +108,13 @@ class Supervisor(Process):
         """Feed `event` to the plan and carry out its effects (and the events they produce)."""
         pending = [event]
         while pending:
-            for effect in self.plan.on(pending.pop(0), self.clock()):
+            effects = self.plan.on(pending.pop(0), self.clock())
+            # a row is read when it is sent, so only the last report of a child in a batch
+            # counts (a restart reports restarting and starting at once: one message)
+            last_report = {e.name: i for i, e in enumerate(effects) if type(e) is P.Report}
+            for i, effect in enumerate(effects):
+                if type(effect) is P.Report and last_report[effect.name] != i:
+                    continue
                 follow = self.execute(effect)
                 if follow:
                     pending.extend(follow)
@@ -125,7 +133,8 @@ class Supervisor(Process):
             self._kill(effect)
         elif kind is P.Unregister:
             if self.monitor_address is not None:
-                self.send(self.monitor_address, Unregister(effect.name, effect.address, effect.reason, effect.cause))
+                # Down reasons are text: ("shutdown", detail) reads "shutdown: detail"
+                self.send(self.monitor_address, Unregister(effect.name, effect.address, format_reason(effect.reason), effect.cause))
         elif kind is P.SetTimer:
             self.wakeupAfter(effect.seconds, StepTimer(effect.seq))
         elif kind is P.Reply:
@@ -232,10 +241,18 @@ class Supervisor(Process):
 
     def _on_exiting(self, message: Exiting, sender: Any) -> None:
         self.run(P.ChildExiting(sender, message.reason, message.cause))
+        self.send(sender, ExitAck())  # the child leaves once we know why
 
     def _on_child_exited(self, message: Any, sender: Any) -> None:
-        if self.plan is not None:
-            self.run(P.ChildDown(message.childAddress, "killed"))
+        if self.plan is None:
+            return
+        child = self.plan.child_at(message.childAddress)
+        if child is not None and child.identity is not None and not self.in_process and child.identity.is_alive():
+            # thespian says so when the actor left, while its process may linger a moment: the
+            # child counts as gone (stopped, its name free) once the process is
+            self.expect_exit(child.address)
+            return
+        self.run(P.ChildDown(message.childAddress, "killed"))
 
     def on_tick(self, now: float) -> float | None:
         """Look at the children's processes: every `liveness_interval` all of them, and every
@@ -355,7 +372,7 @@ class Supervisor(Process):
                 self.name,
                 child.kind,
                 self.class_name(child),
-                child.restart,
+                self.restart_type(child),
                 spec.strategy if isinstance(spec, SupervisorSpec) else None,
                 child.status,
                 child.identity.pid if child.identity else None,
@@ -365,6 +382,10 @@ class Supervisor(Process):
                 parent_pid=self.identity.pid if self.identity else None,
             ),
         )
+
+    def restart_type(self, child: P.Child) -> str:
+        """The restart type shown in the tree."""
+        return child.restart
 
     def on_monitor_changed(self, message: MonitorChanged) -> None:
         for child in self.plan.ordered():

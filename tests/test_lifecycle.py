@@ -161,6 +161,7 @@ def test_down_carries_the_cause_and_arrives_in_the_order_the_supervisor_decided(
     downs = wait_for(lambda: len(rt.ask("watcher", "downs")) == 2 and rt.ask("watcher", "downs"), what="two Down notices")
     assert [(name, reason) for name, reason, _ in downs] == [("leaf", "killed"), ("inner", "shutdown")]
     assert downs[1][2] == "reached max restart intensity (0 in 30 s); last exit: leaf (killed)"
+    wait_for(lambda: node(rt, "inner").status == "stopped", what="inner shown stopped")  # its parent reports it after Down
     assert node(rt, "inner").last_exit == "shutdown (reached max restart intensity (0 in 30 s); last exit: leaf (killed))"
 
 
@@ -184,6 +185,7 @@ def test_a_transient_or_permanent_tree_that_exits_stops_the_runtime_and_wait_rai
     rt = make_runtime("multiprocTCPBase")
     rt.start(SupervisorSpec("other", children=[ChildSpec("echo", Echo)]))
     rt.start(SupervisorSpec("root", intensity=0, children=[ChildSpec("victim", Echo)]), restart=restart)
+    assert node(rt, "root").restart == restart
     group = rt._group
     rt.kill("victim")
     with pytest.raises(RuntimeExited) as caught:
