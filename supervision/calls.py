@@ -157,14 +157,14 @@ class Calls:
         # a name whose actor is restarting is waited for, but never for more than half the time left
         wait = max(0.0, min(self.restart_wait, (deadline - time.monotonic()) / 2))
         entry = self._request(self._kernel, Envelope(Resolve(name, wait, stale), KERNEL_NAME), deadline, None, KERNEL_NAME)
-        self._cache[name] = entry
+        _bounded(self._cache)[name] = entry
         return entry
 
     def _forget(self, name: str, entry: Resolved | None, deadline: float | None = None) -> None:
         """The actor of `name` crashed or is dead: the next lookup must not return it."""
         if entry is not None:
             self._cache.pop(name, None)
-            self._stale[name] = entry.address
+            _bounded(self._stale)[name] = entry.address
         else:
             # the kernel routes for us; it must forget that actor before it routes our next
             # request, so this send is finished (acknowledged) before the next one starts
@@ -276,6 +276,18 @@ class Calls:
         return Packed(type(value).__name__, data)
 
 
+
+
+#: names kept in the address caches; past it the oldest go (a name asked once, for example a
+#: dynamic child long gone, is not kept forever)
+CACHE_SIZE = 4096
+
+
+def _bounded(cache: dict) -> dict:
+    """`cache`, with its oldest entry dropped if it is full (dicts keep insertion order)."""
+    while len(cache) >= CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    return cache
 
 
 class _ContextCloser:

@@ -83,3 +83,22 @@ def test_a_down_shortens_only_the_requests_to_that_name():
     assert router.expire() == 30.0
     assert len(answers) == 50 and all(type(a.error).__name__ == "ErrorInfo" and a.error.type_name == "DeadLetter" for a in answers)
     assert {p.name for p in router.pending.values()} == {"b"}
+
+
+def test_the_address_cache_keeps_the_most_recent_names_only():
+    router, owner, clock = router_with([])
+    router.cache_size = 100
+    for i in range(1_000):
+        router.lookups[f"l{i}"] = f"name-{i}"
+        assert router.on_resolved(Resolved(f"l{i}", f"name-{i}", f"address-{i}", None))
+    assert len(router.cache) == 100 and "name-999" in router.cache and "name-0" not in router.cache
+
+
+def test_the_runtime_address_caches_keep_the_most_recent_names_only(monkeypatch):
+    from supervision import calls
+
+    monkeypatch.setattr(calls, "CACHE_SIZE", 3)
+    cache: dict = {}
+    for i in range(10):
+        calls._bounded(cache)[f"name-{i}"] = i
+    assert list(cache) == ["name-7", "name-8", "name-9"]
