@@ -105,6 +105,8 @@ class Router:
         #: how long a send to a name whose actor is restarting waits for it to come back
         self.restart_wait = restart_wait
         self.cache: dict[str, Resolved] = {}
+        #: names cached at most (the oldest go first)
+        self.cache_size = 4096
         #: addresses known to be dead or dying, passed to the monitor with the next lookup
         self.stale: dict[str, Any] = {}
         self.waiting: dict[str, deque[_Outgoing]] = {}
@@ -192,6 +194,8 @@ class Router:
         entry = self.cache.get(name)
         if entry is not None and (address is None or entry.address == address):
             del self.cache[name]
+            if len(self.stale) >= self.cache_size:
+                self.stale.pop(next(iter(self.stale)))
             self.stale[name] = entry.address
 
     def _cached(self, name: str) -> Resolved | None:
@@ -251,6 +255,8 @@ class Router:
         name = self.lookups.pop(message.corr, None)
         if name is None:
             return False
+        while len(self.cache) >= self.cache_size:
+            self.cache.pop(next(iter(self.cache)))  # the oldest: a name not asked for long
         self.cache[name] = message
         for outgoing in self.waiting.pop(name, ()):
             self._deliver(message, outgoing)

@@ -83,3 +83,97 @@ def test_a_down_shortens_only_the_requests_to_that_name():
     assert router.expire() == 30.0
     assert len(answers) == 50 and all(type(a.error).__name__ == "ErrorInfo" and a.error.type_name == "DeadLetter" for a in answers)
     assert {p.name for p in router.pending.values()} == {"b"}
+
+
+def test_the_address_cache_keeps_the_most_recent_names_only():
+    router, owner, clock = router_with([])
+    router.cache_size = 100
+    for i in range(1_000):
+        router.lookups[f"l{i}"] = f"name-{i}"
+        assert router.on_resolved(Resolved(f"l{i}", f"name-{i}", f"address-{i}", None))
+    assert len(router.cache) == 100 and "name-999" in router.cache and "name-0" not in router.cache
+
+
+def test_the_runtime_address_caches_keep_the_most_recent_names_only(monkeypatch):
+    from supervision import calls
+
+    monkeypatch.setattr(calls, "CACHE_SIZE", 3)
+    cache: dict = {}
+    for i in range(10):
+        calls._bounded(cache)[f"name-{i}"] = i
+    assert list(cache) == ["name-7", "name-8", "name-9"]
+
+
+# --- the pending requests against a model ----------------------------------------------------
+
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule  # noqa: E402
+
+
+class PendingMachine(RuleBasedStateMachine):
+    """Requests asked, forwarded, answered, doomed by a Down and expired, against a dict model:
+    each request is answered exactly once, never before its deadline unless replied, never after
+    its deadline once `expire` ran."""
+
+    @initialize()
+    def setup(self):
+        self.router, self.owner, self.clock = router_with(["a", "b"])
+        self.model: dict[str, dict] = {}  # corr -> {name, deadline, kind}
+        self.answered: dict[str, int] = {}
+        self.count = 0
+
+    def _answer(self, corr):
+        def on_answer(answer):
+            self.answered[corr] = self.answered.get(corr, 0) + 1
+        return on_answer
+
+    @rule(name=st.sampled_from(["a", "b"]), timeout=st.floats(0.01, 5.0))
+    def ask(self, name, timeout):
+        self.count += 1
+        holder = {}
+        corr = self.router.ask(name, self.count, timeout, lambda answer: self._answer(holder["corr"])(answer))
+        holder["corr"] = corr
+        self.model[corr] = {"name": name, "deadline": self.clock.now + timeout, "kind": "ask"}
+
+    @rule(name=st.sampled_from(["a", "b"]), ttl=st.floats(0.01, 5.0))
+    def forward(self, name, ttl):
+        self.count += 1
+        corr = f"f{self.count}"
+        self.router.forward(Envelope(self.count, name, corr, "caller", ttl=ttl))
+        self.model[corr] = {"name": name, "deadline": self.clock.now + ttl, "kind": "forward"}
+
+    @precondition(lambda self: any(m["kind"] == "ask" for m in self.model.values()))
+    @rule(data=st.data())
+    def reply(self, data):
+        corr = data.draw(st.sampled_from(sorted(c for c, m in self.model.items() if m["kind"] == "ask")))
+        assert self.router.on_reply(Reply(corr, "value"))
+        del self.model[corr]
+
+    @rule(name=st.sampled_from(["a", "b"]))
+    def down(self, name):
+        self.router.on_down(Down(name, "killed", f"{name}-address"))
+        for entry in self.model.values():
+            if entry["name"] == name:
+                entry["deadline"] = min(entry["deadline"], self.clock.now + 0.1)
+        # the restarted actor is found at once (this fake has no monitor): later requests are sent
+        self.router.cache[name] = Resolved("c", name, f"{name}-address", None)
+
+    @rule(step=st.floats(0.0, 2.0))
+    def time_passes(self, step):
+        self.clock.now += step
+        upcoming = self.router.expire()
+        due = [c for c, m in self.model.items() if m["deadline"] <= self.clock.now]
+        for corr in due:
+            del self.model[corr]
+        assert upcoming == (min((m["deadline"] for m in self.model.values()), default=None))
+
+    @invariant()
+    def the_router_waits_for_exactly_the_model(self):
+        if not hasattr(self, "router"):
+            return
+        assert set(self.router.pending) == set(self.model)
+        assert all(n <= 1 for n in self.answered.values()), "a request was answered twice"
+        assert not set(self.answered) & set(self.model), "a request was failed before its deadline"
+
+
+TestPending = PendingMachine.TestCase
