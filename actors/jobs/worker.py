@@ -13,8 +13,10 @@ hands the outcomes to the completer.
   and this one starts (`mark`): a worker that dies mid-job is rescued knowing which job it was
   running (that job's last error says so, and it alone loses an attempt) and which ones had
   already ended (completed, never run again).
-- Each outcome goes to the completer as soon as its job ends (a request; unconfirmed ones are
-  resent, fencing makes that safe); on stop the worker writes what it still holds itself.
+- Outcomes go to the completer at the end of each time slice, and at once after a job of a
+  slice or more (requests; unconfirmed ones are resent, fencing makes that safe); the marks
+  make a job that ended durable before the next one starts, whatever happens to the worker.
+  On stop the worker writes what it still holds itself.
 - A handler past its timeout is interrupted (SIGALRM) and the job retried.
 """
 
@@ -267,6 +269,7 @@ class Worker(Server):
                     self.send_after(self.flush_pause, Continue("flush"))
                     return
                 if self.claimed and self.clock() - started >= self.time_slice:
+                    self.send_outcomes()  # at most one Complete per slice for short jobs
                     self.send(self.myAddress, Continue("slice"))
                     return
             if self.waiting_permit is not None:
@@ -384,7 +387,8 @@ class Worker(Server):
             self.outcomes.append(
                 JobOutcome(job.id, self.process.id, job.attempt, "failed", time.time(), run_ms, error, retry_in, discard)
             )
-        self.send_outcomes()  # durable soon after the job ends, whatever the rest of the claim does
+        if run_s >= self.time_slice:
+            self.send_outcomes()  # a long job: its outcome goes now (short ones go per slice)
         return run_s
 
     def _ask_permit(self, job: Job, key: str) -> None:

@@ -269,7 +269,10 @@ class Freezer(threading.Thread):
             try:
                 self.halt.wait(self.seconds)
             finally:
-                os.kill(pid, signal.SIGCONT)
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass  # a rescuer with kill_stuck (the main tree's) killed the frozen worker
             self.stops += 1
 
 
@@ -350,7 +353,7 @@ def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
             outage.join()
         with Database(config) as database:
             # kills go on while the backlog drains, then stop so that everything can finish
-            _wait(lambda: _unfinished(database) < chaos.jobs // 20, 300, "most jobs to finish")
+            _wait(lambda: _unfinished(database) < chaos.jobs // 20, 300, "most jobs to finish", database)
             killer.halt.set()
             killer.join()
             report.kills = killer.kills
@@ -358,7 +361,7 @@ def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
             freezer.halt.set()
             report.sigstops = freezer.stops
             # 3. everything finishes (rescued jobs after the expiry window) and projections catch up
-            _wait(lambda: _unfinished(database) == 0, 180, "every job to finish")
+            _wait(lambda: _unfinished(database) == 0, 180, "every job to finish", database)
             _wait(lambda: all(s.lag == 0 for s in status(database, ["job_stats", "tests.projections:JobAudit"])), 120, "projections")
             report.crash_loop_escalated = "crashloop" not in rt.tree()
             report.stop_budget = rt.shutdown_budget
@@ -378,7 +381,7 @@ def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
     return report
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
+def _wait(predicate: Any, timeout: float, what: str, database: Database | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -387,7 +390,16 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
         except SupervisionError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"chaos: timed out waiting for {what}")
+    detail = ""
+    if database is not None:
+        with database.connection() as conn:
+            rows = conn.execute(
+                "SELECT kind, state, count(*) AS n, max(attempt) AS attempts FROM jobs WHERE state NOT IN ('completed', 'failed') GROUP BY 1, 2"
+            ).fetchall()
+            processes = conn.execute("SELECT id, node, expires_at < now() AS expired FROM processes ORDER BY id").fetchall()
+            conn.commit()
+        detail = f"; unfinished: {rows}; processes: {processes}"
+    raise TimeoutError(f"chaos: timed out waiting for {what}{detail}")
 
 
 def _unfinished(database: Database) -> int:
