@@ -20,10 +20,11 @@ EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 
-def _database_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dsn", help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
-    parser.add_argument("--schema", help="schema to use (default: $THESPIAN_OTP_SCHEMA or thespian_otp)")
-    parser.add_argument("--data-dir", help="data directory of the embedded server (default: your user data dir)")
+def _database_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """`default=argparse.SUPPRESS` on a subcommand: an option given before it is kept."""
+    parser.add_argument("--dsn", default=default, help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
+    parser.add_argument("--schema", default=default, help="schema to use (default: $THESPIAN_OTP_SCHEMA or thespian_otp)")
+    parser.add_argument("--data-dir", default=default, help="data directory of the embedded server (default: your user data dir)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     _database_options(status)
     status.set_defaults(run=_run_db_status)
 
-    jobs = commands.add_parser("jobs", help="queue depth by state, the longest-running jobs, worker processes")
+    jobs = commands.add_parser("jobs", help="queue depth, jobs by state, retry, cancel, pause, prune, wait")
     _database_options(jobs)
     jobs.add_argument("--limit", type=int, default=10, help="how many running jobs to list (default 10)")
     jobs.set_defaults(run=_run_jobs)
+    from actors.cli_jobs import add_job_commands
+
+    add_job_commands(jobs, _database_options)
 
     projections = commands.add_parser("projections", help="projection status and rebuilds")
     projection_commands = projections.add_subparsers(dest="projection_command", metavar="ACTION", required=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-from actors.jobs.core import prepare
+from actors.jobs.client import check_new_job, resolve_kinds
 from actors.jobs.errors import BadJob
-from actors.jobs.messages import Enqueue
-from actors.jobs.registry import import_handlers, lookup
+from actors.jobs.messages import DatabaseInfo, Enqueue
+from actors.jobs.registry import import_handlers, known_kinds, lookup
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
+from actors.stores.job_ops import PgJobOps, insert_jobs, kind_defaults, own_transaction
 from actors.stores.jobs import PgJobStore
 from actors.stores.rows import NewJob
 from supervision import Answer, Server, StartChild
@@ -25,11 +27,15 @@ class JobsService(Server):
     """Validates and inserts jobs; registered as "jobs" by `jobs_tree`. Validation repeats what
     the client checked: messages may come from anywhere."""
 
-    def init(self, database: DatabaseConfig, handlers: tuple[str, ...] = (), check_kinds: bool = True) -> None:
+    def init(self, database: DatabaseConfig, handlers: tuple[str, ...] = (), check_kinds: bool = True, node: str | None = None) -> None:
         import_handlers(handlers)
         self.check_kinds = check_kinds
         self.database = Database(database).open()
         self.store = PgJobStore(self.database)
+        # record the kinds this service handles: a process that did not import the handler
+        # modules checks kinds, and takes their defaults, from there (issue 15)
+        types = [lookup(kind) for kind in known_kinds()]
+        PgJobOps(self.database).register_kinds([(t.kind, t.queue, t.max_attempts, t.path) for t in types], node or socket.gethostname())
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Enqueue):
@@ -39,15 +45,18 @@ class JobsService(Server):
             if len(jobs) > MAX_BATCH:
                 raise BadJob(f"Enqueue takes at most {MAX_BATCH} jobs at once; got {len(jobs)}")
             checked = [self._check(job) for job in jobs]
-            return self.store.insert(checked)
+            schema = self.database.config.schema
+            with own_transaction(self.database) as cursor:
+                resolved = resolve_kinds(checked, lambda: kind_defaults(cursor, None), self.check_kinds)
+                return insert_jobs(cursor, schema, resolved)
+        if isinstance(message, DatabaseInfo):
+            return self.database.config
         return super().handle(message)
 
     def _check(self, job: Any) -> NewJob:
         if not isinstance(job, NewJob):
             raise BadJob(f"Enqueue.jobs holds a {type(job).__name__}, not a NewJob")
-        if self.check_kinds:
-            lookup(job.kind)
-        return prepare(job.kind, job.payload, queue=job.queue, priority=job.priority, run_at=job.run_at, max_attempts=job.max_attempts)
+        return check_new_job(job)
 
     def terminate(self, reason: str) -> None:
         self.database.close()

@@ -33,6 +33,11 @@ def channel(schema: str) -> str:
     return NOTIFY_PREFIX + schema
 
 
+def cancel_channel(schema: str) -> str:
+    """LISTEN/NOTIFY channel on which a cancelled running job's id is sent (CONTRACTS.md)."""
+    return "thespian_otp_cancel_" + schema
+
+
 class JobStore(Protocol):
     def insert(self, jobs: Sequence[NewJob], conn: psycopg.Connection | None = None) -> list[int]: ...
 

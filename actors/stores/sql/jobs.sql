@@ -22,6 +22,8 @@ WITH picked AS (
     SELECT id
     FROM jobs
     WHERE state = 'available' AND queue = %(queue)s AND run_at <= now()
+      -- a paused queue (job_queue_pauses, issue 15): one primary-key probe per claim
+      AND NOT EXISTS (SELECT 1 FROM job_queue_pauses AS p WHERE p.queue = %(queue)s)
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
