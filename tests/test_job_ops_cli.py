@@ -103,3 +103,23 @@ def test_pause_resume_prune_and_wait_from_the_command_line(cli_db):
     pruned = jobs_cli(cli_db, "prune", "--older-than", "7d")
     assert pruned.returncode == 0 and "pruned 1 finished" in pruned.stdout, pruned.stderr
     assert PgJobStore(cli_db).counts() == {}
+
+
+def test_enqueue_a_kind_recorded_by_a_jobs_service_and_list_schedules(cli_db):
+    from actors.jobs.periodic import Schedule, ensure_schedule
+    from actors.stores.job_ops import PgJobOps
+    from actors.stores.schedules import PgSchedules
+
+    # what a jobs service records when it starts: the CLI process imports no handler module
+    PgJobOps(cli_db).register_kinds([("thumbnail", "images", 3, "myapp.jobs:thumbnail")], "node-1")
+    first = jobs_cli(cli_db, "enqueue", "thumbnail", '{"image": 5}', "--unique-key", "image:5")
+    again = jobs_cli(cli_db, "enqueue", "thumbnail", '{"image": 5}', "--unique-key", "image:5")
+    assert first.returncode == 0 and first.stdout == again.stdout, (first.stderr, again.stderr)
+    [job] = JobOps(cli_db).list_jobs()
+    assert (job.kind, job.queue, job.max_attempts, job.unique_key) == ("thumbnail", "images", 3, "image:5")
+    unknown = jobs_cli(cli_db, "enqueue", "nobody_handles", "{}")
+    assert unknown.returncode == 1 and "no handler is registered for job kind 'nobody_handles'" in unknown.stderr
+    assert "thumbnail" in unknown.stderr  # the known kinds are listed
+    ensure_schedule(PgSchedules(cli_db), Schedule("nightly", "0 3 * * *", "thumbnail"), "test")
+    listed = jobs_cli(cli_db, "schedules")
+    assert listed.returncode == 0 and "nightly" in listed.stdout and "0 3 * * *" in listed.stdout, listed.stderr
