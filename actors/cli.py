@@ -242,7 +242,12 @@ def _run_jobs(args: argparse.Namespace, console: Console) -> int:
         counts = store.counts()
         running = store.longest_running(args.limit)
         processes = PgProcessStore(database).all()
+        from actors.stores.job_ops import PgJobOps
+
+        paused = [row["queue"] for row in PgJobOps(database).paused()]
     console.print(f"database: {handle.source}, schema {handle.config.schema}")
+    if paused:
+        console.print(f"paused queues (thespian-otp jobs resume QUEUE): {', '.join(paused)}", highlight=False)
     states = ("available", "running", "completed", "failed", "cancelled")
     depth = Table("queue", *states, title="jobs by state")
     for queue in sorted({q for q, _ in counts}) or ["default"]:

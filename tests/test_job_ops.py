@@ -207,3 +207,42 @@ def test_two_nodes_retrying_one_job_at_once_retry_it_once(database, db_config):
         assert answers == [("ok", "available"), ("refused", "available")]
         entries = snapshot(database, job_id)["errors"]
         assert [e.get("outcome") for e in entries].count("retried") == 1
+
+
+def test_cancels_racing_completions_either_cancel_or_complete_each_job_never_both(database, db_config):
+    import random
+    import threading
+
+    jobs, processes = PgJobStore(database), PgProcessStore(database)
+    ids = jobs.insert([NewJob("mail") for _ in range(200)])
+    worker = processes.register("w", ttl=60)
+    claimed = jobs.claim("default", worker.id, 200)
+    outcomes = [JobOutcome(j.id, worker.id, j.attempt, "completed", time.time()) for j in claimed]
+    refused, done = [], []
+
+    def complete():
+        for start in range(0, len(outcomes), 10):
+            done.extend(jobs.write_outcomes(outcomes[start : start + 10]).completed)
+
+    def cancel():
+        with JobOps(db_config) as ops:
+            for job_id in random.Random(3).sample(ids, len(ids)):
+                try:
+                    ops.cancel(job_id)
+                except JobStateError as exc:
+                    assert exc.state == "completed"
+                    refused.append(job_id)
+
+    threads = [threading.Thread(target=complete), threading.Thread(target=cancel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with database.connection() as conn:
+        states = {r["id"]: r["state"] for r in conn.execute("SELECT id, state FROM jobs")}
+        events = {(r["id"], r["type"]) for r in conn.execute("SELECT (data->>'id')::bigint AS id, type FROM events")}
+        conn.commit()
+    completed = {i for i, s in states.items() if s == "completed"}
+    cancelled = {i for i, s in states.items() if s == "cancelled"}
+    assert completed | cancelled == set(ids) and completed == set(done) == set(refused)
+    assert events == {(i, "job.completed") for i in completed} | {(i, "job.cancelled") for i in cancelled}

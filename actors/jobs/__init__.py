@@ -11,10 +11,12 @@ rt.enqueue("resize", {"image": 7})
 ```
 """
 
-from actors.jobs.client import enqueue, enqueue_from, enqueue_many, new_job
+from actors.jobs.client import Jobs, enqueue, enqueue_from, enqueue_many, new_job
 from actors.jobs.completer import Completer, Subscriber
-from actors.jobs.errors import BadJob, DiscardJob, JobTimeout, UnknownJobKind
+from actors.jobs.errors import BadJob, DiscardJob, JobNotFound, JobStateError, JobTimeout, JobWaitTimeout, UnknownJobKind
 from actors.jobs.messages import Ack, Complete, CompleterStats, Enqueue, FinishedJob, Flush, JobsFinished, Rescue, Subscribe, Unsubscribe, WorkerStatus
+from actors.jobs.ops import JobOps
+from actors.jobs.periodic import Schedule, periodic_spec
 from actors.jobs.registry import JobType, job, known_kinds
 from actors.jobs.rescuer import Rescuer
 from actors.jobs.service import JobsService, PoolManager
@@ -30,6 +32,11 @@ __all__ = [
     "DiscardJob",
     "Enqueue",
     "FinishedJob",
+    "JobNotFound",
+    "JobOps",
+    "JobStateError",
+    "JobWaitTimeout",
+    "Jobs",
     "Flush",
     "JobTimeout",
     "JobType",
@@ -38,6 +45,7 @@ __all__ = [
     "PoolManager",
     "Rescue",
     "Rescuer",
+    "Schedule",
     "Subscribe",
     "Subscriber",
     "UnknownJobKind",
@@ -51,4 +59,5 @@ __all__ = [
     "jobs_tree",
     "known_kinds",
     "new_job",
+    "periodic_spec",
 ]

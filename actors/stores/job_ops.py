@@ -293,6 +293,13 @@ def own_transaction(database: Database) -> Iterator[psycopg.Cursor]:
         yield conn.cursor(row_factory=dict_row)
 
 
+def insert_in(database: Database, jobs: Sequence[NewJob], conn: psycopg.Connection | None = None) -> list[int]:
+    """`insert_jobs` on `conn` (the caller's, in its transaction) or in a transaction of our own."""
+    scope = in_schema(conn, database.config.schema) if conn is not None else own_transaction(database)
+    with scope as cursor:
+        return insert_jobs(cursor, database.config.schema, jobs)
+
+
 def insert_jobs(cursor: psycopg.Cursor, schema: str, jobs: Sequence[NewJob]) -> list[int]:
     """Insert `jobs` with `cursor` (in its transaction, search_path set) and wake the workers of
     their queues: the NOTIFY is delivered on commit, like the rows, and never on rollback. A job
