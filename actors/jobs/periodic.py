@@ -176,6 +176,7 @@ class Scheduler(Server):
         prune_interval: float = 300.0,
         prune_batch: int = 1000,
         node: str | None = None,
+        prune_pause: float = 0.05,
     ) -> None:
         from actors.jobs.ops import operator
         from actors.stores.schedules import PgSchedules
@@ -192,6 +193,7 @@ class Scheduler(Server):
         self.prune_after = prune_after
         self.prune_interval = prune_interval
         self.prune_batch = prune_batch
+        self.prune_pause = prune_pause
         self.next_prune = self.clock() + min(prune_interval, 5.0)
         self.warned: dict[str, str] = {}
         self.enqueued = 0
@@ -211,7 +213,7 @@ class Scheduler(Server):
             self.next_prune = now + self.prune_interval
             from actors.stores.job_ops import PgJobOps
 
-            pruned = PgJobOps(self.database).prune(self.prune_after, self.prune_batch)
+            pruned = PgJobOps(self.database).prune(self.prune_after, self.prune_batch, self.prune_pause)
             if pruned:
                 log.info("%s: pruned %d finished jobs older than %g s", self.name, pruned, self.prune_after)
         return now + self.interval
@@ -241,12 +243,14 @@ def periodic_spec(
     prune_after: float | None = None,
     prune_interval: float = 300.0,
     prune_batch: int = 1000,
+    prune_pause: float = 0.05,
     node: str | None = None,
 ) -> ChildSpec:
     """The scheduler as a child spec: start it on every node that should enqueue schedules
     (one is enough; more survive a node's loss). `interval`: seconds between tick passes (a
     tick is enqueued at most this late). `prune_after`: seconds a finished job is kept
-    (None: never pruned here; `JobOps.prune` or `thespian-otp jobs prune` do it on demand)."""
+    (None: never pruned here; `JobOps.prune` or `thespian-otp jobs prune` do it on demand);
+    `prune_pause`: seconds between its batches of `prune_batch`, leaving the CPU to the claims."""
     if not all(isinstance(s, Schedule) for s in schedules):
         raise BadJob("periodic_spec: schedules must be Schedule objects")
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.01 <= interval <= 3600:
@@ -255,7 +259,8 @@ def periodic_spec(
         raise BadJob(f"periodic_spec: prune_after must be a number of seconds >= 0 or None; got {prune_after!r}")
     kwargs = {
         "database": database, "schedules": tuple(schedules), "interval": float(interval), "handlers": tuple(handlers),
-        "prune_after": prune_after, "prune_interval": prune_interval, "prune_batch": prune_batch, "node": node,
+        "prune_after": prune_after, "prune_interval": prune_interval, "prune_batch": prune_batch,
+        "prune_pause": prune_pause, "node": node,
     }  # fmt: skip
     return ChildSpec(name, Scheduler, kwargs=kwargs)
 

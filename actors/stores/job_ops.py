@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from actors.stores.database import Database
+from actors.stores.database import Database, session_errors
 from actors.stores.events import EVENTS_CHANNEL_PREFIX, notify_events
 from actors.stores.jobs import cancel_channel, channel
 from actors.stores.queries import load
@@ -180,17 +180,18 @@ class PgJobOps:
         with self._listen_lock:
             conn = self._listening()
             try:
-                while True:
-                    row = conn.execute(Q["state"], {"id": job_id}).fetchone()
-                    if row is None or row["state"] in FINAL_STATES:
-                        return None if row is None else row["state"]
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return row["state"]
-                    for _ in conn.notifies(timeout=min(remaining, recheck), stop_after=1):
-                        pass
-            except psycopg.Error:
-                self.close()  # a broken listener is opened again by the next wait
+                with session_errors(conn, self.database.config):  # a lost connection: ConnectionLost
+                    while True:
+                        row = conn.execute(Q["state"], {"id": job_id}).fetchone()
+                        if row is None or row["state"] in FINAL_STATES:
+                            return None if row is None else row["state"]
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return row["state"]
+                        for _ in conn.notifies(timeout=min(remaining, recheck), stop_after=1):
+                            pass
+            except BaseException:
+                self.close()  # a broken or interrupted listener is opened again by the next wait
                 raise
 
     def _listening(self) -> psycopg.Connection:

@@ -149,6 +149,7 @@ FROM jobs WHERE state = 'running' ORDER BY claimed_at LIMIT %(limit)s;
 EXPLAIN (FORMAT TEXT)
 SELECT id FROM jobs
 WHERE state = 'available' AND queue = %(queue)s AND run_at <= now()
+  AND NOT EXISTS (SELECT 1 FROM job_queue_pauses AS p WHERE p.queue = %(queue)s)
 ORDER BY priority DESC, run_at, id
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;

@@ -60,7 +60,8 @@ CREATE TABLE process_history (
     started_at  timestamptz NOT NULL
 );
 
-CREATE FUNCTION record_process() RETURNS trigger LANGUAGE plpgsql AS $$
+-- (SET search_path FROM CURRENT: the function finds its table whatever the caller's search_path)
+CREATE FUNCTION record_process_history() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO process_history (id, node, host, pid, started_at)
     VALUES (NEW.id, NEW.node, NEW.host, NEW.pid, NEW.started_at)
@@ -69,4 +70,7 @@ BEGIN
 END $$;
 
 CREATE TRIGGER processes_history AFTER INSERT ON processes
-    FOR EACH ROW EXECUTE FUNCTION record_process();
+    FOR EACH ROW EXECUTE FUNCTION record_process_history();
+-- the processes registered before this migration
+INSERT INTO process_history (id, node, host, pid, started_at)
+SELECT id, node, host, pid, started_at FROM processes ON CONFLICT (id) DO NOTHING;
