@@ -18,7 +18,6 @@ from actors.stores.jobs import PgJobStore, channel
 from actors.stores.processes import PgProcessStore
 from actors.stores.rows import JobOutcome
 from supervision import SupervisorSpec
-from tests.support import wait_for
 
 import tests.job_handlers  # noqa: E402,F401 - registers "noop" here (not job_handlers_remote)
 
@@ -161,9 +160,12 @@ def test_enqueue_from_a_process_that_never_imported_the_handlers(db_config, data
     spec = jobs_tree(db_config, handlers=["tests.job_handlers_remote"], workers=1, heartbeat_ttl=1.5, poll_interval=0.3)
     rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[spec]))
     via_runtime = rt.enqueue("remote_resize", {"image": 7})
-    with Jobs(rt) as handle:
+    with Jobs(rt) as handle, psycopg.connect(db_config.dsn) as own:
         via_handle = handle.enqueue("remote_resize", {"image": 8})
         assert handle.wait(via_handle, timeout=30).state == "completed"
+        in_transaction = handle.enqueue("remote_resize", {"image": 10}, conn=own)  # the schema asked of the service
+        own.commit()
+        assert handle.wait(in_transaction, timeout=30).state == "completed"
     with Jobs(database=db_config) as direct:  # no runtime at all: the kinds recorded in the database
         via_database = direct.enqueue("remote_resize", {"image": 9})
         for job_id in (via_runtime, via_handle, via_database):
@@ -174,4 +176,4 @@ def test_enqueue_from_a_process_that_never_imported_the_handlers(db_config, data
     with pytest.raises(UnknownJobKind, match="nobody_handles"):
         rt.enqueue("nobody_handles", {})
     assert "tests.job_handlers_remote" not in sys.modules
-    assert len(job_rows(database)) == 3
+    assert len(job_rows(database)) == 4

@@ -61,10 +61,10 @@ def test_bad_schedules_fail_where_they_are_written():
     ]:
         with pytest.raises((BadJob, ValueError), match=field):
             Schedule(**{"name": "s", "cron": "* * * * *", "kind": "noop", **kwargs})
-    with pytest.raises(BadJob, match="share a name"):
-        from actors.jobs.periodic import Scheduler
-
-        Scheduler.init(object.__new__(Scheduler), None, (Schedule("a", "* * * * *", "noop"), Schedule("a", "0 * * * *", "noop")))
+    with pytest.raises(BadJob, match=r"share a name \(a\)"):
+        periodic_spec(None, [Schedule("a", "* * * * *", "noop"), Schedule("a", "0 * * * *", "noop")])
+    with pytest.raises(BadJob, match="interval"):
+        periodic_spec(None, [Schedule("a", "* * * * *", "noop")], interval=0)
 
 
 def scheduled(database, name):

@@ -181,9 +181,7 @@ class Scheduler(Server):
         from actors.jobs.ops import operator
         from actors.stores.schedules import PgSchedules
 
-        names = [s.name for s in schedules]
-        if len(set(names)) != len(names):
-            raise BadJob(f"schedules: two share a name ({', '.join(sorted(n for n in names if names.count(n) > 1))})")
+        _unique_names(schedules)
         import_handlers(handlers)
         self.schedules = tuple(schedules)
         self.interval = interval
@@ -233,6 +231,12 @@ class Scheduler(Server):
         self.database.close()
 
 
+def _unique_names(schedules: Sequence[Schedule]) -> None:
+    names = [s.name for s in schedules]
+    if len(set(names)) != len(names):
+        raise BadJob(f"schedules: two share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+
+
 def periodic_spec(
     database: DatabaseConfig,
     schedules: Sequence[Schedule] = (),
@@ -253,6 +257,7 @@ def periodic_spec(
     `prune_pause`: seconds between its batches of `prune_batch`, leaving the CPU to the claims."""
     if not all(isinstance(s, Schedule) for s in schedules):
         raise BadJob("periodic_spec: schedules must be Schedule objects")
+    _unique_names(schedules)
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.01 <= interval <= 3600:
         raise BadJob(f"periodic_spec: interval must be 0.01 to 3600 seconds; got {interval!r}")
     if prune_after is not None and (not isinstance(prune_after, (int, float)) or isinstance(prune_after, bool) or prune_after < 0):
