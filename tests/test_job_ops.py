@@ -246,3 +246,45 @@ def test_cancels_racing_completions_either_cancel_or_complete_each_job_never_bot
     cancelled = {i for i, s in states.items() if s == "cancelled"}
     assert completed | cancelled == set(ids) and completed == set(done) == set(refused)
     assert events == {(i, "job.completed") for i in completed} | {(i, "job.cancelled") for i in cancelled}
+
+
+def _retry_all_from_a_node(config, barrier, results):
+    with JobOps(config) as ops:
+        barrier.wait(30)
+        results.put(ops.retry_all(batch=25))
+
+
+def test_two_nodes_retrying_all_at_once_retry_each_job_once(database, db_config):
+    jobs, processes = PgJobStore(database), PgProcessStore(database)
+    ids = jobs.insert([NewJob("mail", max_attempts=1) for _ in range(300)])
+    fail_jobs(jobs, processes, ids)
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    nodes = [context.Process(target=_retry_all_from_a_node, args=(db_config, barrier, results)) for _ in range(2)]
+    for node in nodes:
+        node.start()
+    counts = [results.get(timeout=60) for _ in nodes]
+    for node in nodes:
+        node.join(30)
+    assert sum(counts) == 300
+    with database.connection() as conn:
+        rows = conn.execute("SELECT state, errors FROM jobs").fetchall()
+        conn.commit()
+    assert {r["state"] for r in rows} == {"available"}
+    assert all([e.get("outcome") for e in r["errors"]].count("retried") == 1 for r in rows)
+
+
+def test_retry_all_leaves_a_job_whose_unique_key_is_held_and_retries_one_per_key(database, ops):
+    import tests.job_handlers  # noqa: F401 - registers "noop"
+    from actors.jobs.client import Jobs
+
+    with Jobs(database=database) as handle:
+        old_a = handle.enqueue("noop", unique_key="a", max_attempts=1)
+        handle.cancel(old_a)
+        newer_a = handle.enqueue("noop", unique_key="a", max_attempts=1)
+        handle.cancel(newer_a)
+        held_b = handle.enqueue("noop", unique_key="b")
+        handle.cancel(held_b)
+        active_b = handle.enqueue("noop", unique_key="b")
+    assert ops.retry_all(state="cancelled") == 1
+    assert {j.id: j.state for j in ops.list_jobs()} == {old_a: "cancelled", newer_a: "available", held_b: "cancelled", active_b: "available"}
