@@ -67,6 +67,11 @@ def _check_cron(instance: Any, attribute: Any, value: Any) -> None:
         )
 
 
+def _check_catch_up(value: Any) -> None:
+    if value not in CATCH_UP:
+        raise BadJob(f"Schedule.catch_up: must be one of {', '.join(CATCH_UP)}; got {value!r}")
+
+
 def _check_zone(instance: Any, attribute: Any, value: Any) -> None:
     try:
         ZoneInfo(value)
@@ -85,7 +90,7 @@ class Schedule:
     queue: str | None = None
     priority: int = 0
     max_attempts: int | None = None
-    catch_up: str = attrs.field(default="latest", validator=attrs.validators.in_(CATCH_UP))
+    catch_up: str = attrs.field(default="latest", validator=lambda i, a, v: _check_catch_up(v))
     max_catch_up: int = 100
     grace: float | None = None
     timezone: str = attrs.field(default="UTC", validator=_check_zone)
