@@ -43,10 +43,11 @@ def _check_runtime_name(value: str | None) -> None:
         raise _usage(f"--name {value!r} is not a runtime name: use up to 63 letters, digits and _ . @ -, starting with a letter, digit or _")
 
 
-def _database_options(parser: argparse.ArgumentParser, schema_default: str = "$THESPIAN_OTP_SCHEMA or thespian_otp") -> None:
-    parser.add_argument("--dsn", help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
-    parser.add_argument("--schema", help=f"schema to use (default: {schema_default})")
-    parser.add_argument("--data-dir", help="data directory of the embedded server (default: your user data dir)")
+def _database_options(parser: argparse.ArgumentParser, schema_default: str = "$THESPIAN_OTP_SCHEMA or thespian_otp", *, default: Any = None) -> None:
+    """`default=argparse.SUPPRESS` on a subcommand: an option given before it is kept."""
+    parser.add_argument("--dsn", default=default, help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
+    parser.add_argument("--schema", default=default, help=f"schema to use (default: {schema_default})")
+    parser.add_argument("--data-dir", default=default, help="data directory of the embedded server (default: your user data dir)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,10 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     _database_options(status)
     status.set_defaults(run=_run_db_status)
 
-    jobs = command(commands, "jobs", "queue depth by state, the longest-running jobs, worker processes")
+    jobs = command(commands, "jobs", "queue depth, jobs by state, retry, cancel, pause, prune, wait")
     _database_options(jobs)
     jobs.add_argument("--limit", type=int, default=10, help="how many running jobs to list")
     jobs.set_defaults(run=_run_jobs)
+    from actors.cli_jobs import add_job_commands
+
+    add_job_commands(jobs, _database_options)
 
     projections = command(commands, "projections", "projection status and rebuilds")
     projection_commands = projections.add_subparsers(dest="projection_command", metavar="ACTION", required=True)
@@ -373,7 +377,12 @@ def _run_jobs(args: argparse.Namespace, console: Console) -> int:
         counts = store.counts()
         running = store.longest_running(args.limit)
         processes = PgProcessStore(database).all()
+        from actors.stores.job_ops import PgJobOps
+
+        paused = [row["queue"] for row in PgJobOps(database).paused()]
     console.print(f"database: {handle.source}, schema {handle.config.schema}")
+    if paused:
+        console.print(f"paused queues (thespian-otp jobs resume QUEUE): {', '.join(paused)}", highlight=False)
     states = ("available", "running", "completed", "failed", "cancelled")
     depth = table("queue", *states, title="jobs by state")
     for queue in sorted({q for q, _ in counts}) or ["default"]:

@@ -11,11 +11,24 @@ rt.enqueue("resize", {"image": 7})
 ```
 """
 
-from actors.jobs.client import enqueue, enqueue_from, enqueue_many, new_job, wait_for_workers
+from actors.jobs.client import Jobs, enqueue, enqueue_from, enqueue_many, new_job, wait_for_workers
 from actors.jobs.completer import Completer, Subscriber
 from actors.jobs.context import JobContext, current_job
-from actors.jobs.errors import BadJob, DatabaseWaiting, DiscardJob, JobCancelled, JobTimeout, NotInJob, UnknownJobKind
+from actors.jobs.errors import (
+    BadJob,
+    DatabaseWaiting,
+    DiscardJob,
+    JobCancelled,
+    JobNotFound,
+    JobStateError,
+    JobTimeout,
+    JobWaitTimeout,
+    NotInJob,
+    UnknownJobKind,
+)
 from actors.jobs.messages import Ack, Complete, CompleterStats, Enqueue, FinishedJob, Flush, JobsFinished, Rescue, Subscribe, Unsubscribe, WorkerStatus
+from actors.jobs.ops import JobOps
+from actors.jobs.periodic import Schedule, periodic_spec
 from actors.jobs.registry import JobType, job, known_kinds
 from actors.jobs.rescuer import Rescuer
 from actors.jobs.service import JobsService, PoolManager
@@ -35,6 +48,11 @@ __all__ = [
     "NotInJob",
     "Enqueue",
     "FinishedJob",
+    "JobNotFound",
+    "JobOps",
+    "JobStateError",
+    "JobWaitTimeout",
+    "Jobs",
     "Flush",
     "JobTimeout",
     "JobType",
@@ -43,6 +61,7 @@ __all__ = [
     "PoolManager",
     "Rescue",
     "Rescuer",
+    "Schedule",
     "Subscribe",
     "Subscriber",
     "UnknownJobKind",
@@ -60,4 +79,5 @@ __all__ = [
     "TreeNames",
     "known_kinds",
     "new_job",
+    "periodic_spec",
 ]

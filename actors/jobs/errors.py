@@ -58,3 +58,43 @@ class DatabaseWaiting(Recoverable):
     def __init__(self, actor: str, problem: str, stored: str = "no") -> None:
         detail = "nothing was stored" if stored == "no" else "the jobs may or may not be stored"
         super().__init__(f"{actor} is waiting for the database ({problem}): {detail}; retry shortly", actor=actor, problem=problem, stored=stored)
+
+# --- job operations (issue 15) -----------------------------------------------------------------
+
+#: which states each operation accepts (the message of `JobStateError` lists them)
+ALLOWED = {
+    "retry": ("failed", "cancelled"),
+    "cancel": ("available", "scheduled", "running"),
+}
+
+
+class JobNotFound(Recoverable, LookupError):
+    """No job with that id (never enqueued, or pruned)."""
+
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"no job with id {job_id!r} (never enqueued, or pruned since)", job_id=job_id)
+
+
+class JobStateError(Recoverable):
+    """The job is in a state the operation does not apply to; nothing was changed."""
+
+    def __init__(self, job_id: int, state: str, action: str, reason: str = "") -> None:
+        allowed = ALLOWED.get(action, ())
+        text = f"cannot {action} job {job_id}: it is {state}"
+        if reason:
+            text += f" ({reason})"
+        elif allowed:
+            text += f"; only {' or '.join(allowed)} jobs can be {'retried' if action == 'retry' else action + 'led'}"
+        super().__init__(text, job_id=job_id, state=state, action=action)
+
+
+class JobWaitTimeout(Recoverable, TimeoutError):
+    """`wait` gave up before the job reached a final state (the job is unchanged)."""
+
+    def __init__(self, job_id: int, state: str, timeout: float) -> None:
+        super().__init__(
+            f"job {job_id} is still {state} after {timeout:g} s; wait longer or check its workers",
+            job_id=job_id,
+            state=state,
+            timeout=timeout,
+        )

@@ -107,6 +107,7 @@ __all__ = [
     "Complete",
     "CompleterStats",
     "Continue",
+    "DatabaseInfo",
     "Enqueue",
     "FinishedJob",
     "Flush",
@@ -118,3 +119,8 @@ __all__ = [
     "Unsubscribe",
     "WorkerStatus",
 ]
+
+
+@attrs.frozen
+class DatabaseInfo(Message):
+    """Ask the jobs service for its `DatabaseConfig` (how `Jobs(rt)` reaches the operations)."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-from actors.jobs.core import MAX_ENQUEUE_BYTES, MAX_PAYLOAD_BYTES, prepare
+from actors.jobs.client import check_new_job, resolve_kinds
+from actors.jobs.core import MAX_ENQUEUE_BYTES, MAX_PAYLOAD_BYTES
 from actors.jobs.errors import BadJob, DatabaseWaiting
-from actors.jobs.messages import Enqueue
-from actors.jobs.registry import import_handlers, lookup
+from actors.jobs.messages import DatabaseInfo, Enqueue
+from actors.jobs.registry import import_handlers, known_kinds, lookup
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
-from actors.stores.errors import ConnectionLost, DataRejected
+from actors.stores.errors import ConnectionLost, DataRejected, StoreError
+from actors.stores.job_ops import PgJobOps, insert_jobs, kind_defaults, own_transaction
 from actors.stores.outage import WAITING, Outage, is_outage
 from actors.stores.jobs import PgJobStore
 from actors.stores.rows import NewJob
@@ -36,10 +39,14 @@ class JobsService(Server):
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         max_enqueue_bytes: int = MAX_ENQUEUE_BYTES,
         probe_interval: float = 2.0,
+        node: str | None = None,
     ) -> None:
         """`probe_interval`: seconds between checks that the database answers, so the tree
-        shows an outage even while nobody enqueues."""
+        shows an outage even while nobody enqueues. `node`: recorded with the kinds this
+        service handles."""
         self.probe_interval = probe_interval
+        self.node = node or socket.gethostname()
+        self.kinds_recorded = False
         import_handlers(handlers)
         self.check_kinds = check_kinds
         self.max_payload_bytes = max_payload_bytes
@@ -58,6 +65,7 @@ class JobsService(Server):
                 self.database.ping()
                 return now + self.probe_interval
             self.database.reopen()
+            self._record_kinds()
         except Exception as exc:  # noqa: BLE001
             if not is_outage(exc):
                 raise
@@ -65,6 +73,22 @@ class JobsService(Server):
             return self.retry_at
         self._back()
         return now + self.probe_interval
+
+    def _record_kinds(self) -> None:
+        """Record the kinds this service handles, once per start: a process that did not
+        import the handler modules checks kinds, and takes their defaults, from there."""
+        if self.kinds_recorded:
+            return
+        types = [lookup(kind) for kind in known_kinds()]
+        try:
+            PgJobOps(self.database).register_kinds([(t.kind, t.queue, t.max_attempts, t.path) for t in types], self.node)
+        except StoreError as exc:
+            if is_outage(exc):
+                raise
+            # an unmigrated schema: every enqueue says so (SchemaMissing); try again next connect
+            log.warning("%s: could not record its job kinds: %s", self.name, exc)
+            return
+        self.kinds_recorded = True
 
     def _away(self, exc: BaseException) -> None:
         if not self.outage.active:
@@ -96,7 +120,10 @@ class JobsService(Server):
                 if self.outage.active:
                     raise DatabaseWaiting(self.name, self.outage.last_error)
             try:
-                ids = self.store.insert(checked)
+                schema = self.database.config.schema
+                with own_transaction(self.database) as cursor:
+                    resolved = resolve_kinds(checked, lambda: kind_defaults(cursor, None), self.check_kinds)
+                    ids = insert_jobs(cursor, schema, resolved)
             except DataRejected as exc:
                 raise BadJob(f"PostgreSQL refused a job of this batch, nothing was stored: {exc.problem}") from None
             except Exception as exc:  # noqa: BLE001 - an outage is a typed, retryable answer
@@ -109,17 +136,14 @@ class JobsService(Server):
             if self.outage.active:
                 self._back()
             return ids
+        if isinstance(message, DatabaseInfo):
+            return self.database.config
         return super().handle(message)
 
     def _check(self, job: Any) -> NewJob:
         if not isinstance(job, NewJob):
             raise BadJob(f"Enqueue.jobs holds a {type(job).__name__}, not a NewJob")
-        if self.check_kinds:
-            lookup(job.kind)
-        return prepare(
-            job.kind, job.payload, queue=job.queue, priority=job.priority, run_at=job.run_at,
-            max_attempts=job.max_attempts, max_payload_bytes=self.max_payload_bytes,
-        )  # fmt: skip
+        return check_new_job(job, self.max_payload_bytes)
 
     def terminate(self, reason: str) -> None:
         self.database.close()

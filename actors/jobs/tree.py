@@ -122,7 +122,7 @@ def jobs_tree(
         intensity=10,
         period=10.0,
         children=[
-            ChildSpec(names.service, JobsService, kwargs={"database": database, "handlers": handlers}),
+            ChildSpec(names.service, JobsService, kwargs={"database": database, "handlers": handlers, "node": node}),
             ChildSpec(
                 names.completer,
                 Completer,

@@ -73,6 +73,10 @@ class PgJobStore:
         """Insert `jobs` in one statement and wake the workers; returns their ids in order."""
         if not jobs:
             return []
+        if any(j.unique_key is not None for j in jobs):  # issue 15: unique keys need their own statements
+            from actors.stores.job_ops import insert_in
+
+            return insert_in(self.database, jobs, conn)
         params = {
             "queues": [j.queue for j in jobs],
             "kinds": [j.kind for j in jobs],

@@ -25,6 +25,10 @@ class NewJob:
     max_attempts: int = 5
     #: bytes of its payload as JSON, measured by `actors.jobs.prepare` (0: not measured)
     size: int = attrs.field(default=0, eq=False, repr=False)
+    #: at most one job with this key is available or running (or, with `unique_for`, one per
+    #: `unique_for` seconds after the first enqueue, whatever its state); see actors.jobs.ops
+    unique_key: str | None = None
+    unique_for: float | None = None
 
 
 @attrs.frozen
@@ -171,3 +175,46 @@ class RescueResult:
     processes: tuple[dict, ...]
     unstarted: int = 0
     completed: int = 0
+
+
+@attrs.frozen
+class JobSummary:
+    """One job as the operations show it. `state` is the stored state, except that an available
+    job whose `run_at` is still ahead shows as `scheduled`."""
+
+    id: int
+    kind: str
+    queue: str
+    state: str
+    attempt: int
+    max_attempts: int
+    last_error: str | None
+    created_at: dt.datetime
+    claimed_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    run_at: dt.datetime
+    priority: int
+    claimed_by: int | None = None
+    unique_key: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "JobSummary":
+        return _from_row(cls, row)
+
+
+@attrs.frozen
+class Attempt:
+    """One attempt of a job (or an operator's action on it), oldest first in `history`.
+
+    `outcome`: completed | running | error | timeout | discarded | died | cancelled | retried
+    (an operator's retry). `error` is the recorded error text (with the traceback when the
+    worker recorded one)."""
+
+    attempt: int
+    at: dt.datetime | None
+    process: int | None
+    node: str | None
+    outcome: str
+    error: str | None = None
+    host: str | None = None
+    pid: int | None = None

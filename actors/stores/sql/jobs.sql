@@ -25,6 +25,8 @@ WITH picked AS (
       -- fenced: a worker whose lease ran out (frozen, then resumed) claims nothing; its
       -- process row may be gone already, and jobs claimed for it would be orphans
       AND EXISTS (SELECT 1 FROM processes WHERE id = %(process)s AND expires_at > now())
+      -- a paused queue (job_queue_pauses, issue 15): one primary-key probe per claim
+      AND NOT EXISTS (SELECT 1 FROM job_queue_pauses AS p WHERE p.queue = %(queue)s)
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -208,6 +210,7 @@ FROM jobs WHERE state = 'running' ORDER BY claimed_at LIMIT %(limit)s;
 EXPLAIN (FORMAT TEXT)
 SELECT id FROM jobs
 WHERE state = 'available' AND queue = %(queue)s AND run_at <= now()
+  AND NOT EXISTS (SELECT 1 FROM job_queue_pauses AS p WHERE p.queue = %(queue)s)
 ORDER BY priority DESC, run_at, id
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;

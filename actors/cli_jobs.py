@@ -1,0 +1,225 @@
+"""The `thespian-otp jobs ...` subcommands: list, show, retry, cancel, pause, resume, prune,
+wait, enqueue, schedules (each a thin shell over `actors.jobs.ops.JobOps`).
+
+Imports stay inside the functions: `thespian-otp --help` should not load psycopg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+EXIT_ERROR = 1
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(text: str) -> float:
+    """'90', '90s', '15m', '12h', '7d', '2w' -> seconds (argparse type)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use seconds or a number with s, m, h, d or w (7d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def add_job_commands(jobs: argparse.ArgumentParser, database_options: Callable[..., None]) -> None:
+    actions = jobs.add_subparsers(dest="job_command", metavar="ACTION")
+
+    def action(name: str, help: str, run: Callable) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help)
+        database_options(parser, default=argparse.SUPPRESS)
+        parser.set_defaults(run=run)
+        return parser
+
+    listing = action("list", "jobs newest first, with attempts and last error", _list)
+    listing.add_argument("--state", help="available, scheduled, running, completed, failed or cancelled")
+    listing.add_argument("--kind")
+    listing.add_argument("--queue")
+    listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    listing.add_argument("--before", type=int, help="the next page: jobs older than this id")
+
+    show = action("show", "one job: its fields, payload and every attempt", _show)
+    show.add_argument("id", type=int)
+
+    retry = action("retry", "run failed or cancelled jobs again", _retry)
+    retry.add_argument("ids", type=int, nargs="*", help="job ids")
+    retry.add_argument("--all", action="store_true", help="every job matching --state/--kind/--queue")
+    retry.add_argument("--state", default="failed", help="with --all: failed (default) or cancelled")
+    retry.add_argument("--kind")
+    retry.add_argument("--queue")
+
+    cancel = action("cancel", "cancel available, scheduled or running jobs", _cancel)
+    cancel.add_argument("ids", type=int, nargs="+", help="job ids")
+
+    pause = action("pause", "stop claiming from a queue on every node", _pause)
+    pause.add_argument("queue")
+    resume = action("resume", "claim from a paused queue again", _resume)
+    resume.add_argument("queue")
+    action("paused", "the paused queues", _paused)
+
+    prune = action("prune", "delete finished jobs older than a duration, in batches", _prune)
+    prune.add_argument("--older-than", type=duration, required=True, help="e.g. 7d, 12h, 30m, 3600")
+    prune.add_argument("--batch", type=int, default=1000, help="ids per transaction (default 1000)")
+
+    wait = action("wait", "wait for a job's final state (exit 0 if it completed)", _wait)
+    wait.add_argument("id", type=int)
+    wait.add_argument("--timeout", type=duration, default=60.0, help="seconds (default 60)")
+
+    enqueue = action("enqueue", "enqueue a job of a kind some jobs service handles", _enqueue)
+    enqueue.add_argument("kind")
+    enqueue.add_argument("payload", nargs="?", default="{}", help="JSON (default {})")
+    enqueue.add_argument("--queue")
+    enqueue.add_argument("--priority", type=int, default=0)
+    enqueue.add_argument("--unique-key")
+    enqueue.add_argument("--unique-for", type=duration, help="hold the unique key this long (default: while active)")
+
+    action("schedules", "cron schedules and their last tick", _schedules)
+
+
+@contextmanager
+def _ops(args: argparse.Namespace) -> Iterator[Any]:
+    from actors.cli import _open
+    from actors.jobs.ops import JobOps
+    from actors.stores.migrate import Migrator
+
+    for name in ("dsn", "schema", "data_dir"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    with _open(args, migrate=False) as handle, handle.database() as database:
+        Migrator(database).require_current()
+        with JobOps(database) as ops:
+            yield ops
+
+
+def _table(title: str, jobs: list) -> Any:
+    from rich.table import Table
+
+    table = Table("job", "kind", "queue", "state", "attempt", "run at", "finished", "last error", title=title)
+    for job in jobs:
+        table.add_row(
+            str(job.id), job.kind, job.queue, job.state, f"{job.attempt}/{job.max_attempts}",
+            _time(job.run_at), _time(job.finished_at), (job.last_error or "")[:60],
+        )  # fmt: skip
+    return table
+
+
+def _time(value: Any) -> str:
+    return "-" if value is None else str(value)[:19]
+
+
+def _list(args: argparse.Namespace, console: Any) -> int:
+    with _ops(args) as ops:
+        jobs = ops.list_jobs(state=args.state, kind=args.kind, queue=args.queue, limit=args.limit, before_id=args.before)
+    console.print(_table("jobs, newest first", jobs) if jobs else "no job matches")
+    if len(jobs) == args.limit:
+        console.print(f"next page: --before {jobs[-1].id}")
+    return 0
+
+
+def _show(args: argparse.Namespace, console: Any) -> int:
+    from rich.table import Table
+
+    with _ops(args) as ops:
+        job, payload, history = ops.get(args.id), ops.payload(args.id), ops.history(args.id)
+    console.print(_table(f"job {job.id}", [job]))
+    console.print(f"payload: {json.dumps(payload)}", highlight=False, soft_wrap=True)
+    if job.unique_key:
+        console.print(f"unique key: {job.unique_key}", highlight=False)
+    attempts = Table("attempt", "at", "process", "node", "host:pid", "outcome", "error", title="history")
+    for a in history:
+        where = f"{a.host}:{a.pid}" if a.host else "-"
+        attempts.add_row(str(a.attempt), _time(a.at), str(a.process or "-"), a.node or "-", where, a.outcome, a.error or "")
+    console.print(attempts if history else "no attempt yet")
+    return 0
+
+
+def _retry(args: argparse.Namespace, console: Any) -> int:
+    from actors.cli import _usage
+
+    if args.all == bool(args.ids):
+        raise _usage("give job ids, or --all (with --state/--kind/--queue)")
+    with _ops(args) as ops:
+        if args.all:
+            console.print(f"retried {ops.retry_all(state=args.state, kind=args.kind, queue=args.queue):,} jobs")
+            return 0
+        for job_id in args.ids:
+            job = ops.retry(job_id)
+            console.print(f"job {job.id}: {job.state} (attempt {job.attempt} of {job.max_attempts} done)")
+    return 0
+
+
+def _cancel(args: argparse.Namespace, console: Any) -> int:
+    with _ops(args) as ops:
+        for job_id in args.ids:
+            console.print(f"job {job_id}: {ops.cancel(job_id).state}")
+    return 0
+
+
+def _pause(args: argparse.Namespace, console: Any) -> int:
+    with _ops(args) as ops:
+        changed = ops.pause(args.queue)
+    console.print(f"queue {args.queue}: paused" + ("" if changed else " (already)"))
+    return 0
+
+
+def _resume(args: argparse.Namespace, console: Any) -> int:
+    with _ops(args) as ops:
+        changed = ops.resume(args.queue)
+    console.print(f"queue {args.queue}: " + ("resumed" if changed else "was not paused"))
+    return 0
+
+
+def _paused(args: argparse.Namespace, console: Any) -> int:
+    with _ops(args) as ops:
+        rows = ops.store.paused()
+    for row in rows:
+        console.print(f"{row['queue']}: paused at {_time(row['paused_at'])} by {row['paused_by']}", highlight=False)
+    if not rows:
+        console.print("no queue is paused")
+    return 0
+
+
+def _prune(args: argparse.Namespace, console: Any) -> int:
+    with _ops(args) as ops:
+        deleted = ops.prune(args.older_than, batch=args.batch)
+    console.print(f"pruned {deleted:,} finished jobs older than {args.older_than:g} s")
+    return 0
+
+
+def _wait(args: argparse.Namespace, console: Any) -> int:
+    with _ops(args) as ops:
+        job = ops.wait(args.id, args.timeout)
+    console.print(f"job {job.id}: {job.state}" + (f": {job.last_error}" if job.state != "completed" and job.last_error else ""))
+    return 0 if job.state == "completed" else EXIT_ERROR
+
+
+def _enqueue(args: argparse.Namespace, console: Any) -> int:
+    from actors.cli import _usage
+    from actors.jobs.client import Jobs, new_job
+
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as exc:
+        raise _usage(f"payload: not JSON ({exc})") from None
+    with _ops(args) as ops:
+        job = new_job(args.kind, payload, queue=args.queue, priority=args.priority, unique_key=args.unique_key, unique_for=args.unique_for)
+        [job_id] = Jobs(database=ops.database).enqueue_many([job])
+    console.print(f"job {job_id}")
+    return 0
+
+
+def _schedules(args: argparse.Namespace, console: Any) -> int:
+    from rich.table import Table
+
+    from actors.jobs.periodic import schedules
+
+    with _ops(args) as ops:
+        rows = schedules(ops.database)
+    table = Table("schedule", "cron", "kind", "last tick", "by", title="cron schedules")
+    for row in rows:
+        table.add_row(row["name"], row["cron"], row["kind"], _time(row["last_tick"]), row["updated_by"])
+    console.print(table if rows else "no schedule has run yet")
+    return 0

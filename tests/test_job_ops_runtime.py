@@ -1,0 +1,118 @@
+"""Job operations with real worker processes: wait woken by notifications, cancelling a job
+while its handler runs, pausing a queue at run time, pruning next to claims."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+
+from actors.jobs import CompleterStats, WorkerStatus, jobs_tree, new_job
+from actors.jobs.errors import JobNotFound, JobWaitTimeout
+from actors.jobs.ops import JobOps
+from actors.stores.job_ops import Q
+from actors.stores.jobs import PgJobStore
+from actors.stores.processes import PgProcessStore
+from actors.stores.rows import NewJob
+from supervision import SupervisorSpec
+from tests.support import wait_for
+
+import tests.job_handlers  # noqa: E402,F401
+
+
+def start_jobs(make_runtime, config, **options):
+    options.setdefault("heartbeat_ttl", 1.5)
+    options.setdefault("poll_interval", 0.3)
+    spec = jobs_tree(config, handlers=["tests.job_handlers"], **options)
+    return make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[spec]))
+
+
+def test_wait_returns_each_final_state_woken_by_notifications(db_config, make_runtime):
+    rt = start_jobs(make_runtime, db_config, workers=1)
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    # recheck=600: a wait that returns within its 30 s was woken by a notification, not a poll
+    with JobOps(db_config, recheck=600) as ops, JobOps(db_config) as other:
+        done = rt.enqueue("noop", {})
+        assert ops.wait(done, 30).state == "completed"
+        doomed = rt.enqueue("always_fails", {})
+        failed = ops.wait(doomed, 30)
+        assert (failed.state, failed.last_error) == ("failed", "ValueError: this job never works")
+        scheduled = rt.enqueue("noop", {}, run_at=later)
+        threading.Timer(0.5, other.cancel, (scheduled,)).start()
+        assert ops.wait(scheduled, 30).state == "cancelled"
+        waiting = rt.enqueue("noop", {}, run_at=later)
+        with pytest.raises(JobWaitTimeout, match=f"job {waiting} is still scheduled after 0.5 s"):
+            ops.wait(waiting, 0.5)
+        with pytest.raises(JobNotFound):
+            ops.wait(10**12, 1)
+
+
+def test_a_running_job_cancelled_mid_handler_is_never_completed(db_config, database, make_runtime):
+    # heartbeat_ttl 15: the 2 s handler blocks the worker's heartbeats, and it must not be pruned
+    rt = start_jobs(make_runtime, db_config, workers=1, heartbeat_ttl=15)
+    with JobOps(db_config) as ops:
+        job_id = rt.enqueue("work", {"sleep": 2.0})
+        wait_for(lambda: ops.get(job_id).state == "running", timeout=20, what="the job to start")
+        assert ops.cancel(job_id).state == "cancelled"
+        # the handler runs to its end; its completion reaches the completer and is fenced off
+        wait_for(lambda: rt.ask("completer", CompleterStats())["fenced"] >= 1, timeout=30, what="the fenced outcome")
+        assert rt.ask("worker-1", WorkerStatus())["completed"] == 1
+        assert ops.get(job_id).state == "cancelled"
+    with database.connection() as conn:
+        types = [r["type"] for r in conn.execute("SELECT type FROM events WHERE (data->>'id')::bigint = %s", (job_id,))]
+        conn.commit()
+    assert types == ["job.cancelled"]
+
+
+def test_a_paused_queue_is_not_claimed_until_resumed_and_resume_wakes_the_workers(db_config, make_runtime):
+    # poll_interval 600: only notifications wake the workers, so the resume's NOTIFY is what runs the jobs
+    rt = start_jobs(make_runtime, db_config, workers=2, poll_interval=600)
+    with JobOps(db_config) as ops:
+        assert ops.pause("default") is True and ops.pause("default") is False
+        ids = rt.enqueue_many([new_job("noop", {"n": i}) for i in range(20)])
+        time.sleep(1.0)  # the enqueue's NOTIFY woke both workers: they claimed nothing
+        assert {ops.get(i).state for i in ids} == {"available"}
+        assert ops.paused() == {"default"}
+        assert ops.resume("default") is True and ops.resume("default") is False
+        for job_id in ids:
+            assert ops.wait(job_id, 30).state == "completed"
+        assert ops.paused() == set()
+
+
+def test_prune_deletes_only_old_finished_jobs_in_batches(database, db_config):
+    store = PgJobStore(database)
+    store.copy_in([NewJob("old") for _ in range(40)], state="completed")
+    store.copy_in([NewJob("recent") for _ in range(5)], state="completed")
+    kept = store.insert([NewJob("waiting") for _ in range(3)])
+    with database.connection() as conn:
+        conn.execute("UPDATE jobs SET finished_at = now() - interval '2 days', created_at = now() - interval '2 days' WHERE kind IN ('old')")
+        conn.execute("UPDATE jobs SET created_at = now() - interval '2 days' WHERE kind = 'waiting'")
+        conn.execute("UPDATE jobs SET state = 'failed' WHERE id IN (SELECT id FROM jobs WHERE kind = 'old' LIMIT 5)")
+        conn.commit()
+    with JobOps(db_config) as ops:
+        assert ops.prune(86400, batch=7) == 40
+        assert ops.counts() == {("default", "completed"): 5, ("default", "available"): 3}
+        assert ops.prune(86400, batch=7) == 0
+    assert {r.id for r in [store.get(i) for i in kept]} == set(kept)
+
+
+def test_prune_never_holds_up_a_claim(database, db_config):
+    store = PgJobStore(database)
+    store.copy_in([NewJob("old") for _ in range(200)], state="completed")
+    [job_id] = store.insert([NewJob("fresh")])
+    with database.connection() as conn:
+        conn.execute("UPDATE jobs SET finished_at = now() - interval '2 days' WHERE kind = 'old'")
+        conn.commit()
+    process = PgProcessStore(database).register("w", ttl=30)
+    with database.connection() as pruning:
+        # a prune batch, left open: it holds the row locks of what it deletes
+        row = pruning.execute(Q["prune"], {"after": 0, "batch": 1000, "older": 3600}).fetchone()
+        assert row["deleted"] == 200
+        claimed = []
+        claimer = threading.Thread(target=lambda: claimed.extend(store.claim("default", process.id, 10)))
+        claimer.start()
+        claimer.join(10)
+        assert not claimer.is_alive() and [j.id for j in claimed] == [job_id]
+        pruning.rollback()
