@@ -209,7 +209,7 @@ def _job_id(value: Any, name: str = "job_id") -> int:
 
 
 def _check_queue(queue: Any) -> str:
-    if not isinstance(queue, str) or not QUEUE_PATTERN.match(queue):
+    if not isinstance(queue, str) or not QUEUE_PATTERN.fullmatch(queue):
         raise BadJob(f"queue: {queue!r} is not a valid queue name (1-64 letters, digits and _ . : -)")
     return queue
 

@@ -55,7 +55,7 @@ _EPSILON = dt.timedelta(microseconds=1)
 
 
 def _check_name(instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise BadJob(f"Schedule.name: {value!r} is not a valid name (1-128 letters, digits and _ . : -)")
 
 

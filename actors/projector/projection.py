@@ -72,7 +72,7 @@ def load_projection(reference: Any) -> Projection:
         if not (isinstance(cls, type) and issubclass(cls, Projection)):
             raise UnknownProjection(str(reference), tuple(BUILTIN))
         projection = cls()
-    if not NAME_PATTERN.match(projection.name or ""):
+    if not NAME_PATTERN.fullmatch(projection.name or ""):
         raise UnknownProjection(f"{type(projection).__name__} (its name {projection.name!r} is not a valid identifier)")
     return projection
 
