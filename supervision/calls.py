@@ -1,6 +1,6 @@
 """`Calls`: how the runtime talks to actors by name from outside the actor system (ask, tell, whereis).
 
-A mixin of `Runtime` (which owns the lifecycle: boot, start, stop). Contracts (DESIGN.md section 3):
+A mixin of `Runtime` (which owns the lifecycle: boot, start, stop). Contracts (docs/design.md, section 3):
 `ask` returns the reply or raises a typed error (`NoSuchName`, `DeadLetter`, `AskTimeout`,
 `ActorCrashed`, or the actor's own error): never `None` for a missing reply, never a wait past
 `timeout`.
