@@ -23,12 +23,12 @@ class NewJob:
     priority: int = 0
     run_at: dt.datetime | None = None
     max_attempts: int = 5
-    #: bytes of its payload as JSON, measured by `actors.jobs.prepare` (0: not measured)
-    size: int = attrs.field(default=0, eq=False, repr=False)
     #: at most one job with this key is available or running (or, with `unique_for`, one per
     #: `unique_for` seconds after the first enqueue, whatever its state); see actors.jobs.ops
     unique_key: str | None = None
     unique_for: float | None = None
+    #: bytes of its payload as JSON, measured by `actors.jobs.prepare` (0: not measured)
+    size: int = attrs.field(default=0, eq=False, repr=False, kw_only=True)
 
 
 @attrs.frozen
