@@ -134,7 +134,7 @@ def test_as_root_nothing_outside_the_data_directory_changes_mode_or_owner(tmp_pa
         before_home = _snapshot(home)
         env = {"HOME": str(home), "DATABASE_URL": "", "XDG_DATA_HOME": "", "XDG_CONFIG_HOME": ""}
         # the default data directory, as the README's demo uses it
-        done = _cli("db", "init", env=env)
+        done = _cli("db", "init", "--schema", f"t_{os.getpid()}_{os.urandom(4).hex()}", env=env)  # the default dir may be shared
         assert done.returncode == 0, done.stderr
         # a data directory under the 0700 $HOME: refused, not opened up
         refused = _cli("db", "status", "--data-dir", str(home / ".local" / "share" / "db"), env=env)
