@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] != "psycopg":
+        if not type(exc).__module__.split(".")[0].startswith("psycopg"):  # psycopg, psycopg_pool
             raise
         # a database error no store turned into a typed one: still one line, not a traceback
         _print_error(f"PostgreSQL: {_first_line(exc)}")
