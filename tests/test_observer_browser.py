@@ -47,6 +47,18 @@ def launch():
         thing.close() if hasattr(thing, "new_page") else thing.stop()
 
 
+STAYS_PUT = """async (selector) => {
+  // true if the element is still the one on the page after two more snapshots were rendered
+  const element = document.querySelector(selector);
+  await new Promise(resolve => {
+    let renders = 0;
+    const watch = new MutationObserver(() => { if (++renders >= 2) { watch.disconnect(); resolve(); } });
+    watch.observe(document.getElementById("updated"), { childList: true, characterData: true, subtree: true });
+  });
+  return element !== null && element.isConnected;
+}"""
+
+
 def restarts_cell(page, name):
     return page.locator(f'#tree tr[data-actor="{name}"] td.restarts')
 
@@ -78,6 +90,9 @@ def test_the_page_shows_the_tree_and_a_killed_worker_restart_within_2_s(make_run
         new_pid = page.locator(f'#tree tr[data-actor="{names[1]}"] td.pid').inner_text()
         assert new_pid != str(killed)
 
+        # rows that did not change are not rebuilt by the next snapshots, so a click on one
+        # (mousedown, mouseup) can never fall between two renders and be lost
+        assert page.evaluate(STAYS_PUT, f'#tree tr[data-actor="{names[1]}"]')
         # the details of the restarted worker: its last exit reason and the restart in recent errors
         page.locator(f'#tree tr[data-actor="{names[1]}"]').click()
         page.wait_for_selector("#details:not([hidden]) dl", timeout=5_000)
@@ -134,6 +149,7 @@ def test_pressing_retry_on_a_failed_job_runs_it_again(make_runtime, db_config, l
         page.goto(observer.url)
         button = page.locator(f'#failed tr[data-job="{job_id}"] button.retry')
         button.wait_for(timeout=10_000)
+        assert page.evaluate(STAYS_PUT, f'#failed tr[data-job="{job_id}"] button.retry')  # a click cannot be lost
         button.click()
         wait_for(lambda: job_row(observer.database, job_id)["state"] == "completed", timeout=20, what="the retried job to complete")
         assert marker.read_text() == "xxxx"  # it ran a 4th time

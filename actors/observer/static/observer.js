@@ -49,6 +49,22 @@ function replace(id, rows, empty, span) {
   if (!rows.length) body.append(el("tr", {}, el("td", { class: "empty", colspan: span || 7 }, empty)));
 }
 
+// Rebuild a table only when its rows changed (`key`); otherwise `update` refreshes the cells
+// that move on their own (memory, running time) in place. Rebuilding every snapshot replaced
+// a button or row between a user's mousedown and mouseup, and the click was lost.
+function replaceKeyed(id, key, build, update, empty, span) {
+  const body = $(id);
+  if (body.dataset.key === key) { update(body); return; }
+  body.dataset.key = key;
+  replace(id, build(), empty, span);
+}
+
+function stripped(nodes) {
+  return nodes.map(({ memory, children, ...rest }) => ({ ...rest, children: stripped(children) }));
+}
+
+function walkNodes(nodes, visit) { for (const n of nodes) { visit(n); walkNodes(n.children, visit); } }
+
 // --- tree ---------------------------------------------------------------------------------
 
 function treeRows(nodes, depth, rows) {
@@ -242,13 +258,19 @@ function renderDatabase(db) {
     el("div", { class: "tile " + s, "data-state": s }, el("div", { class: "value" }, fmt(jobs.by_state[s] || 0)), el("div", { class: "what" }, s))));
   stateTable("by-queue", jobs.by_queue, "queue");
   stateTable("by-kind", jobs.by_kind, "kind");
-  replace("running", jobs.running.map(j => el("tr", { "data-job": j.id },
-    jobCell(j.id), el("td", {}, j.queue), el("td", {}, j.kind), cellNum(`${j.attempt}/${j.max_attempts}`),
-    cellNum(j.claimed_by), cellNum(seconds(j.running_s)), el("td", { class: "action" }, actionButton("cancel", j)))), "no job is running");
-  replace("failed", jobs.failed.map(j => el("tr", { "data-job": j.id },
-    jobCell(j.id), el("td", {}, j.queue), el("td", {}, j.kind), el("td", {}, j.state), cellNum(`${j.attempt}/${j.max_attempts}`),
-    el("td", { class: "error", title: j.last_error || "" }, j.last_error || "-"), el("td", { class: "action" }, actionButton("retry", j)))),
-    "no failed job");
+  replaceKeyed("running", JSON.stringify(jobs.running.map(j => [j.id, j.attempt, j.claimed_by])),
+    () => jobs.running.map(j => el("tr", { "data-job": j.id },
+      jobCell(j.id), el("td", {}, j.queue), el("td", {}, j.kind), cellNum(`${j.attempt}/${j.max_attempts}`),
+      cellNum(j.claimed_by), cellNum(seconds(j.running_s), "running-for"), el("td", { class: "action" }, actionButton("cancel", j)))),
+    body => jobs.running.forEach(j => {
+      const cell = body.querySelector(`tr[data-job="${j.id}"] td.running-for`);
+      if (cell) cell.textContent = seconds(j.running_s);
+    }), "no job is running");
+  replaceKeyed("failed", JSON.stringify(jobs.failed),
+    () => jobs.failed.map(j => el("tr", { "data-job": j.id },
+      jobCell(j.id), el("td", {}, j.queue), el("td", {}, j.kind), el("td", {}, j.state), cellNum(`${j.attempt}/${j.max_attempts}`),
+      el("td", { class: "error", title: j.last_error || "" }, j.last_error || "-"), el("td", { class: "action" }, actionButton("retry", j)))),
+    () => {}, "no failed job");
   replace("projections", db.projections.map(p => el("tr", { "data-projection": p.name },
     el("td", {}, p.name), cellNum(fmt(p.position)), cellNum(fmt(p.lag), p.lag ? "hot" : ""),
     el("td", {}, p.holder_pid ? `${p.holder || "?"} (backend pid ${p.holder_pid}${p.holder_addr ? ", " + p.holder_addr : ""})` : "nobody"),
@@ -277,7 +299,11 @@ function render(snapshot) {
   latest = snapshot;
   $("runtime").textContent = `runtime ${snapshot.runtime.name || "(unnamed)"} · ${snapshot.runtime.base || "?"}`;
   $("updated").textContent = "updated " + clock(snapshot.taken_at);
-  replace("tree", treeRows(snapshot.tree, 0, []), "no tree (see the error above)", 9);
+  replaceKeyed("tree", JSON.stringify(stripped(snapshot.tree)), () => treeRows(snapshot.tree, 0, []),
+    body => walkNodes(snapshot.tree, n => {
+      const cell = body.querySelector(`tr[data-actor="${CSS.escape(n.name)}"] td.memory`);
+      if (cell) cell.textContent = bytes(n.memory);
+    }), "no tree (see the error above)", 9);
   $("tree-count").textContent = `${countNodes(snapshot.tree)} actors`;
   const t = snapshot.totals;
   $("faults-total").textContent = `since the observer started: ${t.restarts} restarts, ${t.crashes} crashes, ${t.dead_letters} dead letters`;
