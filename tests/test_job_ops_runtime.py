@@ -18,6 +18,7 @@ from actors.stores.processes import PgProcessStore
 from actors.stores.rows import NewJob
 from supervision import SupervisorSpec
 from tests.support import wait_for
+from tests.test_jobs_liveness import lines  # the handlers' log lines
 
 import tests.job_handlers  # noqa: E402,F401
 
@@ -47,14 +48,6 @@ def test_wait_returns_each_final_state_woken_by_notifications(db_config, make_ru
             ops.wait(waiting, 0.5)
         with pytest.raises(JobNotFound):
             ops.wait(10**12, 1)
-
-
-def lines(path):
-    try:
-        with open(path) as handle:
-            return [line.split() for line in handle.read().splitlines()]
-    except FileNotFoundError:
-        return []
 
 
 def test_a_running_job_cancelled_mid_handler_is_stopped_after_the_grace_and_writes_no_outcome(

@@ -265,7 +265,7 @@ def test_cancel_stops_a_running_job_from_completing_and_other_nodes_are_listed(m
     from actors.jobs import CompleterStats, WorkerStatus
     from actors.stores.database import Database
     from actors.stores.processes import PgProcessStore
-    from tests.test_job_ops_runtime import lines
+    from tests.test_jobs_liveness import lines
 
     rt = make_runtime(log_level="CRITICAL")
     rt.start(system_spec(db_config, cancel_grace=2.0))

@@ -148,7 +148,7 @@ def test_pressing_cancel_on_a_running_job_stops_its_handler_and_details_show_the
     if real_job_ops() is None:
         pytest.skip("actors.jobs.ops.JobOps (issue 15) is not in this tree: the page has no cancel button")
     from actors.jobs.ops import JobOps
-    from tests.test_job_ops_runtime import lines
+    from tests.test_jobs_liveness import lines
 
     rt = make_runtime(log_level="CRITICAL")
     rt.start(system_spec(db_config, workers=2, cancel_grace=2.0))
