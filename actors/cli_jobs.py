@@ -31,7 +31,7 @@ def add_job_commands(jobs: argparse.ArgumentParser, database_options: Callable[.
     def action(name: str, help: str, run: Callable) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help)
         database_options(parser, default=argparse.SUPPRESS)
-        parser.set_defaults(run=run)
+        parser.set_defaults(run=_plain(run))
         return parser
 
     listing = action("list", "jobs newest first, with attempts and last error", _list)
@@ -77,6 +77,19 @@ def add_job_commands(jobs: argparse.ArgumentParser, database_options: Callable[.
     enqueue.add_argument("--unique-for", type=duration, help="hold the unique key this long (default: while active)")
 
     action("schedules", "cron schedules and their last tick", _schedules)
+
+
+def _plain(run: Callable) -> Callable:
+    """`run` printing on a console without markup: errors, payloads and names are data, and
+    rich markup in them ("KeyError: [/tmp]") was styled, or raised MarkupError and the
+    command failed."""
+
+    def plain(args: argparse.Namespace, console: Any) -> int:
+        from rich.console import Console
+
+        return run(args, Console(markup=False, highlight=False))
+
+    return plain
 
 
 @contextmanager
@@ -131,8 +144,13 @@ def _show(args: argparse.Namespace, console: Any) -> int:
     attempts = Table("attempt", "at", "process", "node", "host:pid", "outcome", "error", title="history")
     for a in history:
         where = f"{a.host}:{a.pid}" if a.host else "-"
-        attempts.add_row(str(a.attempt), _time(a.at), str(a.process or "-"), a.node or "-", where, a.outcome, a.error or "")
+        # a traceback's last line is its error; the whole text follows the table
+        error = (a.error or "").rstrip().splitlines()[-1:] or [""]
+        attempts.add_row(str(a.attempt), _time(a.at), str(a.process or "-"), a.node or "-", where, a.outcome, error[0])
     console.print(attempts if history else "no attempt yet")
+    for a in history:
+        if a.error and "\n" in a.error.rstrip():
+            console.print(f"\nattempt {a.attempt} ({a.outcome}):\n{a.error.rstrip()}", soft_wrap=True)
     return 0
 
 

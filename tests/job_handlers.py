@@ -141,3 +141,29 @@ def long_chaos(payload):
     while time.monotonic() < deadline:
         current_job().check()
         time.sleep(0.05)
+
+
+def _read_setting(payload):
+    raise KeyError(f"no setting {payload['name']!r}")  # the traceback test looks for this line
+
+
+@job("nested_fails", max_attempts=1)
+def nested_fails(payload):
+    """Fails two frames down: its traceback names both functions and the raising line."""
+    _read_setting(payload)
+
+
+@job("huge_error", max_attempts=1)
+def huge_error(payload):
+    """Fails with a 20,000-character message holding a NUL and a lone surrogate."""
+    raise ValueError("\x00 \ud800 " + "y" * 20_000 + " the end")
+
+
+class BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("this exception cannot be described")
+
+
+@job("bad_str", max_attempts=1)
+def bad_str(payload):
+    raise BadStr()

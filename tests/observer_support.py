@@ -20,14 +20,14 @@ import tests.job_handlers  # noqa: F401 - registers the kinds in this process to
 HANDLERS = ["tests.job_handlers"]
 
 
-def system_spec(config: Any, workers: int = 2, heartbeat_ttl: float = 2.0) -> SupervisorSpec:
+def system_spec(config: Any, workers: int = 2, heartbeat_ttl: float = 2.0, **jobs_options: Any) -> SupervisorSpec:
     return SupervisorSpec(
         "app",
         intensity=20,
         period=10.0,
         children=[
             ChildSpec("limiter", LimiterServer, kwargs={"limits": {"images": Limit(2)}}),
-            jobs_tree(config, handlers=HANDLERS, workers=workers, heartbeat_ttl=heartbeat_ttl, poll_interval=0.2),
+            jobs_tree(config, handlers=HANDLERS, workers=workers, heartbeat_ttl=heartbeat_ttl, poll_interval=0.2, **jobs_options),
             projector_spec(config, "job_stats", lock_check_interval=0.5, retry_interval=0.5),
         ],
     )

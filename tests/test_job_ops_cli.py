@@ -123,3 +123,19 @@ def test_enqueue_a_kind_recorded_by_a_jobs_service_and_list_schedules(cli_db):
     ensure_schedule(PgSchedules(cli_db), Schedule("nightly", "0 3 * * *", "thumbnail"), "test")
     listed = jobs_cli(cli_db, "schedules")
     assert listed.returncode == 0 and "nightly" in listed.stdout and "0 3 * * *" in listed.stdout, listed.stderr
+
+
+def test_errors_and_payloads_are_printed_as_they_are_whatever_brackets_they_hold(cli_db):
+    """Rich markup in job data ("[/tmp]" raised MarkupError and the command failed)."""
+    jobs, processes = PgJobStore(cli_db), PgProcessStore(cli_db)
+    [job_id] = jobs.insert([NewJob("resize", {"path": "[/tmp]"}, max_attempts=1)])
+    worker = processes.register("n1:worker-1", ttl=30)
+    [claimed] = jobs.claim("default", worker.id, 10)
+    error = "KeyError: '[/tmp]' [bold]not bold[/bold]"
+    jobs.write_outcomes([JobOutcome(job_id, worker.id, claimed.attempt, "failed", time.time(), 1.0, error)])
+    listed = jobs_cli(cli_db, "list", "--state", "failed")
+    assert listed.returncode == 0, listed.stderr
+    assert error in listed.stdout
+    shown = jobs_cli(cli_db, "show", str(job_id))
+    assert shown.returncode == 0, shown.stderr
+    assert error in shown.stdout and '"path": "[/tmp]"' in shown.stdout

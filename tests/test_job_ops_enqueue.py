@@ -177,3 +177,10 @@ def test_enqueue_from_a_process_that_never_imported_the_handlers(db_config, data
         rt.enqueue("nobody_handles", {})
     assert "tests.job_handlers_remote" not in sys.modules
     assert len(job_rows(database)) == 4
+
+
+def test_new_job_keeps_its_unique_key_and_period():
+    """After the merge NewJob had `size` before `unique_key`: passed by position, the key was lost."""
+    job = new_job("noop", {}, unique_key="report:9", unique_for=30.0)
+    assert (job.unique_key, job.unique_for) == ("report:9", 30.0)
+    assert new_job("noop", {}, unique_key="report:9").unique_key == "report:9"

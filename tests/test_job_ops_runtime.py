@@ -18,6 +18,7 @@ from actors.stores.processes import PgProcessStore
 from actors.stores.rows import NewJob
 from supervision import SupervisorSpec
 from tests.support import wait_for
+from tests.test_jobs_liveness import lines  # the handlers' log lines
 
 import tests.job_handlers  # noqa: E402,F401
 
@@ -49,17 +50,32 @@ def test_wait_returns_each_final_state_woken_by_notifications(db_config, make_ru
             ops.wait(10**12, 1)
 
 
-def test_a_running_job_cancelled_mid_handler_is_never_completed(db_config, database, make_runtime):
-    # heartbeat_ttl 15: the 2 s handler blocks the worker's heartbeats, and it must not be pruned
-    rt = start_jobs(make_runtime, db_config, workers=1, heartbeat_ttl=15)
+def test_a_running_job_cancelled_mid_handler_is_stopped_after_the_grace_and_writes_no_outcome(
+    db_config, database, make_runtime, tmp_path
+):
+    """Issue 15 marks the job cancelled; issue 19's worker hears it on the cancel channel and,
+    the handler ignoring `current_job().cancelled` ("stubborn"), interrupts it after
+    `cancel_grace` with JobCancelled and writes nothing for it."""
+    rt = start_jobs(make_runtime, db_config, workers=1, cancel_grace=1.0)
+    path = str(tmp_path / "log")
     with JobOps(db_config) as ops:
-        job_id = rt.enqueue("work", {"sleep": 2.0})
-        wait_for(lambda: ops.get(job_id).state == "running", timeout=20, what="the job to start")
+        job_id = rt.enqueue("stubborn", {"path": path, "seconds": 30})
+        wait_for(lambda: lines(path), timeout=20, what="the handler to start")
+        pid = int(lines(path)[0][2])
+        asked = time.time()
         assert ops.cancel(job_id).state == "cancelled"
-        # the handler runs to its end; its completion reaches the completer and is fenced off
-        wait_for(lambda: rt.ask("completer", CompleterStats())["fenced"] >= 1, timeout=30, what="the fenced outcome")
-        assert rt.ask("worker-1", WorkerStatus())["completed"] == 1
-        assert ops.get(job_id).state == "cancelled"
+        stopped = wait_for(lambda: [l for l in lines(path) if l[0] == "interrupted"], timeout=20, what="the handler interrupted")
+        assert stopped[0][1] == "JobCancelled" and float(stopped[0][3]) - asked >= 1.0  # not before the grace
+        status = wait_for(lambda: (s := rt.ask("worker-1", WorkerStatus()))["cancelled"] == 1 and s, timeout=10, what="the worker's count")
+        assert (status["completed"], status["failed"], status["process"] is not None) == (0, 0, True)
+        # the worker went on (no hard exit): the next job runs in the same process
+        assert ops.wait(rt.enqueue("pid", {"path": str(tmp_path / "pid")}), 30).state == "completed"
+        assert int(open(tmp_path / "pid").read()) == pid
+        assert rt.ask("completer", CompleterStats())["fenced"] == 0  # nothing was even sent for it
+        job = ops.get(job_id)
+        assert (job.state, job.attempt) == ("cancelled", 1)
+        assert [(a.attempt, a.outcome) for a in ops.history(job_id)] == [(1, "cancelled")]
+        assert not [l for l in lines(path) if l[0] == "end"]
     with database.connection() as conn:
         types = [r["type"] for r in conn.execute("SELECT type FROM events WHERE (data->>'id')::bigint = %s", (job_id,))]
         conn.commit()

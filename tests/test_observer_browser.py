@@ -154,3 +154,46 @@ def test_pressing_retry_on_a_failed_job_runs_it_again(make_runtime, db_config, l
         wait_for(lambda: job_row(observer.database, job_id)["state"] == "completed", timeout=20, what="the retried job to complete")
         assert marker.read_text() == "xxxx"  # it ran a 4th time
         page.wait_for_selector(f'#failed tr[data-job="{job_id}"]', state="detached", timeout=5_000)
+
+
+def test_pressing_cancel_on_a_running_job_stops_its_handler_and_details_show_the_history(
+    make_runtime, db_config, launch, tmp_path
+):
+    """The real job operations with issue 19's worker: the handler sees current_job().cancelled,
+    nothing completes the job, and the details show the cancel and a failed job's traceback."""
+    if real_job_ops() is None:
+        pytest.skip("actors.jobs.ops.JobOps (issue 15) is not in this tree: the page has no cancel button")
+    from actors.jobs.ops import JobOps
+    from tests.test_jobs_liveness import lines
+
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(system_spec(db_config, workers=2, cancel_grace=2.0))
+    path = str(tmp_path / "log")
+    broken = rt.enqueue("nested_fails", {"name": "colour"})
+    job_id = rt.enqueue("cooperative", {"path": path, "seconds": 60})
+    with serve(rt, db_config) as observer, JobOps(db_config) as ops:
+        wait_for(lambda: job_row(observer.database, job_id)["state"] == "running", timeout=20, what="the job to run")
+        page = launch().new_page(viewport={"width": 1280, "height": 900})
+        page.goto(observer.url)
+        button = page.locator(f'#running tr[data-job="{job_id}"] button.cancel')
+        button.wait_for(timeout=10_000)
+        button.click()
+        wait_for(lambda: [l for l in lines(path) if l[0] == "cancelled"], timeout=20, what="the handler to see the cancel")
+        assert job_row(observer.database, job_id)["state"] == "cancelled"
+        page.wait_for_selector(f'#running tr[data-job="{job_id}"]', state="detached", timeout=5_000)
+        page.locator(f'#failed tr[data-job="{job_id}"] button.job-link').click()
+        page.wait_for_selector("#details ul.attempts li", timeout=5_000)
+        shown = page.locator("#details ul.attempts").inner_text()
+        assert "cancelled by " in shown and "(was running)" in shown and "undefined" not in shown, shown
+
+        wait_for(lambda: ops.get(broken).state == "failed", timeout=20, what="the failing job")
+        ops.retry(broken)  # an operator's entry in its history, then a second failed attempt
+        wait_for(lambda: (j := ops.get(broken)).state == "failed" and j.attempt == 2, timeout=20, what="the retried job to fail")
+        page.locator(f'#failed tr[data-job="{broken}"] button.job-link').click()
+        page.wait_for_selector("#details pre.traceback >> nth=1", state="attached", timeout=5_000)
+        shown = page.locator("#details ul.attempts").inner_text()
+        assert "attempt 2 at" in shown and "retried by " in shown and "undefined" not in shown, shown
+        page.locator("#details summary").first.click()
+        trace = page.locator("#details pre.traceback").first.inner_text()
+        assert trace.strip() == ops.history(broken)[0].error.strip() and "in _read_setting" in trace
+        assert ops.get(job_id).state == "cancelled" and not [l for l in lines(path) if l[0] == "end"]

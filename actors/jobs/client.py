@@ -60,7 +60,11 @@ def new_job(
     elif not check_kind:
         queue = "default" if queue is None else queue
         max_attempts = 5 if max_attempts is None else max_attempts
-    return check_new_job(NewJob(kind, payload, queue, priority, run_at, max_attempts, unique_key, unique_for))
+    # by keyword: NewJob's fields after max_attempts changed in the merge (size came first), and
+    # positionally the unique key went into `size` and every unique enqueue made a new job
+    return check_new_job(
+        NewJob(kind, payload, queue, priority, run_at, max_attempts, unique_key=unique_key, unique_for=unique_for)
+    )
 
 
 def check_new_job(job: NewJob, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> NewJob:

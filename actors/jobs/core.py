@@ -8,6 +8,7 @@ import json
 import math
 import random
 import re
+import traceback
 from collections import deque
 from typing import Any, Iterable
 
@@ -151,6 +152,11 @@ def check_outcome(outcome: Any) -> JobOutcome:
         raise BadJob("JobOutcome.discard must be a bool")
     if outcome.error is not None and storable_text(outcome.error) != outcome.error:
         outcome = attrs.evolve(outcome, error=storable_text(outcome.error))
+    if outcome.traceback is not None:
+        if not isinstance(outcome.traceback, str):
+            raise BadJob("JobOutcome.traceback must be a string or None")
+        if tail_text(outcome.traceback) != outcome.traceback:
+            outcome = attrs.evolve(outcome, traceback=tail_text(outcome.traceback))
     return outcome
 
 
@@ -161,6 +167,51 @@ def storable_text(text: str, limit: int = 10_000) -> str:
     if len(cleaned) > limit:
         cleaned = cleaned[:limit] + f"... ({len(text) - limit:,} more characters)"
     return cleaned.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+#: The most characters of a handler's traceback kept with a failed attempt: the end is kept
+#: (the innermost frames and the exception), enough for ~40 frames of 100 characters.
+MAX_TRACEBACK = 4096
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def tail_text(text: str, limit: int = MAX_TRACEBACK) -> str:
+    """`text` made storable (see `storable_text`) and cut to its last `limit` (>= 100)
+    characters at most, from a line start where there is one, saying how much was left out."""
+    cleaned = _storable(text)
+    if len(cleaned) <= limit:
+        return cleaned
+    tail = cleaned[len(cleaned) - (limit - 60):]  # 60: room for the note below
+    newline = tail.find("\n")
+    if 0 <= newline < len(tail) - 1:
+        tail = tail[newline + 1:]
+    return f"[{len(cleaned) - len(tail):,} earlier characters left out]\n" + tail
+
+
+def exception_message(exc: BaseException) -> str:
+    """str(exc), or a note when its __str__ itself raises (that used to crash the worker)."""
+    try:
+        return str(exc)
+    except Exception as failed:  # noqa: BLE001 - a handler's exception is code from anywhere
+        return f"<str() of the exception failed: {type(failed).__name__}>"
+
+
+def traceback_text(exc: BaseException, limit: int = MAX_TRACEBACK, skip: int = 0) -> str:
+    """The traceback of `exc` (chained exceptions included) as stored with a failed attempt:
+    storable, its last `limit` characters at most; `skip` outer frames left out (the
+    worker's own). Never raises: an exception whose str() fails still gets its frames."""
+    tb = exc.__traceback__
+    for _ in range(skip):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception as failed:  # noqa: BLE001 - format_exception guards str(); this is belt and braces
+        text = f"(the traceback could not be formatted: {type(failed).__name__})"
+    return tail_text(text, limit)
 
 
 def retry_delay(attempt: int, retry_min: float, retry_max: float, rng: random.Random | None = None) -> float:

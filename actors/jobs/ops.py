@@ -139,12 +139,12 @@ class JobOps:
         return self._change(job_id, "cancel")
 
     def _change(self, job_id: int, action: str) -> JobSummary:
-        before, result = self.store.change(_job_id(job_id), action, ALLOWED[action], self.by)
+        before, result, after = self.store.change(_job_id(job_id), action, ALLOWED[action], self.by)
         if before is None:
             raise JobNotFound(job_id)
         if result != "changed":
             raise JobStateError(job_id, before, action, "" if result == "refused" else result)
-        return self.get(job_id)
+        return after  # as the change left it (a worker may have claimed it since)
 
     def retry_all(self, state: str = "failed", kind: str | None = None, queue: str | None = None, batch: int = 1000) -> int:
         """Retry every failed (or cancelled) job matching the filter; returns how many."""

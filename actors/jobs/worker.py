@@ -29,7 +29,7 @@ from typing import Any
 
 from actors.jobs import context as job_context
 from actors.jobs.context import JobContext
-from actors.jobs.core import retry_delay, storable_text
+from actors.jobs.core import exception_message, retry_delay, storable_text, traceback_text
 from actors.jobs.errors import DiscardJob, JobCancelled, JobTimeout, UnknownJobKind
 from actors.jobs.heartbeat import Heartbeat, WorkerState
 from actors.jobs.messages import Complete, CompleterStats, Continue, WorkerStatus
@@ -336,7 +336,7 @@ class Worker(Server):
             return 0.0
         job_type = self._type(job)
         started = time.perf_counter()
-        error, discard, cancelled = None, False, False
+        error, discard, cancelled, failure, trace = None, False, False, None, None
         if job_type is None:
             error = f"no handler for kind {job.kind!r} in worker {self.name}"
         else:
@@ -349,16 +349,16 @@ class Worker(Server):
             signal.setitimer(signal.ITIMER_REAL, job_type.timeout)
             try:
                 job_type.function(job.payload)
-            except JobTimeout:
-                error = f"timed out after {job_type.timeout:g} s"
+            except JobTimeout as exc:  # its traceback shows where the handler was stuck
+                error, failure = f"timed out after {job_type.timeout:g} s", exc
             except JobCancelled:
                 cancelled = True
             except DiscardJob as exc:
-                error, discard = f"discarded: {exc}", True
+                error, discard, failure = f"discarded: {exc}", True, exc
             except SystemExit as exc:  # sys.exit() in a handler fails its job, not the worker
-                error = f"SystemExit: the handler called sys.exit({exc.code!r})"
+                error, failure = f"SystemExit: the handler called sys.exit({exc.code!r})", exc
             except Exception as exc:  # noqa: BLE001 - a failing handler never kills the worker
-                error = f"{type(exc).__name__}: {exc}"
+                failure = exc
             finally:
                 self.state.in_handler = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -367,6 +367,12 @@ class Worker(Server):
                     self.state.current = None
                     self.state.interrupt = None
             cancelled = cancelled or context.cancelled
+            if failure is not None:
+                # described here, with the timer and the cancel interrupt off (SIGALRM raises
+                # only inside a handler), and without the worker's own frame (skip=1)
+                trace = traceback_text(failure, skip=1)
+                error = error or f"{type(failure).__name__}: {exception_message(failure)}"
+                failure = None
         run_s = time.perf_counter() - started
         self.avg_run = run_s if self.avg_run is None else 0.7 * self.avg_run + 0.3 * run_s
         if cancelled:
@@ -385,7 +391,7 @@ class Worker(Server):
             retry_in = retry_delay(job.attempt, job_type.retry_min, job_type.retry_max) if job_type else 5.0
             log.info("%s: job %s (%s) attempt %d failed: %s", self.name, job.id, job.kind, job.attempt, error)
             self.outcomes.append(
-                JobOutcome(job.id, self.process.id, job.attempt, "failed", time.time(), run_ms, error, retry_in, discard)
+                JobOutcome(job.id, self.process.id, job.attempt, "failed", time.time(), run_ms, error, retry_in, discard, trace)
             )
         if run_s >= self.time_slice:
             self.send_outcomes()  # a long job: its outcome goes now (short ones go per slice)

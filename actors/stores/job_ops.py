@@ -92,30 +92,33 @@ class PgJobOps:
 
     # --- retry and cancel ----------------------------------------------------------------------
 
-    def change(self, job_id: int, action: str, allowed: Sequence[str], by: str) -> tuple[str | None, str]:
+    def change(self, job_id: int, action: str, allowed: Sequence[str], by: str) -> tuple[str | None, str, JobSummary | None]:
         """Retry or cancel one job if its state is in `allowed`, under its row lock.
 
-        Returns (state before, "changed" | "refused" | a reason it could not be done); state
-        None: no such job. A refused or failed change changes nothing."""
+        Returns (state before, "changed" | "refused" | a reason it could not be done, the job
+        as the change left it, read in the same transaction: read after the commit, a worker
+        may already have claimed a retried job); state None: no such job. A refused or failed
+        change changes nothing."""
         with self.database.transaction() as conn:
             row = conn.execute(Q["lock"], {"id": job_id}).fetchone()
             if row is None:
-                return None, "refused"
+                return None, "refused", None
             if row["state"] not in allowed:
-                return row["state"], "refused"
+                return row["state"], "refused", None
             if action == "retry":
                 try:
                     with conn.transaction():
                         conn.execute(Q["retry"], {"id": job_id, "by": by})
                 except psycopg.errors.UniqueViolation:
-                    return row["state"], "another job with its unique key is available or running"
+                    return row["state"], "another job with its unique key is available or running", None
                 conn.execute(Q["notify"], {"channel": channel(self.schema), "payload": row["queue"]})
             else:
                 conn.execute(Q["cancel"], {"id": job_id, "by": by})
                 if row["state"] == "running":
                     conn.execute(Q["notify"], {"channel": cancel_channel(self.schema), "payload": str(job_id)})
                 notify_events(conn, self.schema)
-        return row["state"], "changed"
+            after = JobSummary.from_row(conn.execute(Q["get"], {"id": job_id}).fetchone())
+        return row["state"], "changed", after
 
     def retry_all(self, *, state: str, kind: str | None, queue: str | None, by: str, batch: int) -> int:
         """Retry every `state` job matching the filter, `batch` per transaction."""

@@ -20,7 +20,7 @@ NOTIFY_PREFIX = "thespian_otp_jobs_"
 
 #: query parameter -> JobOutcome field, for the three batch statements
 COMPLETE_COLUMNS = {"ids": "job_id", "processes": "process", "attempts": "attempt", "finished": "finished_at", "run_ms": "run_ms"}
-FAIL_COLUMNS = {**COMPLETE_COLUMNS, "errors": "error", "retry_in": "retry_in", "discard": "discard"}
+FAIL_COLUMNS = {**COMPLETE_COLUMNS, "errors": "error", "retry_in": "retry_in", "discard": "discard", "tracebacks": "traceback"}
 UNCLAIM_COLUMNS = {"ids": "job_id", "processes": "process", "attempts": "attempt", "delays": "retry_in"}
 
 

@@ -153,6 +153,8 @@ class JobOutcome:
     error: str | None = None
     retry_in: float = 0.0
     discard: bool = False
+    #: a failed attempt's traceback text (bounded, storable), kept in the job's history
+    traceback: str | None = None
 
 
 @attrs.frozen

@@ -154,8 +154,16 @@ async function showJob() {
   add("finished", clock(job.finished_at));
   add("payload", job.payload);
   add("last error", job.last_error);
-  const attempts = (job.errors || []).map(e => el("li", {}, `attempt ${e.attempt} at ${String(e.at).slice(11, 19)} (process ${e.process}): ${e.error}`));
-  $("details-body").replaceChildren(list, el("h3", {}, "failed attempts"),
+  // the job's history: failed attempts (with the handler's traceback when the worker recorded
+  // one) and operators' retries and cancels (an `outcome` and `by`, no process or error)
+  const attempts = (job.errors || []).map(e => {
+    const where = e.process ? ` (process ${e.process})` : "";
+    const what = e.outcome === "retried" ? `retried by ${e.by}` : `${e.error || e.outcome}${e.was ? ` (was ${e.was})` : ""}`;
+    const item = el("li", {}, `attempt ${e.attempt} at ${String(e.at).slice(11, 19)}${where}: ${what}`);
+    if (e.traceback) item.append(el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "traceback" }, e.traceback)));
+    return item;
+  });
+  $("details-body").replaceChildren(list, el("h3", {}, "history"),
     attempts.length ? el("ul", { class: "attempts" }, ...attempts) : el("p", { class: "empty" }, "none"));
 }
 

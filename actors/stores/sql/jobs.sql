@@ -76,12 +76,14 @@ WITH failed AS (
         finished_at = CASE WHEN j.attempt >= j.max_attempts OR t.discard THEN to_timestamp(t.finished) END,
         claimed_by = NULL,
         last_error = t.error,
+        -- the handler's traceback (issue 15), when the worker sent one, only in the history
         errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempt, 'process', t.process, 'at', to_timestamp(t.finished), 'error', t.error))
+            'attempt', j.attempt, 'process', t.process, 'at', to_timestamp(t.finished), 'error', t.error)
+            || CASE WHEN t.traceback IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('traceback', t.traceback) END)
     FROM unnest(%(ids)b::bigint[], %(processes)b::bigint[], %(attempts)b::int[],
                 %(finished)b::float8[], %(errors)b::text[], %(retry_in)b::float8[],
-                %(discard)b::bool[], %(run_ms)b::float8[])
-         AS t(id, process, attempt, finished, error, retry_in, discard, run_ms)
+                %(discard)b::bool[], %(run_ms)b::float8[], %(tracebacks)b::text[])
+         AS t(id, process, attempt, finished, error, retry_in, discard, run_ms, traceback)
     WHERE j.id = ANY(%(ids)b::bigint[]) AND j.id = t.id AND j.claimed_by = t.process AND j.attempt = t.attempt
       AND j.state = 'running'
     RETURNING j.id, j.kind, j.queue, j.attempt, j.state, j.created_at, to_timestamp(t.finished) AS finished_at, t.error, t.run_ms
