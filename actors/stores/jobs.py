@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from psycopg import sql
+
 from typing import Protocol, Sequence
 
 import psycopg
@@ -169,7 +171,7 @@ class PgJobStore:
     def listen(self, conn: psycopg.Connection) -> None:
         """LISTEN on a dedicated autocommit connection for enqueue notifications."""
         with session_errors(conn, self.database.config):
-            conn.execute(f"LISTEN {self.channel}")
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
 
     def notified(self, conn: psycopg.Connection) -> bool:
         """Whether a notification came on the listening connection (never blocks)."""
