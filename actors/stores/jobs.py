@@ -120,11 +120,16 @@ class PgJobStore:
             conn.commit()
         return {(row["queue"], row["state"]): row["n"] for row in rows}
 
-    def claim(self, queue: str, process: int, limit: int) -> list[ClaimedJob]:
+    def claim(self, queue: str, process: int, limit: int, conn: psycopg.Connection | None = None) -> list[ClaimedJob]:
         """Claim up to `limit` available jobs of `queue` for `process` (one transaction),
-        highest priority first."""
-        with self.database.transaction() as conn:
-            rows = conn.execute(Q["claim"], {"queue": queue, "process": process, "limit": limit}).fetchall()
+        highest priority first. `conn`: a dedicated autocommit connection (one round trip)."""
+        params = {"queue": queue, "process": process, "limit": limit}
+        if conn is not None:
+            with session_errors(conn, self.database.config):
+                rows = conn.execute(Q["claim"], params).fetchall()
+        else:
+            with self.database.transaction() as own:
+                rows = own.execute(Q["claim"], params).fetchall()
         return sorted((ClaimedJob.from_row(row) for row in rows), key=lambda j: (-j.priority, j.run_at, j.id))
 
     def write_outcomes(self, outcomes: Sequence[JobOutcome]) -> WriteResult:
@@ -178,7 +183,10 @@ class PgJobStore:
         with session_errors(conn, self.database.config):
             return any(True for _ in conn.notifies(timeout=0))
 
-    def mark(self, process: int, start: ClaimedJob | None, ended: ClaimedJob | None = None, error: str | None = None) -> bool:
+    def mark(
+        self, process: int, start: ClaimedJob | None, ended: ClaimedJob | None = None, error: str | None = None,
+        conn: psycopg.Connection | None = None,
+    ) -> bool:
         """Before a handler starts: record on the rows that `ended` ended (with `error`, or
         None if it succeeded) and that `start` starts, in one statement. False: `start` is no
         longer this worker's (rescued, cancelled) and must not run."""
@@ -190,9 +198,13 @@ class PgJobStore:
             "ended_attempt": ended.attempt if ended else None,
             "ended_error": error,
         }
-        with self.database.connection() as conn:
-            row = conn.execute(Q["mark"], params).fetchone()
-            conn.commit()
+        if conn is not None:  # the worker's own autocommit connection: one round trip
+            with session_errors(conn, self.database.config):
+                row = conn.execute(Q["mark"], params).fetchone()
+        else:
+            with self.database.connection() as own:
+                row = own.execute(Q["mark"], params).fetchone()
+                own.commit()
         return bool(row["started"])
 
     def owns(self, job: ClaimedJob, process: int) -> bool:
