@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from actors.jobs import jobs_tree, new_job
+from actors.jobs import WorkerStatus, jobs_tree, new_job
 from actors.stores.jobs import PgJobStore
 from supervision import SpecError, SupervisorSpec
 from tests.support import wait_for
@@ -200,3 +200,29 @@ def test_a_worker_whose_lease_ran_out_claims_nothing(database):
     assert jobs.claim("default", frozen.id, 10) == []
     alive = processes.register("alive", ttl=30)
     assert len(jobs.claim("default", alive.id, 10)) == 3
+
+
+def test_a_cancelled_running_job_is_told_to_its_handler_and_never_completed(db_config, database, make_runtime, tmp_path):
+    """The contract with issue 15: cancelling is one fenced UPDATE to 'cancelled' plus a NOTIFY on
+    cancel_channel(schema); the worker tells the handler at once and writes no outcome."""
+    from actors.stores.jobs import cancel_channel
+
+    rt = start(make_runtime, db_config, heartbeat_ttl=60.0)  # beats every 17 s: within 10 s only the NOTIFY tells
+    path = str(tmp_path / "log")
+    job_id = rt.enqueue("cooperative", {"path": path, "seconds": 20.0})
+    wait_for(lambda: any(line[0] == "start" for line in lines(path)), timeout=20, what="the job to start")
+    with database.connection() as conn:
+        conn.execute("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = %s AND state = 'running'", (job_id,))
+        conn.execute("SELECT pg_notify(%s, %s)", (cancel_channel(db_config.schema), str(job_id)))
+        conn.commit()
+    wait_for(lambda: any(line[0] == "cancelled" for line in lines(path)), timeout=10, what="the handler to see it")
+
+    def stopped():
+        statuses = [rt.ask(name, WorkerStatus()) for name in ("worker-1", "worker-2")]
+        return all(s["running"] is None for s in statuses) and sum(s["cancelled"] for s in statuses) == 1
+
+    wait_for(stopped, timeout=10, what="the worker to drop the job without an outcome")
+    job = PgJobStore(database).get(job_id)
+    assert job.state == "cancelled"
+    assert [t for t, _ in events(database, job_id)] == []
+    assert not any(line[0] == "end" for line in lines(path))

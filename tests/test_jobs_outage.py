@@ -127,3 +127,36 @@ def test_the_first_enqueue_after_a_database_restart_succeeds_or_says_retry(own_p
     with Database(config) as database:
         wait_for(lambda: finished(database, ids), timeout=30, what="the jobs")
     assert rt.tree()["jobs-service"].restarts == 0
+
+
+def test_unstarted_claims_the_heartbeat_cannot_release_stay_with_their_worker(own_pg):
+    """Found by the full chaos run: while a long job ran through the 30 s outage, the heartbeat
+    thread took the unstarted claims to release them, the release failed, and the jobs stayed
+    claimed by a live worker that would never start them."""
+    from actors.jobs.context import JobContext
+    from actors.jobs.heartbeat import Heartbeat, WorkerState
+    from actors.stores.errors import StoreError
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import NewJob
+
+    config = DatabaseConfig(own_pg.dsn, schema=f"o_{uuid.uuid4().hex[:10]}", connect_timeout=1.0)
+    with Database(config) as database:
+        Migrator(database).apply()
+        jobs = PgJobStore(database)
+        jobs.insert([NewJob("long") for _ in range(3)])
+        process = PgProcessStore(database).register("w", ttl=30)
+        running, *unstarted = jobs.claim("default", process.id, 3)
+        state = WorkerState()
+        state.claimed.extend(unstarted)
+        context = JobContext(running.id, running.kind, running.queue, running.attempt, 3, 60.0, started=time.monotonic() - 5)
+        state.current = (running, context)
+        heartbeat = Heartbeat(database, process.id, 30.0, state, release_after=1.0)
+        heartbeat._conn = database.dedicated()
+        own_pg.stop_server()
+        try:
+            with pytest.raises(StoreError):
+                heartbeat.release_if_long(state.current)
+            assert list(state.claimed) == unstarted  # still the worker's, in order
+        finally:
+            heartbeat._close()
+            own_pg.start_server()

@@ -157,7 +157,14 @@ class Heartbeat(threading.Thread):
         with self.state.lock:
             taken = list(self.state.claimed)
             self.state.claimed.clear()
-        released = self.jobs.release(self._conn, taken, self.process_id)
+        try:
+            released = self.jobs.release(self._conn, taken, self.process_id)
+        except BaseException:
+            # not released (the database is away): they are still this worker's to run; dropped
+            # here they stayed claimed by a live process that would never start them (chaos run)
+            with self.state.lock:
+                self.state.claimed.extendleft(reversed(taken))
+            raise
         self.state.released += len(released)
         log.info("worker process %s: released %d unstarted jobs while job %s runs long", self.process_id, len(released), current[0].id)
 

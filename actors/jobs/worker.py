@@ -124,6 +124,7 @@ class Worker(Server):
         self.processes = PgProcessStore(self.database)
         self.node = node
         self.process: Any = None  # its row in `processes`, once registered
+        #: its own autocommit connection: LISTEN, claims and marks (one round trip each)
         self.listener: Any = None
         self.outage = Outage()
         self.retry_at = 0.0
@@ -297,7 +298,7 @@ class Worker(Server):
 
     def claim(self) -> int:
         limit = self.claim_size()
-        jobs = self.jobs.claim(self.queue, self.process.id, limit)
+        jobs = self.jobs.claim(self.queue, self.process.id, limit, conn=self.listener)
         self.counts["claimed"] += len(jobs)
         with self.state.lock:
             self.claimed.extend(jobs)
@@ -317,7 +318,7 @@ class Worker(Server):
         """Record on its row that the last job ended (no next job to mark it with)."""
         if self.ended is not None:
             job, error = self.ended
-            self.jobs.mark(self.process.id, None, job, error)
+            self.jobs.mark(self.process.id, None, job, error, conn=self.listener)
             self.ended = None
 
     def run(self, job: Job) -> float:
@@ -325,7 +326,7 @@ class Worker(Server):
         ended, error = self.ended if self.ended is not None else (None, None)
         self.ended = None
         try:
-            mine = self.jobs.mark(self.process.id, job, ended, error)
+            mine = self.jobs.mark(self.process.id, job, ended, error, conn=self.listener)
         except Exception:
             with self.state.lock:  # not started: it waits for the database with the others
                 self.claimed.appendleft(job)

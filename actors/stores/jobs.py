@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from psycopg import sql
+
 from typing import Protocol, Sequence
 
 import psycopg
@@ -128,11 +130,16 @@ class PgJobStore:
             conn.commit()
         return {(row["queue"], row["state"]): row["n"] for row in rows}
 
-    def claim(self, queue: str, process: int, limit: int) -> list[ClaimedJob]:
+    def claim(self, queue: str, process: int, limit: int, conn: psycopg.Connection | None = None) -> list[ClaimedJob]:
         """Claim up to `limit` available jobs of `queue` for `process` (one transaction),
-        highest priority first."""
-        with self.database.transaction() as conn:
-            rows = conn.execute(Q["claim"], {"queue": queue, "process": process, "limit": limit}).fetchall()
+        highest priority first. `conn`: a dedicated autocommit connection (one round trip)."""
+        params = {"queue": queue, "process": process, "limit": limit}
+        if conn is not None:
+            with session_errors(conn, self.database.config):
+                rows = conn.execute(Q["claim"], params).fetchall()
+        else:
+            with self.database.transaction() as own:
+                rows = own.execute(Q["claim"], params).fetchall()
         return sorted((ClaimedJob.from_row(row) for row in rows), key=lambda j: (-j.priority, j.run_at, j.id))
 
     def write_outcomes(self, outcomes: Sequence[JobOutcome]) -> WriteResult:
@@ -179,14 +186,17 @@ class PgJobStore:
     def listen(self, conn: psycopg.Connection) -> None:
         """LISTEN on a dedicated autocommit connection for enqueue notifications."""
         with session_errors(conn, self.database.config):
-            conn.execute(f"LISTEN {self.channel}")
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
 
     def notified(self, conn: psycopg.Connection) -> bool:
         """Whether a notification came on the listening connection (never blocks)."""
         with session_errors(conn, self.database.config):
             return any(True for _ in conn.notifies(timeout=0))
 
-    def mark(self, process: int, start: ClaimedJob | None, ended: ClaimedJob | None = None, error: str | None = None) -> bool:
+    def mark(
+        self, process: int, start: ClaimedJob | None, ended: ClaimedJob | None = None, error: str | None = None,
+        conn: psycopg.Connection | None = None,
+    ) -> bool:
         """Before a handler starts: record on the rows that `ended` ended (with `error`, or
         None if it succeeded) and that `start` starts, in one statement. False: `start` is no
         longer this worker's (rescued, cancelled) and must not run."""
@@ -198,9 +208,13 @@ class PgJobStore:
             "ended_attempt": ended.attempt if ended else None,
             "ended_error": error,
         }
-        with self.database.connection() as conn:
-            row = conn.execute(Q["mark"], params).fetchone()
-            conn.commit()
+        if conn is not None:  # the worker's own autocommit connection: one round trip
+            with session_errors(conn, self.database.config):
+                row = conn.execute(Q["mark"], params).fetchone()
+        else:
+            with self.database.connection() as own:
+                row = own.execute(Q["mark"], params).fetchone()
+                own.commit()
         return bool(row["started"])
 
     def owns(self, job: ClaimedJob, process: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from psycopg import sql
+
 import os
 from typing import Any, Callable, Protocol
 
@@ -28,33 +30,9 @@ class ProcessStore(Protocol):
 
     def get(self, process_id: int) -> ProcessRow: ...
 
-    def beat(self, conn: Any, process_id: int, ttl: float, job: int | None = None, attempt: int | None = None) -> tuple[bool, bool]:
-        """On the heartbeat thread's own connection: extend the lease; return (alive, owns):
-        whether the process row still exists and whether it still holds `job` at `attempt`."""
-        with session_errors(conn, self.database.config):
-            row = conn.execute(Q["beat"], {"id": process_id, "ttl": ttl, "job": job, "attempt": attempt}).fetchone()
-        return bool(row["alive"]), bool(row["owns"])
+    def beat(self, conn: Any, process_id: int, ttl: float, job: int | None = None, attempt: int | None = None) -> tuple[bool, bool]: ...
 
-    def listen(self, conn: Any, *channels: str) -> None:
-        with session_errors(conn, self.database.config):
-            for channel in channels:
-                conn.execute(f'LISTEN "{channel}"')
-
-    def wait_notifies(self, conn: Any, timeout: float) -> list[str]:
-        """Block up to `timeout` seconds on a LISTENing connection; the payloads that came."""
-        with session_errors(conn, self.database.config):
-            return [n.payload for n in conn.notifies(timeout=max(0.0, timeout), stop_after=100)]
-
-    def expire_dead_local(self, is_alive: Callable[[int, int], bool]) -> int:
-        """End now the leases of this host's processes that are gone (`is_alive(pid, start_ticks)`
-        False), so the next rescue pass releases their jobs without waiting for the expiry."""
-        with self.database.connection() as conn:
-            rows = conn.execute(Q["local_processes"], {"host": this_host()}).fetchall()
-            dead = [row["id"] for row in rows if not is_alive(row["pid"], row["start_ticks"])]
-            if dead:
-                conn.execute(Q["expire_dead"], {"ids": dead})
-            conn.commit()
-        return len(dead)
+    def expire_dead_local(self, is_alive: Callable[[int, int], bool]) -> int: ...
 
     def all(self) -> list[ProcessRow]: ...
 
@@ -109,7 +87,7 @@ class PgProcessStore:
     def listen(self, conn: Any, *channels: str) -> None:
         with session_errors(conn, self.database.config):
             for channel in channels:
-                conn.execute(f'LISTEN "{channel}"')
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
     def wait_notifies(self, conn: Any, timeout: float) -> list[str]:
         """Block up to `timeout` seconds on a LISTENing connection; the payloads that came."""
