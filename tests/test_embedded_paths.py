@@ -60,7 +60,19 @@ def test_an_existing_file_as_data_dir_is_refused_in_one_line_and_left_unchanged(
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert f"{secret} exists and is not a directory" in lines[0]
+    # the CLI refuses it before the embedded server is asked (actors/cli.py); the server's own
+    # check says "exists and is not a directory" (test below, through EmbeddedPostgres)
+    assert f"--data-dir {secret}: this is a file, not a directory" in lines[0]
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_existing_file_given_to_the_embedded_server_is_refused_and_left_unchanged(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("do not touch")
+    secret.chmod(0o600)
+    before = _snapshot(tmp_path)
+    with pytest.raises(EmbeddedStartFailed, match="exists and is not a directory"):
+        EmbeddedPostgres(secret).start()
     assert _snapshot(tmp_path) == before
 
 

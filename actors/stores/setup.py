@@ -22,7 +22,17 @@ class DatabaseHandle:
 
     @property
     def source(self) -> str:
-        return f"embedded PostgreSQL in {self.embedded.data_dir}" if self.embedded else self.config.display
+        """Where the data is, in words that fit a narrow terminal: a URL with a Unix-socket
+        host (`?host=/tmp/...`) is one 75-character token no terminal of 60 columns can show."""
+        if self.embedded:
+            return f"embedded PostgreSQL in {self.embedded.data_dir}"
+        from actors.stores.database import check_dsn
+
+        parts = check_dsn(self.config.dsn)
+        host = parts.get("host") or ""
+        if host.startswith("/"):
+            return f"PostgreSQL database {parts.get('dbname') or parts.get('user') or 'postgres'} on the socket in {host}"
+        return self.config.display
 
     def database(self) -> Database:
         return Database(self.config)
