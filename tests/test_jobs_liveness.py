@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from actors.jobs import WorkerStatus, jobs_tree, new_job
+from actors.jobs import wait_for_workers, WorkerStatus, jobs_tree, new_job
 from actors.stores.jobs import PgJobStore
 from supervision import SpecError, SupervisorSpec
 from tests.support import wait_for
@@ -25,7 +25,10 @@ def start(make_runtime, config, workers=2, **options):
     options.setdefault("heartbeat_ttl", 1.0)
     options.setdefault("poll_interval", 0.3)
     spec = jobs_tree(config, handlers=HANDLERS, workers=workers, **options)
-    return make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[spec]))
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[spec]))
+    # rt.start returns once the supervisors are up; the tests look workers up by pid
+    wait_for_workers(rt, workers, tree=spec.name)
+    return rt
 
 
 def lines(path):
