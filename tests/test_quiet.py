@@ -22,17 +22,16 @@ POOL_SCRIPT = textwrap.dedent(
     dsn, schema, level = sys.argv[1:4]
     with Runtime("multiprocTCPBase", log_level=level):
         db = Database(DatabaseConfig(dsn, schema)).open()
-        with db.connection() as conn:
-            conn.execute("SELECT 1"); conn.commit()
-        with psycopg.connect(dsn, autocommit=True) as killer:   # the pool's connections die
-            killer.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name = 'thespian-otp' AND pid <> pg_backend_pid()")
         try:
             with db.connection() as conn:
+                conn.execute("SELECT 1"); conn.commit()
+                # this connection's backend dies under it (only ours: the server may be shared)
+                with psycopg.connect(dsn, autocommit=True) as killer:
+                    killer.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
                 conn.execute("SELECT 1")
         except Exception as exc:
             print("lost:", type(exc).__name__)
-        db.close()
+        db.close()  # the pool discards the closed connection it got back, and says so
     """
 )
 
