@@ -33,15 +33,15 @@ from supervision.errors import (
     StartFailed,
     SupervisionError,
 )
-from supervision.kernel import KERNEL_NAME
+from supervision.kernel import KERNEL_NAME, MONITOR_NAME
 from supervision.liveness import ProcessIdentity
 from supervision.logs import logger
-from supervision.messages import Envelope, ErrorReply, Exiting, Forget, Packed, Ping, Relay, Reply, Resolve, Resolved, StartTree
+from supervision.messages import CountEvent, Envelope, ErrorReply, Exiting, Forget, Packed, Ping, Relay, Reply, Resolve, Resolved, StartTree
 from supervision.router import new_corr, type_name
 from supervision.supervisor import AddChild
 from supervision.transmit import Transmit, finish, schedule
 from supervision.wire import PROTOCOL, unpack_reply
-from supervision.specs import validate_name
+from supervision.specs import SYSTEM_PREFIX, validate_name
 
 log = logger("supervision.calls")
 
@@ -213,8 +213,20 @@ class Calls:
         if tx.rejected:
             raise MessageNotUnpicklable(message_type, "the receiving process could not unpickle the message")
         if tx.dead_target:
+            self._count_dead_letter(name)
             raise DeadLetter(name, message_type, "the actor is dead (its address no longer answers)", undelivered=True)
         raise DeadLetter(name, message_type, f"thespian could not deliver it ({tx.status})")
+
+    def _count_dead_letter(self, name: str) -> None:
+        """The runtime saw for itself that `name`'s actor is dead (its transmit failed), before
+        thespian handed the monitor a dead letter: count it in the tree all the same."""
+        if self.info.in_process or name.startswith(SYSTEM_PREFIX):
+            return
+        try:
+            monitor = self._resolve(MONITOR_NAME, time.monotonic() + 1.0)
+            self._send(monitor.address, CountEvent(name, "dead_letter"))
+        except SupervisionError:
+            pass  # only a count: the caller's DeadLetter is what matters
 
     def _await(
         self, ctx: ExternalContext, corr: str, deadline: float, identity: ProcessIdentity | None, name: str, message_type: str, tx: Transmit | None = None

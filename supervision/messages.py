@@ -282,7 +282,7 @@ class NodeRemoved(Message):
 
 @attrs.frozen
 class CountEvent(Message):
-    """A server reports an event to count in the tree: 'recoverable' or 'crash'."""
+    """An event to count in the tree: 'recoverable', 'crash', 'undelivered' or 'dead_letter' (the runtime saw a request's target dead)."""
 
     name: str
     kind: str

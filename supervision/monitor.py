@@ -52,7 +52,7 @@ from supervision.specs import KERNEL_NAME
 log = logger("supervision.monitor")
 
 #: CountEvent kinds -> the tree's counter they add to
-_COUNTED = {"recoverable": "recoverable_errors", "crash": "crashes", "undelivered": "undelivered"}
+_COUNTED = {"recoverable": "recoverable_errors", "crash": "crashes", "undelivered": "undelivered", "dead_letter": "dead_letters"}
 
 #: Seconds between sweeps of the registry for actors that died unnoticed.
 SWEEP_INTERVAL = 1.0
