@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.jobs.core import Fanout, OutcomeBatch, check_outcome
+from actors.jobs.core import Fanout, check_outcome
 from actors.jobs.errors import DatabaseWaiting
+from actors.jobs.flushing import LatencyAwareBatch
 from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flush, Subscribe, Unsubscribe
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
@@ -42,14 +43,17 @@ class Completer(Server):
         subscribers: tuple[str, ...] = (),
         buffer: int = 1000,
         window: int = 4,
+        idle_gap: float = 0.005,
     ) -> None:
         """`subscribers`: names that always get finished jobs (started before the completer, so
-        they stop after it); others can `Subscribe` at run time."""
+        they stop after it); others can `Subscribe` at run time. `idle_gap`: an outcome that
+        arrives after this long without any is written at once (`flushing.py`); `math.inf`
+        turns that off (batches by size and age only)."""
         self.database = Database(database)
         self.store = PgJobStore(self.database)
         self.outage = Outage()
         self.retry_at = 0.0
-        self.batch = OutcomeBatch(batch_size, max_age)
+        self.batch = LatencyAwareBatch(batch_size, max_age, idle_gap=idle_gap)
         self.fanout = Fanout()
         for name in subscribers:
             self.fanout.subscribe(name, buffer, window, permanent=True)
