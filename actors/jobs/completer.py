@@ -17,7 +17,7 @@ from typing import Any
 from actors.jobs.core import Fanout, check_outcome
 from actors.jobs.errors import DatabaseWaiting
 from actors.jobs.flushing import LatencyAwareBatch
-from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flush, Subscribe, Unsubscribe
+from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flush, Subscribe, Unsubscribe, Written
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.jobs import PgJobStore
@@ -67,6 +67,11 @@ class Completer(Server):
             outcomes = [check_outcome(o) for o in message.outcomes]
             self.batch.add(outcomes, self.clock(), self.defer())
             self._flush_if_due()
+            return None
+        if isinstance(message, Written):
+            if not isinstance(message.result, WriteResult):
+                raise BadRequest("Written.result must be a WriteResult")
+            self._published(message.result)
             return None
         if isinstance(message, Flush):
             written = self.flush()
@@ -145,9 +150,14 @@ class Completer(Server):
             lasted = self.outage.recovered(self.clock())
             log.warning("%s: the database is back after %.1f s", self.name, lasted)
             self.report_status(None)
-        self._count(result)
         for waiter in waiters:
             self.reply(waiter, len(outcomes))
+        self._published(result)
+        return len(outcomes)
+
+    def _published(self, result: WriteResult) -> None:
+        """Count a written batch (ours, or one an idle worker wrote itself) and publish it."""
+        self._count(result)
         finished = (
             [FinishedJob(i, "completed") for i in result.completed]
             + [FinishedJob(i, "failed") for i in result.failed]
@@ -155,7 +165,6 @@ class Completer(Server):
         )
         if finished:
             self._deliver(self.fanout.publish(finished))
-        return len(outcomes)
 
     def _count(self, result: WriteResult) -> None:
         self.totals["batches"] += 1
