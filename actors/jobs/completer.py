@@ -58,13 +58,14 @@ class Completer(Server):
         for name in subscribers:
             self.fanout.subscribe(name, buffer, window, permanent=True)
             self.watch(name)
-        self.totals = {"batches": 0, "completed": 0, "failed": 0, "retried": 0, "deferred": 0, "fenced": 0}
+        self.totals = {"messages": 0, "batches": 0, "completed": 0, "failed": 0, "retried": 0, "deferred": 0, "fenced": 0}
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Complete):
             if not isinstance(message.outcomes, tuple):
                 raise BadRequest("Complete.outcomes must be a tuple of JobOutcome")
             outcomes = [check_outcome(o) for o in message.outcomes]
+            self.totals["messages"] += 1
             self.batch.add(outcomes, self.clock(), self.defer())
             self._flush_if_due()
             return None

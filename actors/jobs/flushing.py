@@ -10,6 +10,7 @@ written in few statements and a lone job is written the moment its worker report
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import attrs
@@ -34,7 +35,11 @@ class LatencyAwareBatch(OutcomeBatch):
         items = list(outcomes)
         if not items:
             return
-        idle = not self.outcomes and (self.last_arrival is None or now - self.last_arrival >= self.idle_gap)
+        idle = (
+            not self.outcomes
+            and not math.isinf(self.idle_gap)  # inf: size and age only
+            and (self.last_arrival is None or now - self.last_arrival >= self.idle_gap)
+        )
         self.last_arrival = now
         super().add(items, now, waiter)
         self.urgent = self.urgent or idle
