@@ -248,7 +248,7 @@ class Worker(WakeOnReadable, Server):
         return self.listener.fileno()
 
     def on_readable(self) -> None:
-        if self.listener is None or self.outage.active:
+        if self.listener is None or self.outage.active or getattr(self, "_crashed", None) is not None:
             return
         self.check_pruned()
         try:
