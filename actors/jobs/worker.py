@@ -140,7 +140,6 @@ class Worker(WakeOnReadable, Server):
         self.claimed = self.state.claimed
         #: the job that ran last and whose end is not yet marked on its row (and its error)
         self.ended: tuple[Job, str | None] | None = None
-        self.mark_pending = False  # a Continue("mark") is on its way (mark_ended_soon)
         self.outcomes: list[JobOutcome] = []
         self.unconfirmed: dict[int, tuple[JobOutcome, ...]] = {}
         self._batches = itertools.count(1)
@@ -161,10 +160,7 @@ class Worker(WakeOnReadable, Server):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Continue):
-            if message.reason == "mark":
-                self._mark_after_send()
-            else:
-                self.step()
+            self.step()
             return None
         if isinstance(message, WorkerStatus):
             return {
@@ -307,7 +303,7 @@ class Worker(WakeOnReadable, Server):
             if self.waiting_permit is not None:
                 return
             if not self.write_idle():
-                self.mark_ended_soon()
+                self.mark_ended()
             self.send_outcomes()
             if len(self.unconfirmed) >= self.max_unconfirmed:
                 self.paused = True  # back-pressure: the completer is behind; resume on its answer
@@ -346,20 +342,6 @@ class Worker(WakeOnReadable, Server):
         except UnknownJobKind:
             return None
 
-    def mark_ended_soon(self) -> None:
-        """Mark the last job's end now, or, when its outcome is about to go to the completer
-        and no claim follows, just after this handler returns: thespian sends the outcome only
-        then, and the mark's round trip (10-20 ms on a loaded machine) was in every lone job's
-        latency. If the completer has confirmed the outcome by then, the mark is skipped (the
-        row is no longer running; the rescuer has nothing to learn from it)."""
-        if self.ended is None:
-            return
-        if self.want_claim or not self._unwritten(self.ended[0].id):
-            self.mark_ended()
-        elif not self.mark_pending:
-            self.mark_pending = True
-            self.send_after(0.0, Continue("mark"))
-
     def _writes_itself(self) -> bool:
         """Whether this worker, about to run out of claimed jobs, will write its outcomes
         itself: no full claim just came (under load the completer batches them)."""
@@ -394,18 +376,6 @@ class Worker(WakeOnReadable, Server):
         return any(o.job_id == job_id for o in self.outcomes) or any(
             o.job_id == job_id for batch in self.unconfirmed.values() for o in batch
         )
-
-    def _mark_after_send(self) -> None:
-        self.mark_pending = False
-        if self.ended is None or self.outage.active:
-            return
-        if not self._unwritten(self.ended[0].id):
-            self.ended = None  # the completer wrote its outcome: nothing left to mark
-            return
-        try:
-            self.mark_ended()
-        except Exception as exc:  # noqa: BLE001 - an outage is waited out; anything else crashes
-            self.away(exc)
 
     def mark_ended(self) -> None:
         """Record on its row that the last job ended (no next job to mark it with)."""
