@@ -254,7 +254,13 @@ class Worker(WakeOnReadable, Server):
             self.away(exc)
             return
         if self.want_claim and self._idle():
-            self.step()
+            if self.unconfirmed:
+                # an outcome was just handed to thespian, which sends it only while this loop
+                # runs: a long job started now would hold it back (the first outcome of 1 s
+                # jobs was not written within 3 s when the NOTIFY of a release woke the worker)
+                self.send_after(self.flush_pause, Continue("notified"))
+            else:
+                self.step()
 
     def _idle(self) -> bool:
         return not self.claimed and self.waiting_permit is None and not self.paused
