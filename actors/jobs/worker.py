@@ -239,8 +239,8 @@ class Worker(WakeOnReadable, Server):
         """The LISTEN connection: thespian wakes this worker when a NOTIFY arrives on it (see
         `wakeup.py`), so a job enqueued into an idle worker is claimed at once; the poll every
         `notify_check` stays as the fallback (and the only way on bases without watches)."""
-        if self.listener is None or self.outage.active:
-            return None
+        if self.listener is None or self.outage.active or self.listener.closed or getattr(self.listener, "broken", False):
+            return None  # a dead socket stays readable: watching it would spin; the poll notices
         return self.listener.fileno()
 
     def on_readable(self) -> None:
