@@ -76,19 +76,19 @@ class System:
         """Record, per job, when it was inserted, claimed and finished (server clock)."""
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(
-                "CREATE TABLE bench_latency (job bigint PRIMARY KEY, enqueued timestamptz, claimed timestamptz, done timestamptz)"
+                "CREATE TABLE public.bench_latency (job bigint PRIMARY KEY, enqueued timestamptz, claimed timestamptz, done timestamptz)"
             )
             conn.execute(
-                "CREATE FUNCTION bench_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "INSERT INTO bench_latency (job, enqueued) VALUES (NEW.id, clock_timestamp()); RETURN NULL; END $$"
+                "CREATE FUNCTION public.bench_enqueued() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "INSERT INTO public.bench_latency (job, enqueued) VALUES (NEW.id, clock_timestamp()); RETURN NULL; END $$"
             )
             conn.execute(
                 "CREATE FUNCTION bench_claimed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "UPDATE bench_latency SET claimed = clock_timestamp() WHERE job = NEW.id AND claimed IS NULL; RETURN NULL; END $$"
+                "UPDATE public.bench_latency SET claimed = clock_timestamp() WHERE job = NEW.id AND claimed IS NULL; RETURN NULL; END $$"
             )
             conn.execute(
                 "CREATE FUNCTION bench_done() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "UPDATE bench_latency SET done = clock_timestamp() WHERE job = OLD.id; RETURN NULL; END $$"
+                "UPDATE public.bench_latency SET done = clock_timestamp() WHERE job = OLD.id; RETURN NULL; END $$"
             )
             conn.execute(f"CREATE TRIGGER bench_enqueued AFTER INSERT ON {self.table} FOR EACH ROW EXECUTE FUNCTION bench_enqueued()")
             conn.execute(

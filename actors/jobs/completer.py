@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.jobs.core import Fanout, OutcomeBatch, check_outcome
+from actors.jobs.core import Fanout, check_outcome
 from actors.jobs.errors import DatabaseWaiting
-from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flush, Subscribe, Unsubscribe
+from actors.jobs.flushing import LatencyAwareBatch
+from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flush, Subscribe, Unsubscribe, Written
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.jobs import PgJobStore
@@ -42,27 +43,36 @@ class Completer(Server):
         subscribers: tuple[str, ...] = (),
         buffer: int = 1000,
         window: int = 4,
+        idle_gap: float = 0.005,
     ) -> None:
         """`subscribers`: names that always get finished jobs (started before the completer, so
-        they stop after it); others can `Subscribe` at run time."""
+        they stop after it); others can `Subscribe` at run time. `idle_gap`: an outcome that
+        arrives after this long without any is written at once (`flushing.py`); `math.inf`
+        turns that off (batches by size and age only)."""
         self.database = Database(database)
         self.store = PgJobStore(self.database)
         self.outage = Outage()
         self.retry_at = 0.0
-        self.batch = OutcomeBatch(batch_size, max_age)
+        self.batch = LatencyAwareBatch(batch_size, max_age, idle_gap=idle_gap)
         self.fanout = Fanout()
         for name in subscribers:
             self.fanout.subscribe(name, buffer, window, permanent=True)
             self.watch(name)
-        self.totals = {"batches": 0, "completed": 0, "failed": 0, "retried": 0, "deferred": 0, "fenced": 0}
+        self.totals = {"messages": 0, "batches": 0, "completed": 0, "failed": 0, "retried": 0, "deferred": 0, "fenced": 0}
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Complete):
             if not isinstance(message.outcomes, tuple):
                 raise BadRequest("Complete.outcomes must be a tuple of JobOutcome")
             outcomes = [check_outcome(o) for o in message.outcomes]
+            self.totals["messages"] += 1
             self.batch.add(outcomes, self.clock(), self.defer())
             self._flush_if_due()
+            return None
+        if isinstance(message, Written):
+            if not isinstance(message.result, WriteResult):
+                raise BadRequest("Written.result must be a WriteResult")
+            self._published(message.result)
             return None
         if isinstance(message, Flush):
             written = self.flush()
@@ -141,9 +151,14 @@ class Completer(Server):
             lasted = self.outage.recovered(self.clock())
             log.warning("%s: the database is back after %.1f s", self.name, lasted)
             self.report_status(None)
-        self._count(result)
         for waiter in waiters:
             self.reply(waiter, len(outcomes))
+        self._published(result)
+        return len(outcomes)
+
+    def _published(self, result: WriteResult) -> None:
+        """Count a written batch (ours, or one an idle worker wrote itself) and publish it."""
+        self._count(result)
         finished = (
             [FinishedJob(i, "completed") for i in result.completed]
             + [FinishedJob(i, "failed") for i in result.failed]
@@ -151,7 +166,6 @@ class Completer(Server):
         )
         if finished:
             self._deliver(self.fanout.publish(finished))
-        return len(outcomes)
 
     def _count(self, result: WriteResult) -> None:
         self.totals["batches"] += 1

@@ -6,7 +6,7 @@ import attrs
 
 from supervision.messages import Message
 
-from actors.stores.rows import JobOutcome, NewJob
+from actors.stores.rows import JobOutcome, NewJob, WriteResult
 
 
 @attrs.frozen
@@ -100,6 +100,13 @@ class Continue(Message):
     reason: str = ""
 
 
+@attrs.frozen
+class Written(Message):
+    """Worker -> completer (a tell): an idle worker wrote these outcomes itself (fenced, with
+    their events, durably); the completer counts them and publishes them to its subscribers."""
+
+    result: WriteResult
+
 
 
 __all__ = [
@@ -118,6 +125,7 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "WorkerStatus",
+    "Written",
 ]
 
 

@@ -32,8 +32,9 @@ from actors.jobs.context import JobContext
 from actors.jobs.core import exception_message, retry_delay, storable_text, traceback_text
 from actors.jobs.errors import DiscardJob, JobCancelled, JobTimeout, UnknownJobKind
 from actors.jobs.heartbeat import Heartbeat, WorkerState
-from actors.jobs.messages import Complete, CompleterStats, Continue, WorkerStatus
+from actors.jobs.messages import Complete, CompleterStats, Continue, WorkerStatus, Written
 from actors.jobs.registry import import_handlers, lookup
+from actors.jobs.wakeup import WakeOnReadable
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.errors import StoreError
@@ -66,7 +67,7 @@ def _alarm(signum: int, frame: Any) -> None:
     raise JobTimeout("the handler ran past its timeout")
 
 
-class Worker(Server):
+class Worker(WakeOnReadable, Server):
     """A worker process: registers itself and heartbeats in `processes`, claims jobs in batches
     (FOR UPDATE SKIP LOCKED), asks the limiter for a permit when the kind has a `limit_key`,
     runs the handlers and sends outcomes to the completer."""
@@ -92,6 +93,7 @@ class Worker(Server):
         cancel_grace: float = 5.0,
         kill_grace: float = 5.0,
         flush_pause: float = 0.005,
+        write_when_idle: bool = True,
     ) -> None:
         """`flush_pause`: after a job of a time slice or more, the worker leaves its loop this
         long before the next job, so that thespian sends the outcome (5 ms was enough here; 0
@@ -99,7 +101,10 @@ class Worker(Server):
         `release_after`: unstarted claims go back while a job has run this long;
         `cancel_grace`: a handler whose job was cancelled or rescued is interrupted after this,
         and its process ended after twice this; `kill_grace`: a handler that ignores its
-        timeout interrupt this long ends its process."""
+        timeout interrupt this long ends its process. `write_when_idle`: a worker with
+        nothing left to run writes its last outcomes itself (fenced, with their events, a
+        durable commit) and tells the completer, instead of a hop through it: at light load
+        that hop was most of a job's latency (42 ms of 74 on a loaded machine)."""
         global _STATE
         import_handlers(handlers)
         self.queue = queue
@@ -130,6 +135,9 @@ class Worker(Server):
         self.retry_at = 0.0
         self.release_after, self.cancel_grace, self.kill_grace = release_after, cancel_grace, kill_grace
         self.heartbeat: Heartbeat | None = None
+        self.write_when_idle = write_when_idle
+        self.config = database
+        self.durable: PgJobStore | None = None  # its own connection, synchronous commit (write_idle)
 
         self.state = _STATE = WorkerState()
         self.claimed = self.state.claimed
@@ -230,6 +238,33 @@ class Worker(Server):
             self.step()
         return now + self.notify_check
 
+    def watched_fileno(self) -> int | None:
+        """The LISTEN connection: thespian wakes this worker when a NOTIFY arrives on it (see
+        `wakeup.py`), so a job enqueued into an idle worker is claimed at once; the poll every
+        `notify_check` stays as the fallback (and the only way on bases without watches)."""
+        if self.listener is None or self.outage.active or self.listener.closed or getattr(self.listener, "broken", False):
+            return None  # a dead socket stays readable: watching it would spin; the poll notices
+        return self.listener.fileno()
+
+    def on_readable(self) -> None:
+        if self.listener is None or self.outage.active or getattr(self, "_crashed", None) is not None:
+            return
+        self.check_pruned()
+        try:
+            if self._notified():
+                self.want_claim = True
+        except Exception as exc:  # noqa: BLE001
+            self.away(exc)
+            return
+        if self.want_claim and self._idle():
+            if self.unconfirmed:
+                # an outcome was just handed to thespian, which sends it only while this loop
+                # runs: a long job started now would hold it back (the first outcome of 1 s
+                # jobs was not written within 3 s when the NOTIFY of a release woke the worker)
+                self.send_after(self.flush_pause, Continue("notified"))
+            else:
+                self.step()
+
     def _idle(self) -> bool:
         return not self.claimed and self.waiting_permit is None and not self.paused
 
@@ -261,6 +296,7 @@ class Worker(Server):
                     break
                 job_type = self._type(job)
                 if job_type is not None and job_type.limit_key:
+                    self.send_outcomes()
                     self._ask_permit(job, job_type.limit_key)
                     return
                 ran = self.run(job)
@@ -270,12 +306,13 @@ class Worker(Server):
                     self.send_after(self.flush_pause, Continue("flush"))
                     return
                 if self.claimed and self.clock() - started >= self.time_slice:
-                    self.send_outcomes()  # at most one Complete per slice for short jobs
+                    self.send_outcomes()  # one message for the slice's jobs
                     self.send(self.myAddress, Continue("slice"))
                     return
             if self.waiting_permit is not None:
                 return
-            self.mark_ended()
+            if not self.write_idle():
+                self.mark_ended()
             self.send_outcomes()
             if len(self.unconfirmed) >= self.max_unconfirmed:
                 self.paused = True  # back-pressure: the completer is behind; resume on its answer
@@ -313,6 +350,41 @@ class Worker(Server):
             return lookup(job.kind)
         except UnknownJobKind:
             return None
+
+    def _writes_itself(self) -> bool:
+        """Whether this worker, about to run out of claimed jobs, will write its outcomes
+        itself: no full claim just came (under load the completer batches them)."""
+        return self.write_when_idle and not self.want_claim
+
+    def write_idle(self) -> bool:
+        """Nothing left to run and no claim to make: write the outcomes now, on a connection
+        that commits durably (this worker's own connection does not), and tell the completer
+        what was written so that it publishes it. While the database is away they go to the
+        completer instead, which waits it out."""
+        if not self.outcomes or self.claimed or not self._writes_itself():
+            return False
+        batch, self.outcomes = self.outcomes, []
+        try:
+            if self.durable is None:
+                self.durable = PgJobStore(Database(self.config))
+            result = self.durable.write_outcomes(batch)
+        except Exception as exc:  # noqa: BLE001
+            self.outcomes = batch + self.outcomes
+            if self.durable is not None:
+                self.durable.database.close()
+                self.durable = None
+            if not is_outage(exc):
+                raise
+            return False
+        if self.ended is not None and not self._unwritten(self.ended[0].id):
+            self.ended = None  # written: the rescuer has nothing to learn from a mark
+        self.tell(self.completer, Written(result))
+        return True
+
+    def _unwritten(self, job_id: int) -> bool:
+        return any(o.job_id == job_id for o in self.outcomes) or any(
+            o.job_id == job_id for batch in self.unconfirmed.values() for o in batch
+        )
 
     def mark_ended(self) -> None:
         """Record on its row that the last job ended (no next job to mark it with)."""
@@ -394,8 +466,11 @@ class Worker(Server):
             self.outcomes.append(
                 JobOutcome(job.id, self.process.id, job.attempt, "failed", time.time(), run_ms, error, retry_in, discard, trace)
             )
-        if run_s >= self.time_slice:
-            self.send_outcomes()  # a long job: its outcome goes now (short ones go per slice)
+        if run_s >= self.time_slice or (not self.claimed and not self._writes_itself()):
+            # durable soon after the job ends: a long job, or the last one claimed, goes at once;
+            # short jobs go together at the end of their time slice (one message for many: a
+            # message per job was the bottleneck, 163 jobs/s with 1 worker on a loaded machine)
+            self.send_outcomes()
         return run_s
 
     def _ask_permit(self, job: Job, key: str) -> None:
@@ -411,6 +486,7 @@ class Worker(Server):
         if answer.ok:
             try:
                 self.run(job)
+                self.send_outcomes()
             finally:
                 Limiter(self, self.limiter).release_later(answer.value)
             self.mark_ended()
@@ -469,4 +545,6 @@ class Worker(Server):
         finally:
             if self.listener is not None:
                 self.listener.close()
+            if self.durable is not None:
+                self.durable.database.close()
             self.database.close()
