@@ -36,6 +36,7 @@ from supervision import auth, bases, discovery, guard, logs
 from supervision.calls import LIVENESS_SLICE, Calls, reap_child
 from supervision.logs import logger
 from supervision.errors import (
+    AskTimeout,
     ConfigError,
     NoSuchName,
     RuntimeExited,
