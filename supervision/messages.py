@@ -245,6 +245,10 @@ class Lookup(Message):
     wait: float = 0.0
     #: an address the asker knows is dead or dying (it answered ActorCrashed or DeadLetter)
     stale: Any = None
+    #: answer straight to this address as `Reply(reply_corr, Resolved)` / `ErrorReply` (the
+    #: kernel's gateway resolving for the runtime: one hop less than through the kernel)
+    reply_to: Any = None
+    reply_corr: str | None = None
 
 
 @attrs.frozen
