@@ -171,6 +171,8 @@ class Init(Message):
     parent_name: str
     context: SystemContext
     parent_pid: int | None = None
+    #: the parent already knows this process (the pid thespian forked): no `Linked` is sent
+    linked: bool = False
 
 
 @attrs.frozen
