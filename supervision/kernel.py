@@ -121,10 +121,11 @@ class Gateway:
         lookup = Lookup(payload.name, new_corr("l"), watch=False, wait=payload.wait, stale=stale,
                         reply_to=envelope.reply_to or requester.sender, reply_corr=envelope.corr)  # fmt: skip
         now = owner.clock()
-        if len(self.in_flight) >= IN_FLIGHT_LIMIT or (self.in_flight and next(iter(self.in_flight.values()))[1] <= now):
-            self.in_flight = {corr: kept for corr, kept in self.in_flight.items() if kept[1] > now}
-            while len(self.in_flight) >= IN_FLIGHT_LIMIT:
-                self.in_flight.pop(next(iter(self.in_flight)))
+        while self.in_flight:  # oldest first: O(1) per lookup however many are kept
+            oldest = next(iter(self.in_flight))
+            if self.in_flight[oldest][1] > now and len(self.in_flight) < IN_FLIGHT_LIMIT:
+                break
+            del self.in_flight[oldest]
         self.in_flight[lookup.corr] = (lookup, now + payload.wait + self.resend_window)
         owner.send(owner.monitor_address, lookup)
 
