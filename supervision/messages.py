@@ -171,6 +171,8 @@ class Init(Message):
     parent_name: str
     context: SystemContext
     parent_pid: int | None = None
+    #: the parent already knows this process (the pid thespian forked): no `Linked` is sent
+    linked: bool = False
 
 
 @attrs.frozen
@@ -245,6 +247,10 @@ class Lookup(Message):
     wait: float = 0.0
     #: an address the asker knows is dead or dying (it answered ActorCrashed or DeadLetter)
     stale: Any = None
+    #: answer straight to this address as `Reply(reply_corr, Resolved)` / `ErrorReply` (the
+    #: kernel's gateway resolving for the runtime: one hop less than through the kernel)
+    reply_to: Any = None
+    reply_corr: str | None = None
 
 
 @attrs.frozen

@@ -141,7 +141,11 @@ class Monitor(Process):
     def _answer_lookup(self, message: Lookup, sender: Any, entry: RegistryEntry) -> None:
         if message.watch:
             self.registry.watch(message.name, sender)
-        self.send(sender, Resolved(message.corr, entry.name, entry.address, entry.identity))
+        resolved = Resolved(message.corr, entry.name, entry.address, entry.identity)
+        if message.reply_to is not None:
+            self.reply_value(message.reply_to, message.reply_corr, resolved)
+        else:
+            self.send(sender, resolved)
 
     def _coming_back(self, name: str) -> bool:
         """True while a supervisor is (re)starting the actor of `name`, or will: its process died
@@ -157,7 +161,10 @@ class Monitor(Process):
         restarting = self._coming_back(message.name)
         hint = f"it is {self.rows[message.name].status}; retry shortly" if restarting else ""
         error = NoSuchName(message.name, hint, restarting=restarting)
-        self.send_error(Envelope(None, "", message.corr, sender), sender, error)
+        if message.reply_to is not None:
+            self.send_error(Envelope(None, "", message.reply_corr, message.reply_to), message.reply_to, error)
+        else:
+            self.send_error(Envelope(None, "", message.corr, sender), sender, error)
 
     def _expire_parked(self, now: float, give_up: bool = False) -> float | None:
         upcoming = None

@@ -7,6 +7,11 @@ actor (`supervisor.py`) only turns thespian messages into events and executes ef
 actor system is needed to test this module (tests/test_plan.py drives it against a model of
 OTP's rules).
 
+The plan is one class in four modules, by responsibility: `plan_table.py` (the child table,
+the steps, stop budgets), `plan_stops.py` (stopping children and the supervisor),
+`plan_requests.py` (the supervisor API: add/start/terminate/restart/delete child) and this
+one (running the steps, starting children, deciding exits).
+
 Semantics (OTP's supervisor(3) and supervisor.erl, OTP 25):
 - children start one at a time in order; a child is `running` once its init finished and its
   name is registered; a start that fails (init raised, timed out, returned `Ignore`) is
@@ -28,11 +33,11 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import attrs
 
-from supervision.errors import AlreadyPresent, ChildRunning, NoSuchName, SpecError, StartFailed, SupervisionError
+from supervision.errors import StartFailed
 from supervision.intensity import RestartWindow
 from supervision.policy import ChildView, Escalate, Exited, Ignore, Restart, decide, format_reason, is_normal
 from supervision.plan_events import (  # noqa: F401 - re-exported: plan.Spawn, plan.Boot, ...
@@ -71,116 +76,26 @@ from supervision.plan_events import (  # noqa: F401 - re-exported: plan.Spawn, p
     BudgetChanged,
     Log,
 )
-from supervision.specs import BRUTAL_KILL, INFINITY, KILL_GRACE, SUPERVISOR_MARGIN, ChildSpec, SupervisorSpec, validate_name
-
-# --- the child table -------------------------------------------------------------------------
-
-
-@attrs.define(eq=False)
-class Child:
-    spec: Any
-    name: str
-    restart: str
-    position: int
-    dynamic: bool = False
-    address: Any = None
-    identity: Any = None
-    #: stopped | starting | running | stopping | exited (down, decision pending) | restarting
-    status: str = "stopped"
-    incarnation: int = 0
-    restarts: int = 0
-    exit_reason: Any = None
-    exit_cause: str | None = None
-    last_exit: str | None = None
-    killed: bool = False
-    registering: bool = False
-    unregistered: bool = False
-    #: how long this supervisor child's own stop may take, as it last said
-    budget: float | None = None
-    keys: list = attrs.Factory(list)
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-    @property
-    def alive(self) -> bool:
-        return self.status in ("starting", "running", "stopping")
-
-    @property
-    def significant(self) -> bool:
-        return bool(getattr(self.spec, "significant", False))
+from supervision.plan_requests import ChildRequests
+from supervision.plan_stops import Stopping
+from supervision.plan_table import (  # noqa: F401 - re-exported: plan.Child, plan.StartStep, ...
+    Child,
+    ChildTable,
+    DelayStep,
+    DoneStep,
+    ExitStep,
+    ReadyStep,
+    StartStep,
+    Step,
+    StopManyStep,
+    StopStep,
+    _default_key,
+    describe_exit,
+)
+from supervision.specs import ChildSpec, SupervisorSpec
 
 
-def describe_exit(reason: Any, cause: str | None) -> str:
-    text = format_reason(reason)
-    return f"{text} ({cause})" if cause else text
-
-
-# --- steps -----------------------------------------------------------------------------------
-
-
-@attrs.define
-class StartStep:
-    name: str
-    purpose: str  # init | restart | dynamic | manual
-    requester: Any = None
-
-
-@attrs.define
-class StopStep:
-    name: str
-    reason: Any
-    remove: bool = False
-    requester: Any = None
-
-
-@attrs.define
-class StopManyStep:
-    """Stop several children at once (simple_one_for_one's dynamic children, as OTP does)."""
-
-    names: tuple[str, ...]
-    reason: Any
-    killed: bool = False
-
-
-@attrs.define
-class DelayStep:
-    seconds: float
-
-
-@attrs.define
-class ReadyStep:
-    pass
-
-
-@attrs.define
-class ExitStep:
-    reason: Any
-    cause: str | None = None
-    failed: tuple[str, str] | None = None
-
-
-@attrs.define
-class DoneStep:
-    """The kernel's stop: every child stopped; reply to whoever asked."""
-
-    requester: Any
-
-
-Step = StartStep | StopStep | StopManyStep | DelayStep | ReadyStep | ExitStep | DoneStep
-
-
-def _default_key(address: Any) -> Any:
-    details = getattr(address, "addressDetails", address)
-    try:
-        hash(details)
-        return details
-    except TypeError:
-        return str(details)
-
-
-class Plan:
+class Plan(ChildTable, Stopping, ChildRequests):
     """One supervisor's state: its children (indexed by name and by address), restart window,
     and the steps under way. Feed it events with `on`; carry out what it returns."""
 
@@ -223,59 +138,6 @@ class Plan:
             self.out.append(BudgetChanged(budget))
         out, self.out = self.out, []
         return out
-
-    # --- queries ----------------------------------------------------------------------------
-
-    def child(self, name: str) -> Child | None:
-        return self.children.get(name)
-
-    def child_at(self, address: Any) -> Child | None:
-        """The child whose current process is `address` (O(1); a scan only the first time an
-        address arrives in another form than the one thespian's createActor returned)."""
-        if address is None:
-            return None
-        key = self.key(address)
-        child = self.by_key.get(key)
-        if child is not None and child.address is not None:
-            return child
-        for candidate in self.children.values():
-            if candidate.address is not None and candidate.address == address:
-                self.by_key[key] = candidate
-                candidate.keys.append(key)
-                return candidate
-        return None
-
-    def ordered(self) -> Iterator[Child]:
-        return iter(self.children.values())
-
-    def childspec(self, name: str) -> Any:
-        child = self.children.get(name)
-        if child is None:
-            raise NoSuchName(name, f"it is not a child of {self.name}")
-        return child.spec
-
-    def child_budget(self, child: Child) -> float:
-        """The longest a stop of `child` can take, kill included."""
-        spec = child.spec
-        if isinstance(spec, SupervisorSpec) and spec.shutdown in (None, INFINITY):
-            return max(spec.stop_timeout, child.budget or 0.0) + KILL_GRACE
-        return spec.shutdown_budget
-
-    def budget(self) -> float:
-        """The longest this supervisor's stop can take now (without its own kill grace)."""
-        if self.strategy == "simple_one_for_one":
-            # dynamic children are stopped together, as OTP does
-            template = self.spec.children[0].shutdown_budget
-            return max([template, *(self.child_budget(c) for c in self.children.values())]) + SUPERVISOR_MARGIN
-        return sum(self.child_budget(c) for c in self.children.values()) + SUPERVISOR_MARGIN
-
-    def stop_timeout(self, child: Child) -> float | None:
-        spec = child.spec
-        if spec.shutdown == INFINITY:
-            return None
-        if isinstance(spec, SupervisorSpec) and spec.shutdown is None:
-            return max(spec.stop_timeout, child.budget or 0.0)
-        return spec.stop_timeout
 
     # --- the run of steps ---------------------------------------------------------------------
 
@@ -493,77 +355,7 @@ class Plan:
         self.steps.extend(StopStep(n, "shutdown") for n in reversed(running))
         self.steps.append(ExitStep("shutdown", f"failed to start child {name}: {reason}", failed=(name, reason)))
 
-    # --- stopping a child -----------------------------------------------------------------------
-
-    def _exec_stop(self, step: StopStep) -> None:
-        child = self.children.get(step.name)
-        if child is None or not child.alive:
-            if child is not None:
-                if child.status in ("exited", "restarting"):
-                    child.status = "stopped"
-                self._remove(child) if step.remove else self._report(child)
-            self._reply(step.requester, None)
-            self.step = None
-            return
-        child.status = "stopping"
-        self._report(child)
-        self._send_stop(child, step.reason)
-
-    def _send_stop(self, child: Child, reason: Any, timer: bool = True) -> None:
-        if child.spec.shutdown == BRUTAL_KILL:
-            child.killed = True
-            self.out.append(Kill(child.name, child.address, child.identity))
-            if timer:
-                self._timer(KILL_GRACE)
-        else:
-            self.out.append(Terminate(child.name, child.address, reason))
-            timeout = self.stop_timeout(child)
-            if timer and timeout is not None:
-                self._timer(timeout)
-        self.out.append(ExpectExit(child.address))
-
-    def _stop_timed_out(self, step: StopStep) -> None:
-        child = self.children.get(step.name)
-        if child is None or child.address is None:
-            self.step = None
-            return
-        if not child.killed:
-            self.out.append(Log("warning", f"{self.name}: {child.name} did not stop within {self.stop_timeout(child):g} s; killing it"))
-            child.killed = True
-            self.out.append(Kill(child.name, child.address, child.identity))
-            self._timer(KILL_GRACE)
-            return
-        self.out.append(Log("error", f"{self.name}: {child.name} survived SIGKILL for {KILL_GRACE:g} s; giving up on it"))
-        self._child_gone(child, "killed")
-
-    def _exec_stop_many(self, step: StopManyStep) -> None:
-        alive = [c for c in (self.children.get(n) for n in step.names) if c is not None and c.alive]
-        if not alive:
-            self.step = None
-            return
-        for child in alive:
-            child.status = "stopping"
-            self._send_stop(child, step.reason, timer=False)
-        step.killed = alive[0].spec.shutdown == BRUTAL_KILL
-        timeout = KILL_GRACE if step.killed else self.stop_timeout(alive[0])
-        if timeout is not None:
-            self._timer(timeout)
-
-    def _stop_many_timed_out(self, step: StopManyStep) -> None:
-        alive = [c for c in (self.children.get(n) for n in step.names) if c is not None and c.address is not None]
-        if not step.killed:
-            step.killed = True
-            if alive:
-                self.out.append(Log("warning", f"{self.name}: {', '.join(c.name for c in alive)} did not stop in time; killing them"))
-            for child in alive:
-                child.killed = True
-                self.out.append(Kill(child.name, child.address, child.identity))
-            self._timer(KILL_GRACE)
-            return
-        for child in alive:
-            self._child_gone(child, "killed")
-        if self.step is step:
-            self.step = None
+    # --- timers -------------------------------------------------------------------------------
 
     def _on_TimerFired(self, event: TimerFired) -> None:
         step = self.step
@@ -705,147 +497,6 @@ class Plan:
         if mode == "all_significant" and any(c.significant and c.alive for c in self.children.values()):
             return
         self._begin_stop("shutdown", cause=f"auto_shutdown={mode}: significant child {child.name} exited ({text})")
-
-    def _queue_stops(self, names: list[str], reason: Any) -> None:
-        if self.strategy == "simple_one_for_one" and names:
-            self.steps.append(StopManyStep(tuple(names), reason))
-        else:
-            self.steps.extend(StopStep(n, reason) for n in names)
-
-    # --- stopping the supervisor ----------------------------------------------------------------
-
-    def _on_StopRequested(self, event: StopRequested) -> None:
-        if self.phase in ("stopping", "exiting", "stopped"):
-            if not event.exit:
-                if self.phase == "stopped":
-                    self._reply(event.requester, "stopped")
-                else:
-                    self.stop_waiters.append(event.requester)
-            return
-        self._begin_stop(event.reason, event.requester, event.exit, event.cause)
-
-    def _begin_stop(self, reason: Any, requester: Any = None, exit: bool = True, cause: str | None = None) -> None:
-        self.phase = "stopping"
-        self.deferred.clear()
-        stopping = StartFailed(self.name, f"{self.name} is stopping")
-        for step in self.steps:
-            if isinstance(step, StartStep):
-                self._reply(step.requester, error=stopping)
-            elif isinstance(step, StopStep):
-                self._reply(step.requester, None)
-        self.steps.clear()
-        current = self.step
-        if isinstance(current, (DelayStep, StartStep)):
-            # a backoff delay is moot; a child still starting is stopped like the others
-            if isinstance(current, StartStep):
-                self._reply(current.requester, error=stopping)
-            self.step = None
-        busy = current.name if isinstance(current, StopStep) and self.step is current else None
-        for child in self.children.values():
-            if child.status in ("exited", "restarting"):
-                child.status = "stopped"
-                self._report(child)
-        alive = [c.name for c in self.children.values() if c.alive and c.name != busy]
-        self._queue_stops(list(reversed(alive)), reason)
-        self.steps.append(ExitStep(reason, cause) if exit else DoneStep(requester))
-
-    # --- requests: the supervisor API -----------------------------------------------------------
-
-    def _refuse(self, requester: Any, error: SupervisionError) -> None:
-        self._reply(requester, error=error)
-
-    def _accepting(self, requester: Any) -> bool:
-        if self.phase in ("stopping", "exiting", "stopped"):
-            self._refuse(requester, StartFailed(self.name, f"{self.name} is stopping"))
-            return False
-        return True
-
-    def _on_AddChild(self, event: AddChild) -> None:
-        if not self._accepting(event.requester):
-            return
-        if self.strategy == "simple_one_for_one":
-            self._refuse(event.requester, SpecError(f"{self.name}.add_child", "a simple_one_for_one supervisor starts children with start_child"))
-            return
-        if not isinstance(event.spec, (ChildSpec, SupervisorSpec)):
-            self._refuse(event.requester, SpecError("AddChild.spec", f"must be a ChildSpec or SupervisorSpec; got {type(event.spec).__name__}"))
-            return
-        if event.spec.significant and self.spec.auto_shutdown == "never":
-            self._refuse(event.requester, SpecError("AddChild.spec.significant", f"{self.name} has auto_shutdown='never'"))
-            return
-        existing = self.children.get(event.spec.name)
-        if existing is not None:
-            self._refuse(event.requester, AlreadyPresent(existing.name, self.name, existing.alive))
-            return
-        child = self._add(event.spec, dynamic=True, restart=event.restart)
-        self.steps.append(StartStep(child.name, "dynamic", event.requester))
-
-    def _on_StartDynamic(self, event: StartDynamic) -> None:
-        if not self._accepting(event.requester):
-            return
-        if self.strategy != "simple_one_for_one":
-            self._refuse(
-                event.requester,
-                SpecError(
-                    f"{self.name}.start_child",
-                    f"{self.name} is {self.strategy}; start_child with args needs simple_one_for_one (use add_child(spec))",
-                ),
-            )
-            return
-        if not isinstance(event.args, tuple) or not isinstance(event.kwargs, dict):
-            self._refuse(event.requester, SpecError("StartChild.args", "args must be a tuple and kwargs a dict"))
-            return
-        try:
-            name = None if event.name is None else validate_name(event.name, "StartChild.name")
-        except SpecError as exc:
-            self._refuse(event.requester, exc)
-            return
-        if name is not None and name in self.children:
-            self._refuse(event.requester, AlreadyPresent(name, self.name, self.children[name].alive))
-            return
-        child = self._add(self._from_template(name, event.args, event.kwargs), dynamic=True)
-        self.steps.append(StartStep(child.name, "dynamic", event.requester))
-
-    def _on_TerminateChild(self, event: TerminateChild) -> None:
-        child = self.children.get(event.name)
-        if child is None:
-            self._refuse(event.requester, NoSuchName(event.name, f"it is not a child of {self.name}"))
-            return
-        # OTP: a temporary child or a simple_one_for_one child is deleted; any other keeps its
-        # spec, stopped, until restart_child or delete_child
-        remove = self.strategy == "simple_one_for_one" or child.restart == "temporary"
-        if not child.alive and not self._queued_start(child.name):
-            child.status = "stopped"  # a pending decision about it no longer applies
-            self._remove(child) if remove else self._report(child)
-            self._reply(event.requester, None)
-            return
-        self.steps.append(StopStep(child.name, "shutdown", remove=remove, requester=event.requester))
-
-    def _queued_start(self, name: str) -> bool:
-        return any(isinstance(s, StartStep) and s.name == name for s in self.steps)
-
-    def _on_RestartChild(self, event: RestartChild) -> None:
-        child = self._stopped_child(event.name, event.requester, "restart_child")
-        if child is not None and self._accepting(event.requester):
-            self.steps.append(StartStep(child.name, "manual", event.requester))
-
-    def _on_DeleteChild(self, event: DeleteChild) -> None:
-        child = self._stopped_child(event.name, event.requester, "delete_child")
-        if child is not None:
-            self._remove(child)
-            self._reply(event.requester, None)
-
-    def _stopped_child(self, name: str, requester: Any, what: str) -> Child | None:
-        if self.strategy == "simple_one_for_one":
-            self._refuse(requester, SpecError(f"{self.name}.{what}", "simple_one_for_one children are not kept when stopped; start_child a new one"))
-            return None
-        child = self.children.get(name)
-        if child is None:
-            self._refuse(requester, NoSuchName(name, f"it is not a child of {self.name}"))
-            return None
-        if child.status != "stopped" or self._queued_start(name):
-            self._refuse(requester, ChildRunning(name, self.name, child.status))
-            return None
-        return child
 
     # --- bookkeeping ----------------------------------------------------------------------------
 

@@ -151,8 +151,9 @@ class Process(Actor):
                 self.exit_now()  # the parent died before we linked to it
                 return
             self.identity = ProcessIdentity.current()
-            # the parent knows our process before user init runs: a start that hangs is killed
-            self.send(sender, Linked(self.name, self.identity))
+            if not message.linked:
+                # the parent knows our process before user init runs: a start that hangs is killed
+                self.send(sender, Linked(self.name, self.identity))
         try:
             self.on_init(message)
         except Exception as exc:  # noqa: BLE001

@@ -500,3 +500,44 @@ def test_killing_the_kernel_then_the_owner_leaves_no_orphans():
         owner.kill()
         if group_members(group):
             os.killpg(group, signal.SIGKILL)  # leave nothing behind, even when the test fails
+
+
+class SlowInit(Server):
+    """Takes a second to start: long enough to kill the monitor while a lookup waits for it."""
+
+    def init(self) -> None:
+        time.sleep(1.0)
+
+    def handle(self, message):
+        return message
+
+
+def test_an_ask_waiting_for_a_restart_is_answered_after_the_monitor_restarts(make_runtime):
+    # the kernel lets the monitor answer name lookups straight to the caller; a lookup the
+    # killed monitor held must reach the new one, or the ask waits out its whole timeout
+    rt = make_runtime("multiprocTCPBase", restart_wait=6.0).start(SupervisorSpec("root", children=[ChildSpec("slow", SlowInit)]))
+    assert rt.ask("slow", "hi") == "hi"
+    monitor_restarts = node(rt, "sys.monitor").restarts
+    rt.kill("slow")
+    outcome: list = []
+
+    def ask() -> None:
+        deadline = time.monotonic() + 8.0
+        while True:
+            try:
+                outcome.append(rt.ask("slow", "again", timeout=max(0.1, deadline - time.monotonic())))
+                return
+            except NoSuchName:  # the new monitor answered before its supervisors re-reported
+                if time.monotonic() > deadline:
+                    raise
+            except Exception as exc:  # noqa: BLE001 - reported below
+                outcome.append(exc)
+                return
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    time.sleep(0.3)  # the ask's lookup is parked in the monitor: "slow" is still in its init
+    rt.kill("sys.monitor")
+    asking.join(15)
+    assert outcome == ["again"]
+    assert node(rt, "sys.monitor").restarts == monitor_restarts + 1
