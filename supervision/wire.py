@@ -42,21 +42,20 @@ def pack_reply(value: Any) -> Packed:
         raise ReplyNotPicklable(type(value).__name__, f"{type(exc).__name__}: {exc}") from None
 
 
-def unpack_message(value: Any) -> Any:
-    """The payload of a request; `MessageNotUnpicklable` if it does not unpickle here."""
+def _unpack(value: Any, error: type) -> Any:
     if not isinstance(value, Packed):
         return value
     try:
         return pickle.loads(value.data)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure
-        raise MessageNotUnpicklable(value.type_name, f"{type(exc).__name__}: {exc}") from None
+        raise error(value.type_name, f"{type(exc).__name__}: {exc}") from None
+
+
+def unpack_message(value: Any) -> Any:
+    """The payload of a request; `MessageNotUnpicklable` if it does not unpickle here."""
+    return _unpack(value, MessageNotUnpicklable)
 
 
 def unpack_reply(value: Any) -> Any:
     """A reply value; `ReplyNotUnpicklable` if it does not unpickle in the caller's process."""
-    if not isinstance(value, Packed):
-        return value
-    try:
-        return pickle.loads(value.data)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure
-        raise ReplyNotUnpicklable(value.type_name, f"{type(exc).__name__}: {exc}") from None
+    return _unpack(value, ReplyNotUnpicklable)
