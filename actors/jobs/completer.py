@@ -44,6 +44,7 @@ class Completer(Server):
         buffer: int = 1000,
         window: int = 4,
         idle_gap: float = 0.005,
+        probe_interval: float = 2.0,
     ) -> None:
         """`subscribers`: names that always get finished jobs (started before the completer, so
         they stop after it); others can `Subscribe` at run time. `idle_gap`: an outcome that
@@ -53,6 +54,11 @@ class Completer(Server):
         self.store = PgJobStore(self.database)
         self.outage = Outage()
         self.retry_at = 0.0
+        #: an idle completer checks the database this often, so the tree shows an outage even
+        #: while idle workers write their own outcomes and nothing reaches it
+        self.probe_interval = probe_interval
+        self.next_probe = self.clock() + probe_interval
+        self.arm_timer(self.next_probe)
         self.batch = LatencyAwareBatch(batch_size, max_age, idle_gap=idle_gap)
         self.fanout = Fanout()
         for name in subscribers:
@@ -119,11 +125,41 @@ class Completer(Server):
         if self.outage.active:
             if now < self.retry_at:
                 return self.retry_at
-            self.flush()
-            return self.retry_at if self.outage.active else self.batch.deadline()
+            if self.batch.outcomes:
+                self.flush()
+            else:
+                self.probe(now)
+            return self.retry_at if self.outage.active else self._next_wakeup()
         if self.batch.due(now):
             self.flush()
-        return self.retry_at if self.outage.active else self.batch.deadline()
+        elif now >= self.next_probe and not self.batch.outcomes:
+            self.probe(now)
+        return self.retry_at if self.outage.active else self._next_wakeup()
+
+    def _next_wakeup(self) -> float:
+        deadline = self.batch.deadline()
+        return self.next_probe if deadline is None else min(deadline, self.next_probe)
+
+    def probe(self, now: float) -> None:
+        """One round trip when there is nothing to write: an outage shows in the tree, and the
+        end of one too, without waiting for an outcome to fail or succeed."""
+        self.next_probe = now + self.probe_interval
+        try:
+            if self.outage.active:
+                self.database.reopen()
+            self.database.ping()
+        except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
+            if not is_outage(exc):
+                raise
+            if not self.outage.active:
+                log.warning("%s: the database is away (%s)", self.name, exc)
+            self.retry_at = self.outage.failed(now, exc)
+            self.report_status(WAITING)
+            self.arm_timer(self.retry_at)
+            return
+        if self.outage.active:
+            log.warning("%s: the database is back after %.1f s", self.name, self.outage.recovered(now))
+            self.report_status(None)
 
     def flush(self) -> int:
         """Write what is buffered now. While the database is away the outcomes stay buffered
