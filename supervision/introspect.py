@@ -37,6 +37,15 @@ class Counters:
     undelivered: int = 0
 
 
+#: the counters a tree shows, each only when it is not zero: (field of `Counters`, label, style)
+SHOWN_COUNTERS = (
+    ("crashes", "crashes", "red"),
+    ("dead_letters", "dead letters", "magenta"),
+    ("recoverable_errors", "errors", "magenta"),
+    ("undelivered", "undelivered", "magenta"),
+)
+
+
 @attrs.frozen
 class TreeNode:
     """One actor in a `Tree` snapshot: name, kind, class, status, pid, restarts, its counters (dead
@@ -71,16 +80,14 @@ class TreeNode:
         extra = []
         if self.restarts:
             extra.append(f"restarts {self.restarts}")
-        if self.counters.crashes:
-            extra.append(f"crashes {self.counters.crashes}")
-        if self.counters.dead_letters:
-            extra.append(f"dead letters {self.counters.dead_letters}")
-        if self.counters.recoverable_errors:
-            extra.append(f"errors {self.counters.recoverable_errors}")
-        if self.counters.undelivered:
-            extra.append(f"undelivered {self.counters.undelivered}")
+        extra += [f"{label} {count}" for label, count, _ in self.shown_counters()]
         tail = f" ({', '.join(extra)})" if extra else ""
         return f"{self.name} [{kind}] {self.status}{pid}{tail}"
+
+    def shown_counters(self) -> list[tuple[str, int, str]]:
+        """(label, count, style) of each counter that is not zero, in `SHOWN_COUNTERS` order."""
+        counts = [(label, getattr(self.counters, field), style) for field, label, style in SHOWN_COUNTERS]
+        return [shown for shown in counts if shown[1]]
 
 
 @attrs.frozen(repr=False)
@@ -132,14 +139,8 @@ class Tree:
                 text.append(f" pid {node.pid}", style="dim")
             if node.restarts:
                 text.append(f" restarts {node.restarts}", style="yellow")
-            if node.counters.crashes:
-                text.append(f" crashes {node.counters.crashes}", style="red")
-            if node.counters.dead_letters:
-                text.append(f" dead letters {node.counters.dead_letters}", style="magenta")
-            if node.counters.recoverable_errors:
-                text.append(f" errors {node.counters.recoverable_errors}", style="magenta")
-            if node.counters.undelivered:
-                text.append(f" undelivered {node.counters.undelivered}", style="magenta")
+            for label, count, style in node.shown_counters():
+                text.append(f" {label} {count}", style=style)
             branch = parent.add(text)
             for child in node.children:
                 add(branch, child)
