@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--name", default="demo", help="runtime name other processes attach to")
     demo.add_argument("--hold", type=float, default=0.0, help="keep the system running this many seconds at the end")
     demo.add_argument("--admin-port", type=int, help="thespian's admin port on loopback (default: a free one)")
+    demo.add_argument(
+        "--projection-wait", type=float, default=20.0, metavar="SECONDS",
+        help="how long to wait for the projection to catch up before showing its table",
+    )  # fmt: skip
     demo.set_defaults(run=_run_demo, schema_default=DEMO_SCHEMA)
 
     tree = command(commands, "tree", "the supervision tree of a running runtime")
@@ -227,12 +231,12 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
     _check_runtime_name(args.name)
     if args.jobs < 1 or args.workers < 1:
         raise _usage("--jobs and --workers must be at least 1")
-    if args.hold < 0:
-        raise _usage("--hold must be >= 0 seconds")
+    if args.hold < 0 or args.projection_wait < 0:
+        raise _usage("--hold and --projection-wait must be >= 0 seconds")
     with _open(args, migrate=False) as handle:
         return run_demo(
             console, handle, jobs=args.jobs, workers=args.workers, base=args.base, hold=args.hold, name=args.name,
-            admin_port=args.admin_port,
+            admin_port=args.admin_port, projection_wait=args.projection_wait,
         )  # fmt: skip
 
 

@@ -96,6 +96,7 @@ def run_demo(
     hold: float = 0.0,
     name: str | None = "demo",
     admin_port: int | None = None,
+    projection_wait: float = 20.0,
 ) -> int:
     started = time.monotonic()
     database = Database(handle.config)
@@ -129,7 +130,7 @@ def run_demo(
                 if done >= jobs:
                     break
                 time.sleep(0.05)
-        behind = _wait_projection(database)
+        behind = _wait_projection(database, projection_wait)
         console.print(rt.tree().render(show_system=False))
         console.print(_stats_table(database))
         if behind:

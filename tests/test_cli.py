@@ -453,7 +453,7 @@ def test_the_demo_says_when_its_projection_is_held_back_instead_of_showing_parti
     # a transaction left open anywhere in the database holds back the projector's commit-safe read
     with psycopg.connect(postgres_dsn) as elsewhere:
         elsewhere.execute("SELECT pg_current_xact_id()")
-        result = cli("demo", "--jobs", "30", "--schema", cli_schema,
+        result = cli("demo", "--jobs", "30", "--schema", cli_schema, "--projection-wait", "2",
                      env={"DATABASE_URL": postgres_dsn, "THESPIAN_OTP_STATE_DIR": str(tmp_path)})  # fmt: skip
         elsewhere.rollback()
     text = " ".join(result.stdout.split())

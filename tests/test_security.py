@@ -214,7 +214,11 @@ def test_a_frame_signed_with_another_secret_or_cut_short_is_never_unpickled(tmp_
 
 PEER = r"""
 import sys
+from datetime import timedelta
+import thespian.system.systemBase
 from thespian.actors import ActorAddress, ActorSystem
+# thespian retries joining an admin that does not answer for 15 s; 2 s tells as much here
+thespian.system.systemBase.MAX_SYSTEM_SHUTDOWN_DELAY = timedelta(seconds=1)
 from thespian.system.transport.IPBase import TCPv4ActorAddress
 from supervision import auth, bases
 secret, admin, port = sys.argv[1].encode(), int(sys.argv[2]), int(sys.argv[3])
