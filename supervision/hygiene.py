@@ -120,6 +120,15 @@ def local_index(actor: Any, address: Any) -> int | None:
     return index if isinstance(index, int) and index >= 0 else None
 
 
+def real_address(actor: Any, address: Any) -> Any:
+    """The real address thespian knows for the child at local `address` (None if not connected)."""
+    index = local_index(actor, address)
+    managed = getattr(getattr(_manager(actor), "_addrManager", None), "_managed", None)
+    if index is None or managed is None or index >= len(managed):
+        return None
+    return managed[index]
+
+
 def sweep(actor: Any, in_use: Any) -> int:
     """Drop the slots of children that are gone: every slot whose local address number is not
     in `in_use` (the numbers of the addresses our plan still refers to) and whose process

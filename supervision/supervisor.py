@@ -17,9 +17,10 @@ import os
 from typing import Any
 
 import attrs
-from thespian.actors import ActorExitRequest
+from thespian.actors import ActorExitRequest, ChildActorExited
 
 from supervision import hygiene, plan as P
+from supervision.bases import base_info
 from supervision.errors import ErrorInfo, StartFailed, SupervisionError, UnknownMessage
 from supervision.logs import logger
 from supervision.messages import (
@@ -322,7 +323,14 @@ class Supervisor(Process):
                 if child is not None and child.identity is not None and not child.identity.is_alive():
                     dead.append(address)
         for address in dead:
+            real = hygiene.real_address(self, address)
             self.run(P.ChildDown(address, "killed"))
+            if real is not None and not base_info(self.context.base).reports_child_exit:
+                # thespian on this base never noticed: it kept the child in its `_children`,
+                # its queue (two pipes) in the transport's routes and its process unreaped, one
+                # set per SIGKILLed child of a busy parent. Tell it as it tells itself (its
+                # `childDied` sends the same message to itself once it reaps a process).
+                self.send(self.myAddress, ChildActorExited(real))
         self.expecting = [a for a in self.expecting if self.plan.child_at(a) is not None]
         if self.expecting:
             return min(self.next_full_check, now + EXPECTED_EXIT_POLL)

@@ -67,15 +67,31 @@ def test_a_supervisor_keeps_no_thespian_slot_per_restart_of_its_child(make_runti
     restarts = 300 if base == "multiprocTCPBase" else 150
     rt = make_runtime(base).start(spec(ChildSpec("echo", Echo), ChildSpec("worker", Crasher)))
     before = rt.ask("root", ThespianStats(), timeout=10)
-    for i in range(restarts):
-        restart(rt, "worker", i)
-        answers(rt, "worker", i, i)
+    # keep the supervisor busy: thespian's queue base notices a SIGKILLed child only when its
+    # parent's queue read times out (2 s without a message), so a busy parent never does
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            rt.ask("root", ThespianStats(), timeout=10)
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    try:
+        for i in range(restarts):
+            restart(rt, "worker", i)
+            answers(rt, "worker", i, i)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
     after = rt.ask("root", ThespianStats(), timeout=10)
     # the test sees the restarts: thespian handed out one local address per incarnation
     assert after["local_addresses"] >= before["local_addresses"] + restarts
     assert after["managed"] <= SLOT_BOUND, f"thespian keeps {after['managed']} child slots after {restarts} restarts: {after}"
     assert after["child_procs"] <= 4, after
-    assert after["children"] <= 4, after
+    assert after["children"] <= 4, after  # the queue base: our supervisor told thespian of the kills
+    if after["queue_routes"] is not None:
+        assert after["queue_routes"] <= 4, after
     assert after["awaiting_address"] == 0, after
     if base == "multiprocQueueBase":
         assert after["dead_addresses"] <= DEAD_BOUND, after
