@@ -480,6 +480,12 @@ class MonitorStats(Message):
     watchers, parked lookups, rows, counters): for tests and the soak benchmark."""
 
 
+@attrs.frozen
+class ThespianStats(Message):
+    """Request to any actor of the runtime. Reply: a dict of the sizes of thespian's tables in
+    that actor's process (`supervision.hygiene.tables`): for tests and the soak benchmark."""
+
+
 #: Messages only the runtime sends: refused as the payload of a request (`Process`), so that a
 #: caller cannot, say, make the limiter release an owner's permits with a forged `Down`.
 RUNTIME_ONLY: tuple[type, ...] = (

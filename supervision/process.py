@@ -30,6 +30,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
+from supervision import hygiene
 from supervision.logs import logger
 from supervision.errors import ErrorInfo, MessageNotUnpicklable, ReplyNotPicklable, SupervisionError, SystemMessageRefused
 from supervision.liveness import ProcessIdentity, die_with_parent
@@ -52,6 +53,7 @@ from supervision.messages import (
     Started,
     SystemContext,
     Terminate,
+    ThespianStats,
     Tick,
     Undelivered,
 )
@@ -181,6 +183,9 @@ class Process(Actor):
             envelope = Envelope(payload, envelope.target, envelope.corr, envelope.reply_to, envelope.ttl)
         if isinstance(payload, _REFUSED_IN_BAND):
             self.refuse_request(envelope, sender, SystemMessageRefused(self.name, type_name(payload)))
+            return
+        if type(payload) is ThespianStats:
+            self.send_reply(envelope, sender, hygiene.tables(self))
             return
         self.on_request(payload, envelope, sender)
 
