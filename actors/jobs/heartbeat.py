@@ -62,6 +62,22 @@ class WorkerState:
     #: the last beat failed (the database is away)
     beat_failing: bool = False
     released: int = 0
+    #: (monotonic clock) until when this process's lease is surely not expired on the server:
+    #: a job started before then cannot have been rescued from it (set by each beat)
+    lease_until: float = 0.0
+    #: ids that came on the cancel channel (every cancelled running job of the schema): a
+    #: claimed job among them is marked synchronously, so it is not started (see worker.run)
+    cancelled_ids: set = attrs.field(factory=set)
+
+    def note_cancelled(self, payloads: list[str]) -> None:
+        if len(self.cancelled_ids) > 10_000:  # ids of other workers' jobs pile up: forget them
+            self.cancelled_ids.clear()
+        self.cancelled_ids.update(int(p) for p in payloads if p.isdigit())
+
+
+#: the part of a ttl the main thread trusts a beat for: a lease renewed at t (sent then) is not
+#: expired on the server before t + ttl; half of that leaves room for clock-rate differences
+LEASE_TRUST = 0.5
 
 
 class Heartbeat(threading.Thread):
@@ -109,9 +125,14 @@ class Heartbeat(threading.Thread):
                     break
                 now = time.monotonic()
                 current = self.state.current
-                urgent = current is not None and str(current[0].id) in payloads
+                if payloads:
+                    self.state.note_cancelled(payloads)
+                # also an id that came just before its job became current (see worker.run)
+                urgent = current is not None and current[0].id in self.state.cancelled_ids
                 if now >= next_beat or urgent:
                     self.beat(current)
+                    if urgent:
+                        self.state.cancelled_ids.discard(current[0].id)
                     next_beat = now + self.every
                     failures = 0
                     self.state.beat_failing = False
@@ -140,7 +161,9 @@ class Heartbeat(threading.Thread):
 
     def beat(self, current: tuple[ClaimedJob, JobContext] | None) -> None:
         job = current[0] if current else None
+        sent = time.monotonic()
         alive, owns = self.processes.beat(self._conn, self.process_id, self.ttl, job.id if job else None, job.attempt if job else None)
+        self.state.lease_until = sent + self.ttl * LEASE_TRUST if alive else 0.0
         if not alive:
             self.state.pruned = True
             with self.state.lock:
