@@ -76,8 +76,9 @@ class WorkerState:
 
 
 #: the part of a ttl the main thread trusts a beat for: a lease renewed at t (sent then) is not
-#: expired on the server before t + ttl; half of that leaves room for clock-rate differences
-LEASE_TRUST = 0.5
+#: expired on the server before t + ttl (the server renews it after t); 0.8 leaves room for clock-rate
+#: differences and is longer than the gap between two beats (ttl / 3.5 plus a 0.25 s tick)
+LEASE_TRUST = 0.8
 
 
 class Heartbeat(threading.Thread):
@@ -120,7 +121,8 @@ class Heartbeat(threading.Thread):
                 if self._conn is None:
                     self._conn = self.database.dedicated(application_name=f"thespian-otp heartbeat {self.process_id}")
                     self.processes.listen(self._conn, cancel_channel(self.database.config.schema))
-                payloads = self.processes.wait_notifies(self._conn, self.tick)
+                # the first beat at once: until then the worker waits for every mark's answer
+                payloads = self.processes.wait_notifies(self._conn, 0.0 if next_beat == 0.0 else self.tick)
                 if self.halt.is_set():
                     break
                 now = time.monotonic()

@@ -114,8 +114,8 @@ class Worker(WakeOnReadable, Server):
         that hop was most of a job's latency (42 ms of 74 on a loaded machine).
         `pipeline_marks`: send each job's mark without waiting for its answer (False: one
         round trip per job before its handler starts, issue 19's first design).
-        `write_under_load`: the worker writes every batch of outcomes itself, the same way
-        (False: under load they go to the completer, whose answers come back through
+        `write_under_load` (with `write_when_idle`): the worker writes every batch of
+        outcomes itself, the same way (False: under load they go to the completer, whose answers come back through
         thespian only while this busy loop yields: the worker waited for them after 190 of
         200 claims of 100 no-op jobs, half its time)."""
         global _STATE
@@ -190,6 +190,8 @@ class Worker(WakeOnReadable, Server):
                 "unconfirmed": sum(len(b) for b in self.unconfirmed.values()),
                 "released": self.state.released,
                 "running": self.state.current[0].id if self.state.current else None,
+                "lease_trusted_for": round(max(0.0, self.state.lease_until - time.monotonic()), 3),
+                "beat_failing": self.state.beat_failing,
                 **self.counts,
             }
         return super().handle(message)
@@ -427,7 +429,7 @@ class Worker(WakeOnReadable, Server):
         and read every mark's answer."""
         if self.ended is not None:
             job, error = self.ended
-            self.marks.send(self.process.id, None, job, error)
+            self._answers(self.marks.send(self.process.id, None, job, error))
             self.ended = None
         if wait:
             self.settle_marks()
@@ -467,8 +469,8 @@ class Worker(WakeOnReadable, Server):
         self.ended = None
         trusted = self._trusted(job)
         try:
-            self.marks.send(self.process.id, job, ended, error)
-            lost = self._answers(self.marks.poll() if trusted else self.marks.wait())
+            answers = self.marks.send(self.process.id, job, ended, error)
+            lost = self._answers(answers if trusted else answers + self.marks.wait())
             self.counts["pipelined"] += trusted
         except Exception:
             with self.state.lock:  # not started: it waits for the database with the others
@@ -570,7 +572,7 @@ class Worker(WakeOnReadable, Server):
     def send_outcomes(self) -> None:
         if not self.outcomes:
             return
-        if self.write_under_load and self.write_own():
+        if self.write_under_load and self.write_when_idle and self.write_own():
             return
         self.settle_marks()
         if not self.outcomes:
