@@ -26,6 +26,8 @@ import tests.job_handlers  # noqa: F401 - registers the kinds in this process to
 def claimed_jobs(database, count):
     store = PgJobStore(database)
     store.insert([NewJob("noop", {"n": n}) for n in range(count)])
+    with database.dedicated() as conn:  # statistics as after a bulk enqueue: nothing running yet
+        conn.execute("ANALYZE jobs")
     process = PgProcessStore(database).register("marks-test", 60.0)
     return process, store.claim("default", process.id, count)
 
@@ -33,7 +35,6 @@ def claimed_jobs(database, count):
 def generic_plan_indexes(database, statement, params):
     """The indexes a generic plan of `statement` uses (psycopg prepares after 5 runs)."""
     with database.dedicated() as conn:
-        conn.execute("ANALYZE jobs")
         conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.execute(b"PREPARE mark_probe(bigint, bigint, int, bigint, int, text) AS " + statement)
         values = ", ".join("NULL" if v is None else str(int(v)) for v in params)
@@ -145,8 +146,10 @@ def test_a_claimed_job_cancelled_before_it_starts_never_starts(db_config, databa
 
 
 def test_a_resumed_frozen_worker_does_not_start_the_claims_rescued_from_it(db_config, database, make_runtime, tmp_path):
-    """Its lease ran out while it was stopped: on resume it may not trust its old claims, so
-    it waits for each one's mark answer (not its own any more) instead of running it again."""
+    """Its lease ran out while it was stopped: on resume it must not run its old claims again,
+    whichever comes first, its heartbeat finding the process row gone (the claims dropped) or
+    the stale lease (each mark answered first: not its own any more). In these runs the
+    heartbeat came first; the next test takes the lease path alone."""
     rt = start(make_runtime, db_config, workers=2, kill_stuck=False, release_after=60.0, cancel_grace=1.0)
     path = str(tmp_path / "runs")
     jobs = [new_job("record", {"path": path, "n": 0, "seconds": 4.0}, priority=5)]
@@ -172,4 +175,33 @@ def test_a_resumed_frozen_worker_does_not_start_the_claims_rescued_from_it(db_co
     wait_for(lambda: finished(database, ids), timeout=40, what="every job")
     short_by_frozen = [line for line in lines(path) if line[0] == "start" and line[1] != "0" and int(line[2]) == frozen]
     assert short_by_frozen == [], "the resumed worker ran jobs rescued from it"
+    assert audit(database) == CLEAN
+
+
+def test_a_worker_whose_lease_is_not_renewed_waits_for_each_marks_answer_before_a_job_starts(
+    db_config, database, make_runtime, tmp_path
+):
+    """The heartbeat's beat is held up (the test locks the process row; the rescuer skips
+    locked rows, so nothing is rescued): once the last renewal is 0.8 ttl old the worker no
+    longer starts a job on a mark it has only sent. Without that check every mark stays
+    pipelined (a frozen-then-resumed worker would start jobs rescued from it)."""
+    rt = start(make_runtime, db_config, workers=1, heartbeat_ttl=5.0, release_after=60.0)
+    path = str(tmp_path / "runs")
+    warm = rt.enqueue_many([new_job("noop", {}) for _ in range(20)])
+    wait_for(lambda: finished(database, warm), timeout=30, what="the warm-up jobs")
+    status = wait_for(lambda: (s := rt.ask("worker-1", WorkerStatus()))["lease_trusted_for"] > 0 and s, timeout=10, what="a beat")
+    with database.dedicated(autocommit=False) as blocker:
+        blocker.execute("SELECT 1 FROM processes WHERE id = %s FOR UPDATE", (status["process"],))
+        # claimed now (the lease is still valid on the server), started after the long job: by
+        # then the last renewal is more than 0.8 ttl (4 s) old
+        batch = [new_job("record", {"path": path, "n": 0, "seconds": 4.2}, priority=5)]
+        batch += [new_job("record", {"path": path, "n": n}) for n in range(1, 11)]
+        ids = rt.enqueue_many(batch)
+        wait_for(lambda: finished(database, ids), timeout=30, what="the jobs")
+        after = rt.ask("worker-1", WorkerStatus())
+        blocker.rollback()
+    assert after["lease_trusted_for"] == 0, after
+    assert after["pipelined"] <= status["pipelined"] + 1, (status, after)  # (the long job may go before the lapse)
+    assert sorted(int(line[1]) for line in lines(path) if line[0] == "end") == list(range(11))
+    wait_for(lambda: rt.ask("worker-1", WorkerStatus())["lease_trusted_for"] > 0, timeout=10, what="the beats to resume")
     assert audit(database) == CLEAN

@@ -89,7 +89,7 @@ class Worker(WakeOnReadable, Server):
         time_slice: float = 0.05,
         completer: str = "completer",
         limiter: str = "limiter",
-        max_unconfirmed: int = 16,
+        max_unconfirmed: int = 4,
         stop_grace: float = 10.0,
         permit_timeout: float = 5.0,
         node: str | None = None,
@@ -327,7 +327,7 @@ class Worker(WakeOnReadable, Server):
                     return
                 if self.claimed and self.clock() - started >= self.time_slice:
                     self.send_outcomes()  # one message for the slice's jobs
-                    self.send_after(0, Continue("slice"))
+                    self.send(self.myAddress, Continue("slice"))
                     return
             if self.waiting_permit is not None:
                 return
@@ -346,7 +346,7 @@ class Worker(WakeOnReadable, Server):
                 self.arm_timer(self.clock() + self.notify_check)
                 return
             if self.clock() - started >= self.time_slice:
-                self.send_after(0, Continue("slice"))
+                self.send(self.myAddress, Continue("slice"))
                 return
             if not self.claim():
                 if not self.write_idle():  # the outcomes held back for this claim
