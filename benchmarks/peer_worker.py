@@ -3,11 +3,15 @@ worker loop, in the configuration its documentation gives for throughput.
 
 Usage (started by benchmarks.peers): python -m benchmarks.peer_worker SYSTEM DSN
 It prints "ready" once it listens for jobs, and runs until it is killed.
+For the rescue measurement (pgqueuer): `PEER_HEARTBEAT_TIMEOUT` (seconds; pgqueuer's default
+is 30) and `PEER_PID_DIR`, where its "sleep" job writes the worker's pid to a file named by the
+job id, so that the benchmark kills the worker holding it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from datetime import timedelta
 
@@ -30,8 +34,17 @@ def pgqueuer_worker(dsn: str) -> None:
         async def noop(job) -> None:
             return None
 
+        @manager.entrypoint("sleep")
+        async def sleep(job) -> None:
+            with open(os.path.join(os.environ["PEER_PID_DIR"], str(job.id)), "w") as handle:
+                handle.write(str(os.getpid()))
+            await asyncio.sleep(float(job.payload or b"60"))
+
+        options = {}
+        if os.environ.get("PEER_HEARTBEAT_TIMEOUT"):
+            options["heartbeat_timeout"] = timedelta(seconds=float(os.environ["PEER_HEARTBEAT_TIMEOUT"]))
         print("ready", flush=True)
-        await manager.run(batch_size=PGQUEUER_BATCH, dequeue_timeout=timedelta(seconds=1))
+        await manager.run(batch_size=PGQUEUER_BATCH, dequeue_timeout=timedelta(seconds=1), **options)
 
     asyncio.run(main())
 

@@ -8,12 +8,25 @@ Every system gets the same footing:
 - interleaved rounds (each round measures every system at every worker count, the order
   rotated from round to round), a CHECKPOINT before each measurement, medians with min-max;
 - latency at light load: one job every 10 ms into 2 running workers, enqueue -> claim and
-  enqueue -> done taken by row triggers (`clock_timestamp()`) on the system's own job table.
+  enqueue -> done taken by row triggers (`clock_timestamp()`) on the system's own job table;
+  for ours also enqueue -> handler start (the row's `started_at`, written by the job's mark);
+- the raw SQL limit, in the same rounds: N jobs loaded with COPY, then 1/2/4 connections each
+  claiming 100 with FOR UPDATE SKIP LOCKED and marking them done with one UPDATE (no actors,
+  no events, no enqueue in the clock): the ceiling of this server for a claim-and-complete loop;
+- rescue: a worker holding a 60 s job is killed with SIGKILL (2 workers); the seconds until
+  another worker holds the job, at the default and at the most aggressive documented settings
+  (ours: `heartbeat_ttl` 15 s / its minimum 1 s with `rescue_interval` 0.2 s, the floor of its
+  default; pgqueuer: `heartbeat_timeout` 30 s / 1 s).
+
+Slow peers (procrastinate, ~100 jobs/s here) run `--peer-jobs` jobs per throughput measurement
+(default 2,000) instead of `--jobs`, so that a full run fits in about 20 minutes; rates (jobs/s)
+compare, and the table says which count each row used.
 
 Peers: pgqueuer and procrastinate (install with `pip install -e '.[bench]'`). A peer that is
 not installed is skipped and said so. chancy and oban are not measured yet.
 
-Usage: python -m benchmarks.peers [--dsn URL] [--jobs N] [--rounds R] [--workers 1,2,4] [--quick]
+Usage: python -m benchmarks.peers [--dsn URL] [--jobs N] [--peer-jobs N] [--rounds R] [--workers 1,2,4]
+       [--rescue-rounds R] [--quick]
 (default: an embedded PostgreSQL; writes benchmarks/results/peers.json)
 """
 
@@ -39,6 +52,9 @@ from benchmarks.common import RESULTS, database_url, machine, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ["benchmarks.job_handlers"]
+#: peers measured with `--peer-jobs` jobs (too slow for `--jobs` in a run of ~20 minutes)
+SLOW_PEERS = ("procrastinate",)
+RAW = "raw SQL"
 
 
 # --- one system under test ------------------------------------------------------------------
@@ -122,15 +138,14 @@ class Ours(System):
         with Database(self.config) as database:
             Migrator(database).apply()
 
-    def start(self, workers: int) -> None:
+    def start(self, workers: int, **options: Any) -> None:
         import benchmarks.job_handlers  # noqa: F401 - registers "noop" here, for enqueue
         from actors.jobs import jobs_tree
         from benchmarks.jobs import _wait_workers
         from supervision import Runtime, SupervisorSpec
 
-        self.runtime = Runtime("multiprocTCPBase", log_level="ERROR").start(
-            SupervisorSpec("bench", children=[jobs_tree(self.config, handlers=HANDLERS, workers=workers, batch=100, completer_batch=400)])
-        )
+        tree = jobs_tree(self.config, handlers=HANDLERS, workers=workers, batch=100, completer_batch=400, **options)
+        self.runtime = Runtime("multiprocTCPBase", log_level="ERROR").start(SupervisorSpec("bench", children=[tree]))
         _wait_workers(self.runtime, workers)
 
     def enqueue(self, count: int) -> None:
@@ -155,11 +170,12 @@ class WorkerProcesses(System):
         super().__init__(dsn)
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, workers: int) -> None:
+    def start(self, workers: int, **env: str) -> None:
         for _ in range(workers):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.peer_worker", self.name, self.dsn],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                env={**os.environ, **env},
             )  # fmt: skip
             self.processes.append(proc)
         for proc in self.processes:
@@ -272,7 +288,7 @@ def wait_finished(system: System, conn: psycopg.Connection, count: int, timeout:
     while (done := system.finished(conn)) < count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{system.name}: only {done} of {count} jobs finished within {timeout:g} s")
-        time.sleep(0.01)
+        time.sleep(0.05)  # a count every 50 ms: polling loads the server we measure
 
 
 def throughput(admin_dsn: str, peer: str, workers: int, jobs: int) -> float:
@@ -312,27 +328,108 @@ def latency(admin_dsn: str, peer: str, jobs: int, every: float = 0.01, workers: 
                     "SELECT 1000 * extract(epoch FROM claimed - enqueued), 1000 * extract(epoch FROM done - enqueued) "
                     "FROM bench_latency WHERE done IS NOT NULL"
                 ).fetchall()
+                starts = []
+                if isinstance(system, Ours):  # the row's started_at: the server's clock at the job's mark
+                    starts = [float(r[0]) for r in conn.execute(
+                        "SELECT 1000 * extract(epoch FROM j.started_at - b.enqueued) FROM bench_latency AS b "
+                        "JOIN thespian_otp.jobs AS j ON j.id = b.job WHERE j.started_at IS NOT NULL"
+                    ).fetchall()]  # fmt: skip
         finally:
             system.stop()
     claims = [float(r[0]) for r in rows if r[0] is not None]
     dones = [float(r[1]) for r in rows]
     return {
         "claim_p50": percentile(claims, 50), "claim_p99": percentile(claims, 99),
+        "start_p50": percentile(starts, 50) if starts else None, "start_p99": percentile(starts, 99) if starts else None,
         "done_p50": percentile(dones, 50), "done_p99": percentile(dones, 99), "samples": len(dones),
     }  # fmt: skip
+
+
+def raw_limit(admin_dsn: str, connections: int, jobs: int) -> float:
+    """The raw SQL limit (`benchmarks.jobs.raw_sql`): our schema, no actors; jobs/s."""
+    from actors.stores.config import DatabaseConfig
+    from benchmarks.jobs import raw_sql
+
+    with FreshDatabase(admin_dsn, "raw") as db:
+        Ours(db.dsn).install()
+        return raw_sql(DatabaseConfig(db.dsn), jobs, connections)
+
+
+#: rescue settings: (label, ours' tree options, pgqueuer's heartbeat_timeout in seconds)
+RESCUE_SETTINGS = [
+    ("default", {}, 30.0),
+    ("aggressive", {"heartbeat_ttl": 1.0, "rescue_interval": 0.2}, 1.0),
+]
+
+
+def rescue(admin_dsn: str, peer: str, setting: str, timeout: float = 120.0) -> float:
+    """Seconds from SIGKILL of the worker holding a job until another worker holds it."""
+    label, ours_options, heartbeat_timeout = next(s for s in RESCUE_SETTINGS if s[0] == setting)
+    with FreshDatabase(admin_dsn, peer) as db:
+        system = PEERS[peer](db.dsn)
+        system.install()
+        if isinstance(system, Ours):
+            system.start(2, **ours_options)
+            holder_sql = ("SELECT j.claimed_by, p.pid FROM thespian_otp.jobs AS j JOIN thespian_otp.processes AS p "
+                          "ON p.id = j.claimed_by WHERE j.id = %s AND j.started_at IS NOT NULL")  # fmt: skip
+            owner_sql = "SELECT claimed_by FROM thespian_otp.jobs WHERE id = %s AND state = 'running'"
+        else:
+            piddir = Path(f"/tmp/peers-rescue-{uuid.uuid4().hex[:8]}")
+            piddir.mkdir()
+            system.start(2, PEER_PID_DIR=str(piddir), PEER_HEARTBEAT_TIMEOUT=str(heartbeat_timeout))
+            owner_sql = "SELECT queue_manager_id FROM pgqueuer WHERE id = %s AND status = 'picked'"
+        try:
+            with psycopg.connect(db.dsn, autocommit=True) as conn:
+                if isinstance(system, Ours):
+                    job_id = system.runtime.enqueue("sleep", {"seconds": 60})
+                else:
+                    job_id = system._run(lambda queries: queries.enqueue("sleep", b"60"))[0]
+                deadline = time.monotonic() + 30
+                pid = owner = None
+                while pid is None:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{peer}: the sleep job never started")
+                    if isinstance(system, Ours):
+                        row = conn.execute(holder_sql, (job_id,)).fetchone()
+                        if row:
+                            owner, pid = row
+                    elif (piddir / str(job_id)).exists() and (text := (piddir / str(job_id)).read_text()):
+                        pid = int(text)
+                        owner = conn.execute(owner_sql, (job_id,)).fetchone()[0]
+                    time.sleep(0.01)
+                os.kill(pid, signal.SIGKILL)
+                killed = time.perf_counter()
+                while True:
+                    row = conn.execute(owner_sql, (job_id,)).fetchone()
+                    if row is not None and row[0] is not None and row[0] != owner:
+                        return time.perf_counter() - killed
+                    if time.perf_counter() - killed > timeout:
+                        raise RuntimeError(f"{peer}: the job of the killed worker was not taken within {timeout:g} s")
+                    time.sleep(0.005)
+        finally:
+            system.stop()
 
 
 # --- the run --------------------------------------------------------------------------------
 
 
-def run(admin_dsn: str, jobs: int, rounds: int, worker_counts: list[int], latency_jobs: int, peers: list[str]) -> dict[str, Any]:
-    samples: dict[str, dict[int, list[float]]] = {p: {w: [] for w in worker_counts} for p in peers}
+def run(
+    admin_dsn: str, jobs: int, rounds: int, worker_counts: list[int], latency_jobs: int, peers: list[str],
+    peer_jobs: int | None = None, rescue_rounds: int = 2, raw: bool = True,
+) -> dict[str, Any]:
+    peer_jobs = peer_jobs or jobs
+    counts = {p: (peer_jobs if p in SLOW_PEERS else jobs) for p in peers}
+    measured = peers + ([RAW] if raw else [])
+    counts[RAW] = jobs
+    samples: dict[str, dict[int, list[float]]] = {p: {w: [] for w in worker_counts} for p in measured}
     for round_number in range(rounds):
         for workers in worker_counts:
-            shift = round_number % len(peers)
-            for peer in peers[shift:] + peers[:shift]:  # each system goes first in turn
-                print(f"round {round_number + 1}/{rounds}: {peer}, {workers} worker(s), {jobs:,} jobs ...", end=" ", flush=True)
-                value = throughput(admin_dsn, peer, workers, jobs)
+            shift = round_number % len(measured)
+            for peer in measured[shift:] + measured[:shift]:  # each system goes first in turn
+                n = counts[peer]
+                what = "connection(s)" if peer == RAW else "worker(s)"
+                print(f"round {round_number + 1}/{rounds}: {peer}, {workers} {what}, {n:,} jobs ...", end=" ", flush=True)
+                value = raw_limit(admin_dsn, workers, n) if peer == RAW else throughput(admin_dsn, peer, workers, n)
                 samples[peer][workers].append(value)
                 print(f"{value:,.0f} jobs/s", flush=True)
     latencies = {}
@@ -340,36 +437,68 @@ def run(admin_dsn: str, jobs: int, rounds: int, worker_counts: list[int], latenc
         print(f"latency: {peer}, one job every 10 ms into 2 workers, {latency_jobs} jobs ...", end=" ", flush=True)
         latencies[peer] = latency(admin_dsn, peer, latency_jobs)
         print(f"done p50 {latencies[peer]['done_p50']:.1f} ms", flush=True)
-    return {"jobs": jobs, "rounds": rounds, "throughput": samples, "latency": latencies}
+    rescues: dict[str, dict[str, list[float]]] = {}
+    for round_number in range(rescue_rounds):
+        for setting, _, _ in RESCUE_SETTINGS:
+            for peer in [p for p in peers if p in ("thespian-otp", "pgqueuer")]:
+                print(f"rescue {round_number + 1}/{rescue_rounds}: {peer}, {setting} settings, SIGKILL of the worker holding a job ...", end=" ", flush=True)
+                value = rescue(admin_dsn, peer, setting)
+                rescues.setdefault(peer, {}).setdefault(setting, []).append(value)
+                print(f"{value:.2f} s", flush=True)
+    return {"jobs": jobs, "counts": counts, "rounds": rounds, "throughput": samples, "latency": latencies, "rescue": rescues}
 
 
 def table(result: dict[str, Any]) -> str:
     samples, latencies = result["throughput"], result["latency"]
     peers = list(samples)
     counts = list(next(iter(samples.values())))
+    jobs_of = result.get("counts", {})
     lines = [
-        f"### Job queues side by side ({result['jobs']:,} no-op jobs; median of {result['rounds']} interleaved rounds, [min-max])",
+        f"### Job queues side by side (no-op jobs; median of {result['rounds']} interleaved rounds, [min-max])",
         "",
-        "| jobs/s | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}" for w in counts) + " |",
-        "|---|" + "---:|" * len(counts),
+        "| jobs/s | jobs per run | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}" for w in counts) + " |",
+        "|---|---:|" + "---:|" * len(counts),
     ]
     for peer in peers:
         cells = []
         for w in counts:
             values = samples[peer][w]
             cells.append(f"{statistics.median(values):,.0f} [{min(values):,.0f}-{max(values):,.0f}]")
-        lines.append(f"| {peer} | " + " | ".join(cells) + " |")
+        label = f"{RAW}: claim 100 SKIP LOCKED + one UPDATE (connections)" if peer == RAW else peer
+        lines.append(f"| {label} | {jobs_of.get(peer, result['jobs']):,} | " + " | ".join(cells) + " |")
     ours = samples["thespian-otp"]
     for peer in peers[1:]:
         ratios = [statistics.median(ours[w]) / statistics.median(samples[peer][w]) for w in counts]
-        lines.append(f"| ours / {peer} | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+        lines.append(f"| ours / {peer} | | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
     lines += [
         "",
-        "| latency at light load (ms), 2 workers | enqueue -> claim p50 | p99 | enqueue -> done p50 | p99 |",
-        "|---|---:|---:|---:|---:|",
+        "| latency at light load (ms), 2 workers | enqueue -> claim p50 | p99 | -> handler start p50 | p99 | enqueue -> done p50 | p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for peer, lat in latencies.items():
-        lines.append(f"| {peer} | {lat['claim_p50']:.1f} | {lat['claim_p99']:.1f} | {lat['done_p50']:.1f} | {lat['done_p99']:.1f} |")
+        start = (f"{lat['start_p50']:.1f} | {lat['start_p99']:.1f}" if lat.get("start_p50") is not None else "- | -")
+        lines.append(
+            f"| {peer} | {lat['claim_p50']:.1f} | {lat['claim_p99']:.1f} | {start} | {lat['done_p50']:.1f} | {lat['done_p99']:.1f} |"
+        )
+    rescues = result.get("rescue") or {}
+    if rescues:
+        lines += [
+            "",
+            "| rescue after SIGKILL of the worker holding a job (s), median [min-max] | "
+            + " | ".join(f"{label} settings" for label, _, _ in RESCUE_SETTINGS) + " |",
+            "|---|" + "---:|" * len(RESCUE_SETTINGS),
+        ]
+        for peer, by_setting in rescues.items():
+            cells = []
+            for label, _, _ in RESCUE_SETTINGS:
+                values = by_setting.get(label, [])
+                cells.append(f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]" if values else "-")
+            lines.append(f"| {peer} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append("(" + "; ".join(
+            f"{label}: ours {opts or 'heartbeat_ttl 15 s, rescue_interval 5 s'}, pgqueuer heartbeat_timeout {hb:g} s"
+            for label, opts, hb in RESCUE_SETTINGS
+        ) + ")")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -380,16 +509,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
     parser.add_argument("--latency-jobs", type=int, default=500, help="jobs in the light-load latency run (default 500)")
-    parser.add_argument("--quick", action="store_true", help="2,000 jobs, 1 round, 100 latency jobs")
+    parser.add_argument(
+        "--peer-jobs", type=int, default=2_000,
+        help=f"jobs per throughput measurement for the slow peers ({', '.join(SLOW_PEERS)}; default 2000): rates compare",
+    )  # fmt: skip
+    parser.add_argument("--rescue-rounds", type=int, default=2, help="kill -9 rescue measurements per system and setting (default 2; 0: none)")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw SQL limit")
+    parser.add_argument("--quick", action="store_true", help="2,000 jobs (500 for slow peers), 1 round, 100 latency jobs, 1 rescue round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.jobs, args.rounds, args.latency_jobs = 2_000, 1, 100
+        args.jobs, args.rounds, args.latency_jobs, args.peer_jobs, args.rescue_rounds = 2_000, 1, 100, 500, 1
     peers, missing = available()
     if missing:
         print(f"not installed, skipped: {', '.join(missing)} (pip install -e '.[bench]')")
     worker_counts = [int(w) for w in args.workers.split(",")]
     with database_url(args.dsn) as dsn:
-        result = run(dsn, args.jobs, args.rounds, worker_counts, args.latency_jobs, peers)
+        result = run(dsn, args.jobs, args.rounds, worker_counts, args.latency_jobs, peers,
+                     peer_jobs=args.peer_jobs, rescue_rounds=args.rescue_rounds, raw=not args.no_raw)  # fmt: skip
     text = table(result)
     print()
     print(text)

@@ -62,6 +62,23 @@ class WorkerState:
     #: the last beat failed (the database is away)
     beat_failing: bool = False
     released: int = 0
+    #: (monotonic clock) until when this process's lease is surely not expired on the server:
+    #: a job started before then cannot have been rescued from it (set by each beat)
+    lease_until: float = 0.0
+    #: ids that came on the cancel channel (every cancelled running job of the schema): a
+    #: claimed job among them is marked synchronously, so it is not started (see worker.run)
+    cancelled_ids: set = attrs.field(factory=set)
+
+    def note_cancelled(self, payloads: list[str]) -> None:
+        if len(self.cancelled_ids) > 10_000:  # ids of other workers' jobs pile up: forget them
+            self.cancelled_ids.clear()
+        self.cancelled_ids.update(int(p) for p in payloads if p.isdigit())
+
+
+#: the part of a ttl the main thread trusts a beat for: a lease renewed at t (sent then) is not
+#: expired on the server before t + ttl (the server renews it after t); 0.8 leaves room for clock-rate
+#: differences and is longer than the gap between two beats (ttl / 3.5 plus a 0.25 s tick)
+LEASE_TRUST = 0.8
 
 
 class Heartbeat(threading.Thread):
@@ -104,14 +121,20 @@ class Heartbeat(threading.Thread):
                 if self._conn is None:
                     self._conn = self.database.dedicated(application_name=f"thespian-otp heartbeat {self.process_id}")
                     self.processes.listen(self._conn, cancel_channel(self.database.config.schema))
-                payloads = self.processes.wait_notifies(self._conn, self.tick)
+                # the first beat at once: until then the worker waits for every mark's answer
+                payloads = self.processes.wait_notifies(self._conn, 0.0 if next_beat == 0.0 else self.tick)
                 if self.halt.is_set():
                     break
                 now = time.monotonic()
                 current = self.state.current
-                urgent = current is not None and str(current[0].id) in payloads
+                if payloads:
+                    self.state.note_cancelled(payloads)
+                # also an id that came just before its job became current (see worker.run)
+                urgent = current is not None and current[0].id in self.state.cancelled_ids
                 if now >= next_beat or urgent:
                     self.beat(current)
+                    if urgent:
+                        self.state.cancelled_ids.discard(current[0].id)
                     next_beat = now + self.every
                     failures = 0
                     self.state.beat_failing = False
@@ -140,7 +163,9 @@ class Heartbeat(threading.Thread):
 
     def beat(self, current: tuple[ClaimedJob, JobContext] | None) -> None:
         job = current[0] if current else None
+        sent = time.monotonic()
         alive, owns = self.processes.beat(self._conn, self.process_id, self.ttl, job.id if job else None, job.attempt if job else None)
+        self.state.lease_until = sent + self.ttl * LEASE_TRUST if alive else 0.0
         if not alive:
             self.state.pruned = True
             with self.state.lock:

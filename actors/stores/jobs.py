@@ -72,25 +72,14 @@ class PgJobStore:
         return channel(self.database.config.schema)
 
     def insert(self, jobs: Sequence[NewJob], conn: psycopg.Connection | None = None) -> list[int]:
-        """Insert `jobs` in one statement and wake the workers; returns their ids in order."""
+        """Insert `jobs` (one statement for those without a unique key) and wake the workers;
+        returns their ids in order. `conn`: the caller's connection, in its transaction. The
+        one insert path of every enqueue: `job_ops.insert_jobs`."""
         if not jobs:
             return []
-        if any(j.unique_key is not None for j in jobs):  # issue 15: unique keys need their own statements
-            from actors.stores.job_ops import insert_in
+        from actors.stores.job_ops import insert_in  # job_ops imports this module
 
-            return insert_in(self.database, jobs, conn)
-        params = {
-            "queues": [j.queue for j in jobs],
-            "kinds": [j.kind for j in jobs],
-            "payloads": [Jsonb(j.payload) for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "run_ats": [j.run_at for j in jobs],
-            "max_attempts": [j.max_attempts for j in jobs],
-        }
-        if conn is not None:
-            return self._insert(conn, params, {j.queue for j in jobs})
-        with self.database.transaction() as own:
-            return self._insert(own, params, {j.queue for j in jobs})
+        return insert_in(self.database, jobs, conn)
 
     def copy_in(self, jobs: Sequence[NewJob], *, state: str = "available") -> int:
         """Bulk insert with COPY (the fastest way in; no ids back, no notification).
@@ -109,12 +98,6 @@ class PgJobStore:
                          state, 1 if finished else 0, finished)
                     )  # fmt: skip
         return len(jobs)
-
-    def _insert(self, conn: psycopg.Connection, params: dict, queues: set[str]) -> list[int]:
-        ids = [row["id"] for row in conn.execute(Q["insert_many"], params).fetchall()]
-        for queue in sorted(queues):
-            conn.execute(Q["notify"], {"channel": self.channel, "queue": queue})
-        return ids
 
     def get(self, job_id: int) -> Job:
         with self.database.connection() as conn:

@@ -44,4 +44,5 @@ WITH p AS (
 )
 SELECT (SELECT count(*) FROM p) AS alive,
        (SELECT count(*) FROM jobs
-        WHERE id = %(job)s::bigint AND claimed_by = %(id)s AND attempt = %(attempt)s::int AND state = 'running') AS owns;
+        WHERE id = %(job)s::bigint AND claimed_by = %(id)s AND attempt = %(attempt)s::int
+          AND state IS NOT DISTINCT FROM 'running') AS owns;  -- by primary key: see jobs.sql, mark
