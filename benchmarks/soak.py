@@ -37,10 +37,10 @@ FULL = {"restarts": 10_000, "threads": 1_000, "keys": 100_000, "runtimes": 1_000
 ACTORS = ("soak", "callee", "caller", "limiter", "sys.monitor")
 #: thespian's tables shown per phase (from the supervisor's process; all of them are in the JSON)
 THESPIAN_SHOWN = ("managed", "local_addresses", "child_procs", "wakeups", "open_sockets")
-#: how long a restart step retries a typed error (NoSuchName, DeadLetter) before it fails: well
-#: over a worker's start_timeout (10 s), after which its supervisor starts it again. A new
-#: incarnation whose Init thespian never delivers (1 in ~1,000-4,000 restarts here, see
-#: docs/NOTES.md) waits that long, and a restart can meet it more than once.
+#: how long a restart step retries a typed error (NoSuchName, DeadLetter) before it fails. A
+#: restart can stall while the supervisor sits in thespian's select with its restart timer
+#: overdue (4 in 10,000 restarts here, docs/NOTES.md): without a message to it (see NUDGE_AFTER)
+#: it slept for more than 120 s.
 RETRY_WINDOW = 120.0
 #: after this long of typed errors, a restart step also asks the supervisor for its tables once a
 #: second (a "nudge"): that message wakes a supervisor thespian left asleep with its restart timer
