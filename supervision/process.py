@@ -60,6 +60,8 @@ from supervision.messages import (
 from supervision.router import Router, type_name
 from supervision.wire import pack_reply, unpack_message
 
+hygiene.fix_timer_rounding()  # before any actor's select loop runs (see there)
+
 log = logger("supervision.process")
 
 #: payloads a request may not carry: the runtime's own messages and thespian's
