@@ -19,6 +19,7 @@ from actors.jobs import (
     new_job,
 )
 from actors.limiter import Limit, LimiterServer, Stats
+from actors.stores.errors import NotFound
 from actors.stores.jobs import PgJobStore
 from actors.stores.processes import PgProcessStore
 from actors.stores.rows import JobOutcome, NewJob
@@ -201,6 +202,34 @@ def test_a_late_outcome_from_a_rescued_job_is_fenced_off(database):
     assert jobs.write_outcomes([JobOutcome(job_id, fast.id, again.attempt, "completed", now)]).completed == (job_id,)
     assert jobs.write_outcomes([JobOutcome(job_id, fast.id, again.attempt, "completed", now)]).fenced == 1
     assert audit(database)["completed_twice"] == 0
+
+
+def test_a_dead_process_whose_job_row_is_locked_keeps_its_row_until_that_job_is_rescued(database):
+    """The rescuer skips locked job rows (SKIP LOCKED: several rescuers at once). It used to
+    delete the dead process's row all the same, and rescued the skipped job later as an orphan
+    whose node nobody knew: its completion event said node null (10 of them after a network
+    partition, tests/test_netns.py, where the cut node's backend held a mark's lock)."""
+    jobs, processes = PgJobStore(database), PgProcessStore(database)
+    [job_id] = jobs.insert([NewJob("noop")])
+    gone = processes.register("node-x:worker-1", ttl=0.2)
+    [claimed] = jobs.claim("default", gone.id, 10)
+    assert jobs.mark(gone.id, claimed)  # its handler starts ...
+    assert not jobs.mark(gone.id, None, claimed, None)  # ... and ends well; then the worker dies
+    time.sleep(0.4)  # its lease expires
+    with database.transaction() as elsewhere:  # a backend of that worker still holds the row
+        elsewhere.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+        assert jobs.rescue().jobs == 0
+        assert processes.get(gone.id).id == gone.id  # kept: one of its jobs is still to rescue
+    rescued = jobs.rescue()
+    assert (rescued.jobs, rescued.completed) == (1, 1)
+    with database.connection() as conn:
+        event = conn.execute(
+            "SELECT data FROM events WHERE type = 'job.completed' AND (data->>'id')::bigint = %s", (job_id,)
+        ).fetchone()
+        conn.commit()
+    assert event["data"]["node"] == "node-x:worker-1", event
+    with pytest.raises(NotFound):
+        processes.get(gone.id)  # gone once its last job is rescued
 
 
 def test_the_claim_uses_the_available_jobs_index_on_a_table_full_of_finished_jobs(database):

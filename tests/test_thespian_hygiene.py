@@ -4,7 +4,7 @@ thespian keeps, in a parent actor's process, one local-address slot per child it
 (`ActorAddressManager._managed`, a list that never shrinks) and, on the queue base, every dead
 child address twice (both lists scanned on every send). `supervision.hygiene` drops what is no
 longer needed; these tests read the tables through a `ThespianStats` request the supervisor
-answers, after hundreds of restarts (crashes and SIGKILLs), also while other callers keep
+answers, after a hundred or more restarts (crashes and SIGKILLs), also while other callers keep
 talking to the restarting actors.
 """
 
@@ -64,7 +64,7 @@ def answers(rt, name: str, message, expected) -> None:
 
 @pytest.mark.parametrize("base", MULTIPROC_BASES)
 def test_a_supervisor_keeps_no_thespian_slot_per_restart_of_its_child(make_runtime, base):
-    restarts = 300 if base == "multiprocTCPBase" else 150
+    restarts = 120 if base == "multiprocTCPBase" else 80  # old code: 122 slots kept, 120 dead addresses
     rt = make_runtime(base).start(spec(ChildSpec("echo", Echo), ChildSpec("worker", Crasher)))
     before = rt.ask("root", ThespianStats(), timeout=10)
     # keep the supervisor busy: thespian's queue base notices a SIGKILLed child only when its
@@ -126,7 +126,7 @@ def test_restarts_under_load_stall_no_caller_and_keep_the_tables_bounded(make_ru
     thread = threading.Thread(target=hammer, daemon=True)
     thread.start()
     try:
-        for i in range(200):
+        for i in range(100):
             rt.kill("caller" if i % 5 else "callee")
             answers(rt, "caller", Relay("callee", i), i)
     finally:
@@ -136,7 +136,7 @@ def test_restarts_under_load_stall_no_caller_and_keep_the_tables_bounded(make_ru
     assert stalls == [], f"calls timed out during restarts: {stalls[:3]} ({outcomes})"
     assert outcomes.get("reply", 0) > 0, outcomes
     tables = rt.ask("root", ThespianStats(), timeout=10)
-    assert tables["local_addresses"] >= 200
+    assert tables["local_addresses"] >= 100
     assert tables["managed"] <= SLOT_BOUND, tables
     assert tables["awaiting_address"] == 0, tables
     for name in ("caller", "callee"):

@@ -147,7 +147,8 @@ WHERE id = %(id)s AND claimed_by = %(process)s AND attempt = %(attempt)s AND sta
 -- - ended with an error: that error, retried or failed at max_attempts;
 -- - started and not ended: the worker died while running it (maybe it killed it: os._exit,
 --   a segfault); the attempt counts, and the error says so; failed at max_attempts.
--- Running jobs whose process row no longer exists are rescued too.
+-- Running jobs whose process row no longer exists are rescued too. A dead process's row goes
+-- once none of its running jobs is left (one skipped as locked keeps it for a later pass).
 -- A server that started less than %(grace)s seconds ago declares no process dead: leases ran
 -- out while it was down, and live workers need a moment to beat again.
 WITH dead AS (
@@ -187,7 +188,13 @@ WITH dead AS (
     RETURNING j.id, j.kind, j.queue, j.attempt, j.state, j.created_at, j.claimed_at, j.started_at, j.ended_at,
               o.process, o.started, o.succeeded, o.error
 ), gone AS (
-    DELETE FROM processes AS p USING dead WHERE p.id = dead.id RETURNING p.id, p.host, p.pid, p.start_ticks
+    -- a dead process whose running job was skipped (locked: a backend of that worker still
+    -- in a transaction, another rescuer) keeps its row until a later pass rescues that job,
+    -- so that the job's events still name its node
+    DELETE FROM processes AS p USING dead WHERE p.id = dead.id
+      AND NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.claimed_by = p.id AND j.state = 'running'
+                      AND j.id NOT IN (SELECT id FROM released))
+    RETURNING p.id, p.host, p.pid, p.start_ticks
 ), logged AS (
     INSERT INTO events (type, data)
     SELECT CASE WHEN succeeded THEN 'job.completed' WHEN state = 'failed' THEN 'job.failed' ELSE 'job.rescued' END,
