@@ -39,6 +39,18 @@ def test_a_dead_owner_gives_its_permits_back():
     assert len(released) == 1 and cancelled == [] and [o.request_id for o in outcomes] == [2]
 
 
+def test_an_owner_that_dies_holding_and_waiting_on_one_default_key_is_forgotten_cleanly():
+    """Found by the state machine below: the dead owner's lease went, the idle default-covered
+    key was forgotten with it, and the loop over its cancelled waits then looked the key up
+    (KeyError in owner_gone, which crashed the limiter)."""
+    core = LimiterCore({}, default=Limit(1))
+    assert core.acquire(1, "d", OWNERS[0], 0.0, timeout=0.0)
+    assert core.acquire(2, "d", OWNERS[0], 0.0, timeout=1.0) == []  # it waits behind itself
+    released, cancelled, outcomes = core.owner_gone(OWNERS[0].name, 0.5)
+    assert len(released) == 1 and cancelled == [2] and outcomes == []
+    assert core.acquire(3, "d", OWNERS[1], 0.6, timeout=0.0)  # the key works again
+
+
 def test_a_rate_limit_spaces_grants_by_the_rate():
     core = LimiterCore({"api": Limit(100, rate=2.0, burst=1)})
     assert core.acquire(1, "api", OWNERS[0], 0.0, timeout=10)

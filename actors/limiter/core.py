@@ -284,7 +284,9 @@ class LimiterCore:
             outcomes.extend(self._drop(lease, now))
         # a cancelled waiter may have been the head that blocked the others
         for key in {w.key for w in cancelled}:
-            bucket = self.buckets[key]
+            bucket = self.buckets.get(key)
+            if bucket is None:
+                continue  # an idle default-covered key, forgotten when the owner's lease went
             outcomes.extend(self._pump(key, bucket, now))
             self._settle(key, bucket, now)
         return released, [w.request_id for w in cancelled], outcomes
