@@ -131,7 +131,7 @@ def test_a_terminated_lock_session_makes_the_holder_reconnect_and_contend_again_
         wait_for(lambda: holder_name(database) == "solo", timeout=20, what="the lock")
         before = lock_holder(database, "audited")["pid"]
         with database.connection() as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'thespian-otp:projector:solo'")
+            conn.execute("SELECT pg_terminate_backend(%s)", (before,))  # this test's holder, not another's "solo"
             conn.commit()
         wait_for(lambda: (lock_holder(database, "audited") or {}).get("pid") not in (None, before), timeout=20, what="a new session")
         wait_for(lambda: rt.ask("projector-audited", ProjectorStatus())["holding"], timeout=20, what="the lock again")
