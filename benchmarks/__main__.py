@@ -26,6 +26,8 @@ STEPS: dict[str, list[tuple[str, bool, Callable[..., Report]]]] = {
         (f"messaging on {base}", False, lambda quick, url, sizes, base=base: _module("messaging").run(base, quick))
         for base in ("multiprocTCPBase", "multiprocQueueBase")
     ],
+    # signed frames (as shipped) vs the unsigned transport of earlier versions, interleaved in one run
+    "auth": [("authenticated transport", False, lambda quick, url, sizes: _module("auth").run(quick))],
     "limiter": [("limiter", True, lambda quick, url, sizes: _module("limiter").run("multiprocTCPBase", quick, url))],
     "jobs": [("jobs", True, lambda quick, url, sizes: _module("jobs").run(url, quick, history=100_000 if quick else 1_000_000))],
     "projector": [("projector", True, lambda quick, url, sizes: _module("projector").run(url, quick))],

@@ -6,7 +6,8 @@ good, another keeps up. We stop the whole tree in the middle of the load: it sto
 shutdown budget (the stalled subscriber is killed after its timeout; the completer never waits
 for it), and an SQL audit shows every finished job completed exactly once.
 
-Run: python examples/job_completer.py          (uses DATABASE_URL, or an embedded PostgreSQL)
+Run: python examples/job_completer.py [--schema NAME]   (DATABASE_URL, or an embedded PostgreSQL;
+the schema, example_completer by default, is dropped on the next run only if this example made it)
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import time
 from rich.console import Console
 
 import _example_jobs  # noqa: F401 - registers the kinds in this process
+from _scratch import scratch_database
 from actors.jobs import Subscriber, jobs_tree, new_job
 from actors.stores.database import Database
-from actors.stores.setup import resolve_database
 from supervision import ChildSpec, Runtime, SupervisorSpec
 
 
@@ -44,10 +45,8 @@ class Stalled(Subscriber):
 
 def main() -> int:
     console = Console()
-    handle = resolve_database(schema="example_completer", temporary=True)
+    handle = scratch_database("examples/job_completer.py", "example_completer")
     database = Database(handle.config)
-    database.drop_schema()
-    handle = resolve_database(handle.config.dsn, "example_completer")
     spec = SupervisorSpec(
         "app",
         children=[

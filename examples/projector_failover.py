@@ -5,7 +5,8 @@ the same database. Only the holder of the projection's advisory lock applies eve
 waits. We SIGKILL the active node's projector: the standby takes over within its retry interval,
 continues from the checkpoint, and the read model ends equal to a replay from scratch.
 
-Run: python examples/projector_failover.py     (uses DATABASE_URL, or an embedded PostgreSQL)
+Run: python examples/projector_failover.py [--schema NAME]   (DATABASE_URL, or an embedded PostgreSQL;
+the schema, example_projector by default, is dropped on the next run only if this example made it)
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import time
 
 from rich.console import Console
 
+from _scratch import scratch_database
+
 from actors.projector import ProjectorStatus, projector_spec, read_job_stats, rebuild, status
 from actors.stores.database import Database
 from actors.stores.events import PgEventStore
 from actors.stores.rows import NewEvent
-from actors.stores.setup import resolve_database
 from supervision import Runtime, SupervisorSpec
 
 
@@ -35,9 +37,7 @@ def _exact(stats):
 
 def main() -> int:
     console = Console()
-    handle = resolve_database(schema="example_projector", temporary=True)
-    Database(handle.config).drop_schema()
-    handle = resolve_database(handle.config.dsn, "example_projector")
+    handle = scratch_database("examples/projector_failover.py", "example_projector")
     with Database(handle.config) as database:
         store = PgEventStore(database)
         store.append(events(2000))

@@ -61,6 +61,14 @@ def validate_name(value: Any, field: str = "name") -> str:
     return value
 
 
+def validate_node(value: Any, field: str = "node") -> str | None:
+    """Check an optional node name: None (the component picks its default, e.g. the host name)
+    or a valid name (see `validate_name`). A node name is written into process rows,
+    completion events, PostgreSQL's application_name and the tree and observer output, so a
+    control character or an escape sequence in it would reach every terminal that shows them."""
+    return None if value is None else validate_name(value, field)
+
+
 def _check_name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     try:
         validate_name(value)

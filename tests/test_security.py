@@ -13,7 +13,14 @@ import time
 
 import pytest
 
-from supervision import ChildSpec, ConfigError, Runtime, SpecError, SupervisorSpec, auth, discovery
+from actors.jobs import Schedule
+from actors.jobs.errors import BadJob
+from actors.jobs.tree import jobs_tree
+from actors.projector import Projection, ProjectorStatus, load_projection, projector_spec
+from actors.projector.actor import Projector
+from actors.projector.errors import UnknownProjection
+from actors.stores.config import DatabaseConfig
+from supervision import ChildSpec, ConfigError, Runtime, SpecError, StartFailed, SupervisorSpec, auth, discovery
 from supervision.errors import UnsafeState
 from supervision.liveness import ProcessIdentity
 from supervision.specs import validate_name
@@ -60,6 +67,57 @@ def test_a_runtime_name_with_dots_and_dashes_still_works(make_runtime, tmp_path,
     monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
     rt = make_runtime("multiprocTCPBase", name="node-1.eu_west").start()
     assert discovery.find("node-1.eu_west").kernel_pid == rt._kernel_identity.pid
+
+
+#: what a node name must never be: control characters, escape sequences, empty or oversize
+BAD_NODES = [*BAD_NAMES, "evil\n\x1b[31m", "\x1b]0;owned\x07", "", "n" * 129]
+
+
+@pytest.mark.parametrize("node", BAD_NODES)
+def test_a_node_name_with_a_control_character_is_refused_where_it_is_given(node):
+    config = DatabaseConfig("postgresql://unused", "unused")
+    with pytest.raises(SpecError, match="not a valid name") as refused:
+        jobs_tree(config, node=node)
+    assert refused.value.field == "jobs_tree.node"
+    with pytest.raises(SpecError, match="not a valid name") as refused:
+        projector_spec(config, node=node)
+    assert refused.value.field == "projector_spec.node"
+
+
+def test_a_node_name_such_as_a_host_and_pid_is_accepted():
+    config = DatabaseConfig("postgresql://unused", "unused")
+    tree = jobs_tree(config, node="node-a.eu_west:4242")
+    service = next(child for child in tree.children if child.name == "jobs-service")
+    assert service.kwargs["node"] == "node-a.eu_west:4242"
+    assert projector_spec(config, node="node-a").children[0].kwargs["node"] == "node-a"
+    assert jobs_tree(config).children[0].kwargs["node"] is None  # no node: the service names itself
+
+
+def test_a_projector_started_directly_with_an_escape_sequence_as_its_node_does_not_start(make_runtime, db_config):
+    """A ChildSpec bypasses projector_spec: the actor checks its node itself, before its lock
+    session carries the name into PostgreSQL's application_name."""
+    rt = make_runtime("multiprocQueueBase").start()
+    bad = ChildSpec("projector-bad", Projector, kwargs={"database": db_config, "node": "evil\n\x1b[31m"})
+    with pytest.raises(StartFailed, match="Projector.node"):
+        rt.start(bad)
+    rt.start(ChildSpec("projector-good", Projector, kwargs={"database": db_config, "node": "node-a"}))
+    assert rt.ask("projector-good", ProjectorStatus(), timeout=10)["node"] == "node-a"
+
+
+@pytest.mark.parametrize("name", [*BAD_NAMES, "evil\n\x1b[31m", "", "s" * 129])
+def test_a_schedule_name_with_a_control_character_is_refused(name):
+    with pytest.raises(BadJob, match="Schedule.name"):
+        Schedule(name, "* * * * *", "noop")
+    assert Schedule("nightly.report-1", "* * * * *", "noop").name == "nightly.report-1"
+
+
+@pytest.mark.parametrize("name", [*BAD_NAMES, "evil\n\x1b[31m", "", "p" * 64])
+def test_a_projection_name_with_a_control_character_is_refused(name):
+    evil = type("Evil", (Projection,), {"name": name, "apply": lambda self, conn, events: None})
+    with pytest.raises(UnknownProjection, match="not a valid identifier"):
+        load_projection(evil)
+    with pytest.raises(UnknownProjection, match="not a valid identifier"):
+        projector_spec(DatabaseConfig("postgresql://unused", "unused"), evil)
 
 
 # --- discovery records (point 3) ---------------------------------------------------------------

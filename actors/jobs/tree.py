@@ -32,7 +32,7 @@ from actors.jobs.service import JobsService, PoolManager
 from actors.jobs.worker import Worker
 from actors.stores.config import DatabaseConfig
 from supervision import Backoff, ChildSpec, SupervisorSpec
-from supervision.specs import validate_name
+from supervision.specs import validate_name, validate_node
 
 
 @attrs.frozen
@@ -87,13 +87,15 @@ def jobs_tree(
 ) -> SupervisorSpec:
     """`handlers`: modules that define the job handlers (imported by every worker process).
     `heartbeat_ttl`: a worker that misses its heartbeats this long is considered dead and its jobs
-    are rescued (it beats at least three times per ttl). `node`: this node's name, recorded
-    with each worker process (and so in each completion event) when several nodes share the
-    database. `limiter`: the limiter that grants permits for kinds with a `limit_key`.
+    are rescued (it beats at least three times per ttl). `node`: this node's name (a name as
+    for actors: 1-128 letters, digits and _ . : @ / -; anything else is a `SpecError`),
+    recorded with each worker process (and so in each completion event) when several nodes
+    share the database. `limiter`: the limiter that grants permits for kinds with a `limit_key`.
     `kill_stuck`: the rescuer kills a worker of this host whose lease expired while it is
     still alive (frozen); off, such a worker is left to notice by itself when it resumes.
     `cancel_grace`, `kill_grace`, `claim_ahead`, `release_after`: see `Worker.init`."""
     handlers = tuple(handlers)
+    validate_node(node, "jobs_tree.node")
     names = tree_names(name)
     rescue_every = check_timing(heartbeat_ttl, rescue_interval, cancel_grace=cancel_grace, kill_grace=kill_grace)
     worker = ChildSpec(

@@ -36,6 +36,7 @@ from actors.stores.rows import Checkpoint
 from supervision import Server
 from supervision.logs import logger
 from supervision.messages import Message
+from supervision.specs import validate_node
 
 log = logger("actors.projector")
 
@@ -78,7 +79,7 @@ class Projector(Server):
         (default 10 batches); the checkpoint then moves past the unwanted ones it saw, so a
         projection that wants few events pays per wake-up for what is new, not for the tail."""
         self.projection: Projection = load_projection(projection)
-        self.node = node or default_node()
+        self.node = validate_node(node, "Projector.node") or default_node()
         self.batch = batch
         self.max_scan = max_scan if max_scan is not None else 10 * batch
         self.lock_check_interval = lock_check_interval

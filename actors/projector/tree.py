@@ -8,6 +8,7 @@ from actors.projector.actor import Projector
 from actors.projector.projection import load_projection, projection_path
 from actors.stores.config import DatabaseConfig
 from supervision import Backoff, ChildSpec, SupervisorSpec
+from supervision.specs import validate_node
 
 
 def projector_spec(
@@ -20,8 +21,10 @@ def projector_spec(
     period: float = 30.0,
     **options: Any,
 ) -> SupervisorSpec:
-    """`projection`: a built-in name, an import path or a class. Options go to `Projector.init`
+    """`projection`: a built-in name, an import path or a class. `node`: the name this node's
+    lock session shows (a name as for actors; default host:pid). Options go to `Projector.init`
     (batch, lock_check_interval, retry_interval, poll_interval, idle_session_timeout)."""
+    validate_node(node, "projector_spec.node")
     loaded = load_projection(projection)
     child = name or f"projector-{loaded.name}"
     return SupervisorSpec(
