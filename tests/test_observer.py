@@ -225,6 +225,9 @@ def test_bad_settings_are_clear_errors_and_bind_nothing(make_runtime):
         Observer(rt, port=70000)
     with pytest.raises(ConfigError, match="interval"):
         Observer(rt, interval=0)
+    for bad in ("observer.example", ["*"], ["http://observer.example"], ["observer.example:8765"], ["a b"]):
+        with pytest.raises(ConfigError, match="allowed_hosts"):
+            Observer(rt, allowed_hosts=bad)
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)

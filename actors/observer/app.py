@@ -1,8 +1,9 @@
 """The observer's web application (Starlette): the page, its live feed, actor details, job actions, /metrics.
 
 Security, for a page that can retry and cancel jobs:
-- only the Host names the observer was bound to are answered (no DNS rebinding: a hostile page
-  cannot read the page, and so its token, through a name that resolves to 127.0.0.1);
+- only the Host names of the address the observer listens on, and the `allowed_hosts` it was
+  given, are answered (no DNS rebinding: a hostile page cannot read the page, and so its token,
+  through a name of its own that resolves to the observer's address);
 - state-changing actions are POSTs that need the per-process token (in the page, never in a
   cookie) in the `X-Observer-Token` header and, when the browser sends one, an `Origin` of the
   observer itself; a cross-site form or fetch has neither;
@@ -146,7 +147,7 @@ def build_app(observer: Any) -> Starlette:
             return _error(404, f"no job {job_id}")
         return JSONResponse({"job": jsonable(row)}, headers=HEADERS)
 
-    hosts = observer.allowed_hosts()
+    hosts = observer.hosts()
     return Starlette(
         routes=[
             Route("/", page),
@@ -158,7 +159,7 @@ def build_app(observer: Any) -> Starlette:
             Route("/metrics", metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)],
     )
 
 
