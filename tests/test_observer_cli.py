@@ -68,6 +68,15 @@ def test_the_observer_of_a_held_demo_shows_its_tree_jobs_and_projection_moving(p
         assert moved["totals"]["completed"] > 0
         status, body = get(url + "metrics")
         assert status == 200 and b"thespian_otp_jobs{" in body
+        # an actor's details from this other process: its supervisor gives the spec
+        status, body = get(url + "api/actors/worker-1")
+        details = json.loads(body)
+        assert status == 200 and details["spec"]["actor"] == "actors.jobs.worker.Worker", details
+        assert details["spec"]["name"] == "worker-1" and details["spec_note"] is None
+        status, body = get(url + "api/actors/limiter")
+        assert json.loads(body)["spec"]["actor"] == "actors.limiter.actor.LimiterServer"
+        root = json.loads(get(url + "api/actors/demo")[1])  # a root's spec stays with the demo's process
+        assert root["spec"] is None and "root" in root["spec_note"]
 
         observer.send_signal(signal.SIGTERM)  # stops like Ctrl-C
         assert observer.wait(30) in (0, 130)
