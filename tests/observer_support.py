@@ -75,6 +75,23 @@ def job_row(database: Any, job_id: int) -> dict:
     return row
 
 
+def client_ports(pid: int) -> set[int]:
+    """The local TCP ports of process `pid`'s sockets (its database connections among them)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    connections = process.net_connections(kind="tcp") if hasattr(process, "net_connections") else process.connections(kind="tcp")
+    return {c.laddr.port for c in connections if c.laddr}
+
+
+def backend_client_port(database: Any, backend_pid: int) -> int | None:
+    """The client port of a PostgreSQL backend (-1 over a Unix socket; None: no such backend)."""
+    with database.connection() as conn:
+        row = conn.execute("SELECT client_port FROM pg_stat_activity WHERE pid = %s", (backend_pid,)).fetchone()
+        conn.commit()
+    return row["client_port"] if row else None
+
+
 # --- a stand-in for actors.jobs.ops, used only where issue 15's module is absent -------------
 
 

@@ -2,7 +2,8 @@
 
 A real runtime with a job tree on real PostgreSQL; the page shows the tree, a SIGKILLed worker's
 restart appears on it within 2 s, pressing retry on a failed job runs it again (checked in SQL),
-and the run saves a screenshot to docs/observer.png. Skipped only where Chromium is not
+the projection's lock holder and a limiter's held and waiting permits are shown, and the run
+saves a screenshot to docs/observer.png (`pytest tests/test_observer_browser.py -k tree` retakes it). Skipped only where Chromium is not
 installed (`apt-get install chromium`; .ci/run does it).
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from actors.limiter import Limiter
 from actors.observer import serve
-from tests.observer_support import install_stand_in, job_row, real_job_ops, system_spec, workers
+from tests.observer_support import backend_client_port, client_ports, install_stand_in, job_row, real_job_ops, system_spec, workers
 from tests.support import wait_for
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -123,8 +126,31 @@ def test_the_page_shows_the_tree_and_a_killed_worker_restart_within_2_s(make_run
             timeout=60_000,
         )  # fmt: skip
         page.locator("#faults-chart rect").first.wait_for(timeout=5_000)  # the restart is on the chart
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        # the backend named as holding job_stats' lock is a connection of the projector's process
+        projector = next(n for n in rt.tree().walk() if n.actor_class == "Projector")
+        holder = page.locator("#projections tr[data-projection=job_stats] td:nth-child(4)").inner_text()
+        backend = int(holder.split("backend pid ")[1].split(",")[0].rstrip(")"))
+        port = backend_client_port(observer.database, backend)
+        assert port is not None and (port < 0 or port in client_ports(projector.pid)), (holder, port)
+        assert holder.startswith("thespian-otp:projector:")
+
+        # both permits of `images` held and a third caller waiting: the page shows them
+        limiter = Limiter(rt)
+        leases = [limiter.acquire("images") for _ in range(2)]
+        with ThreadPoolExecutor(1) as pool:
+            waiter = pool.submit(limiter.acquire, "images", 60)
+            try:
+                page.wait_for_function(
+                    "() => [...(document.querySelector('#limiters tr[data-key=images]')?.cells || [])]"
+                    ".slice(2).map(c => c.textContent).join(' ') === '2 2 1 2 0'", timeout=10_000,
+                )  # fmt: skip  (held, limit, waiting, granted, timed out)
+                SCREENSHOT.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            finally:
+                limiter.release(leases[0])
+                limiter.release(waiter.result(timeout=10))
+                limiter.release(leases[1])
         assert SCREENSHOT.stat().st_size > 10_000
         assert errors == [], errors
 
