@@ -5,14 +5,10 @@ browser on another host would; a foreign Host or Origin is still refused."""
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 
 import pytest
@@ -20,7 +16,7 @@ import pytest
 from actors.observer import serve
 from actors.stores.database import Database
 from tests.netns import Hosts, Unavailable
-from tests.observer_support import job_row, system_spec
+from tests.observer_support import CliObserver, job_row, system_spec
 from tests.support import wait_for
 
 #: a client on the other host: runs the requests in argv in order and prints [[status, body], ...];
@@ -62,33 +58,6 @@ def remote(host, base: str, *steps: tuple[str, str, dict]) -> list[tuple[int, st
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return [tuple(r) for r in json.loads(result.stdout)]
-
-
-class CliObserver:
-    """`thespian-otp observer ARGS` in a subprocess, its output read by a thread (so that a
-    line that never comes fails the test after `timeout`, not at the test's timeout)."""
-
-    def __init__(self, *args: str, env: dict) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "actors.cli", "observer", *args], env={**os.environ, "COLUMNS": "300", **env},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True).start()
-        self.printed = ""
-
-    def read_until(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while text not in self.printed:
-            try:
-                self.printed += self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} in {timeout} s; printed:\n{self.printed}") from None
-        return self.printed
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 @pytest.mark.timeout(180)
