@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     observer.add_argument("--host", default="127.0.0.1", help="address to listen on")
     observer.add_argument("--trusted-network", action="store_true", help="allow a --host other hosts can reach (0.0.0.0: every interface)")
     observer.add_argument(
-        "--allowed-host", action="append", default=[], metavar="NAME",
+        "--allowed-host", action="append", metavar="NAME",
         help="a name the page is reached by (a DNS name, a proxy's); repeat for more. The address it listens on is always answered",
     )  # fmt: skip
     observer.add_argument("--read-only", action="store_true", help="no retry/cancel buttons; refuse state changes")
@@ -305,7 +305,7 @@ def _run_observer(args: argparse.Namespace, console: Console) -> int:
         config = handle.config if handle is not None else None
         observer = serve(
             rt, config, host=args.host, port=args.port, read_only=args.read_only, trusted_network=args.trusted_network,
-            allowed_hosts=args.allowed_host,
+            allowed_hosts=args.allowed_host or (),
         )  # fmt: skip
         try:
             where = f", database {handle.source}, schema {config.schema}" if handle is not None else ""
