@@ -120,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     observer.add_argument("--name", help="which runtime; default: the only one running")
     observer.add_argument("--port", type=int, default=8765, help="port to listen on (0: a free one)")
     observer.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    observer.add_argument("--trusted-network", action="store_true", help="allow a --host other hosts can reach")
+    observer.add_argument("--trusted-network", action="store_true", help="allow a --host other hosts can reach (0.0.0.0: every interface)")
+    observer.add_argument(
+        "--allowed-host", action="append", metavar="NAME",
+        help="a name the page is reached by (a DNS name, a proxy's); repeat for more. The address it listens on is always answered",
+    )  # fmt: skip
     observer.add_argument("--read-only", action="store_true", help="no retry/cancel buttons; refuse state changes")
     observer.add_argument("--no-database", action="store_true", help="show the tree only (no jobs, nodes, projections)")
     _database_options(observer)
@@ -299,11 +303,18 @@ def _run_observer(args: argparse.Namespace, console: Console) -> int:
                 args.schema_default = "thespian_otp_demo"  # what `thespian-otp demo` uses
             handle = _open(args, migrate=False)
         config = handle.config if handle is not None else None
-        observer = serve(rt, config, host=args.host, port=args.port, read_only=args.read_only, trusted_network=args.trusted_network)
+        observer = serve(
+            rt, config, host=args.host, port=args.port, read_only=args.read_only, trusted_network=args.trusted_network,
+            allowed_hosts=args.allowed_host or (),
+        )  # fmt: skip
         try:
             where = f", database {handle.source}, schema {config.schema}" if handle is not None else ""
             console.print(f"observer of runtime [cyan]{rt.name}[/]{where}")
             console.print(f"  open [bold]{observer.url}[/] (metrics: {observer.url}metrics); Ctrl-C stops", highlight=False, soft_wrap=True)
+            others = [url for url in observer.urls() if url != observer.url]
+            if others:
+                console.print(f"  from other machines: {' '.join(others)}", highlight=False, soft_wrap=True)
+            console.print(f"  answers the Host names {', '.join(observer.hosts())}", highlight=False, soft_wrap=True)
             if not observer.actions_enabled:
                 console.print(f"  retry/cancel are off: {observer.actions_note}", highlight=False)
             while True:

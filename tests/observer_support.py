@@ -4,7 +4,12 @@ job operations API, the real one (issue 15) or, where it is absent, a small stan
 from __future__ import annotations
 
 import json
+import os
+import queue
+import subprocess
 import sys
+import threading
+import time
 import types
 import urllib.error
 import urllib.request
@@ -73,6 +78,50 @@ def job_row(database: Any, job_id: int) -> dict:
         row = conn.execute("SELECT id, state, attempt, last_error, jsonb_array_length(errors) AS tries FROM jobs WHERE id = %s", (job_id,)).fetchone()
         conn.commit()
     return row
+
+
+def client_ports(pid: int) -> set[int]:
+    """The local TCP ports of process `pid`'s sockets (its database connections among them)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    connections = process.net_connections(kind="tcp") if hasattr(process, "net_connections") else process.connections(kind="tcp")
+    return {c.laddr.port for c in connections if c.laddr}
+
+
+def backend_client_port(database: Any, backend_pid: int) -> int | None:
+    """The client port of a PostgreSQL backend (-1 over a Unix socket; None: no such backend)."""
+    with database.connection() as conn:
+        row = conn.execute("SELECT client_port FROM pg_stat_activity WHERE pid = %s", (backend_pid,)).fetchone()
+        conn.commit()
+    return row["client_port"] if row else None
+
+
+class CliObserver:
+    """`thespian-otp observer ARGS` in a subprocess, its output read by a thread (so that a
+    line that never comes fails the test after `timeout`, not at the test's timeout)."""
+
+    def __init__(self, *args: str, env: dict) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "actors.cli", "observer", *args], env={**os.environ, "COLUMNS": "300", **env},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True).start()
+        self.printed = ""
+
+    def read_until(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.printed:
+            try:
+                self.printed += self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} in {timeout} s; printed:\n{self.printed}") from None
+        return self.printed
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
 
 
 # --- a stand-in for actors.jobs.ops, used only where issue 15's module is absent -------------

@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.observer import Observer, serve
 from supervision import ConfigError
-from tests.observer_support import get, install_stand_in, job_row, post, real_job_ops, system_spec, workers
+from tests.observer_support import (
+    backend_client_port, client_ports, get, install_stand_in, job_row, post, real_job_ops, system_spec, workers,
+)
 from tests.support import wait_for
 
 
@@ -225,6 +227,9 @@ def test_bad_settings_are_clear_errors_and_bind_nothing(make_runtime):
         Observer(rt, port=70000)
     with pytest.raises(ConfigError, match="interval"):
         Observer(rt, interval=0)
+    for bad in ("observer.example", ["*"], ["http://observer.example"], ["observer.example:8765"], ["a b"]):
+        with pytest.raises(ConfigError, match="allowed_hosts"):
+            Observer(rt, allowed_hosts=bad)
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
@@ -366,3 +371,74 @@ def test_crashes_recoverable_errors_and_dead_letters_move_in_metrics_and_on_the_
         assert sample(m, "thespian_otp_observed_dead_letters_total") >= 1
         series = json.loads(get(observer.url + "api/snapshot")[1])["series"]
         assert sum(series["crashes"]) == 1 and sum(series["restarts"]) == 2 and sum(series["dead_letters"]) >= 1
+
+
+def test_limiter_permits_held_and_callers_waiting_show_in_the_snapshot_and_metrics(system, db_config):
+    """Two permits of `images` (its limit) held by this process and a third caller waiting: the
+    page's data and /metrics show held 2, waiting 1; a release hands the permit to the waiter,
+    and a wait that times out moves the timed-out counter."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from actors.limiter import Limiter, LimitTimeout
+
+    rt = system
+    limiter = Limiter(rt)
+    labels = {"limiter": "limiter", "key": "images"}
+
+    def shown() -> dict | None:
+        snapshot = json.loads(get(observer.url + "api/snapshot")[1])
+        keys = {(lim["actor"], k["key"]): k for lim in snapshot["limiters"] for k in lim["keys"]}
+        return keys.get(("limiter", "images"))
+
+    def figures(m: dict) -> tuple:
+        return tuple(sample(m, f"thespian_otp_limiter_{name}", **labels) for name in ("held", "waiting", "granted_total", "timed_out_total"))
+
+    with serve(rt, db_config, interval=0.2) as observer, ThreadPoolExecutor(1) as pool:
+        leases = [limiter.acquire("images", timeout=5) for _ in range(2)]
+        waiter = pool.submit(limiter.acquire, "images", 30)
+        key = wait_for(lambda: (k := shown()) and k["waiting"] == 1 and k, timeout=10, what="the waiting caller on the page")
+        assert (key["held"], key["concurrency"], key["waiting"], key["granted"], key["timed_out"]) == (2, 2, 1, 2, 0)
+        assert wait_for(lambda: figures(metrics(observer.url)) == (2, 1, 2, 0), timeout=10, what="held 2 and waiting 1 in /metrics")
+
+        limiter.release(leases[0])  # the waiter gets it: still 2 held, nobody waits
+        leases[0] = waiter.result(timeout=10)
+        wait_for(lambda: figures(metrics(observer.url)) == (2, 0, 3, 0), timeout=10, what="the permit handed to the waiter")
+        with pytest.raises(LimitTimeout):
+            limiter.acquire("images", timeout=0.3)
+        wait_for(lambda: figures(metrics(observer.url)) == (2, 0, 3, 1), timeout=10, what="the timed-out wait in /metrics")
+        for lease in leases:
+            limiter.release(lease)
+        key = wait_for(lambda: (k := shown()) and k["held"] == 0 and k, timeout=10, what="the permits back")
+        assert (key["waiting"], key["granted"], key["timed_out"]) == (0, 3, 1)
+
+
+def test_the_projection_lock_holder_shown_is_the_projectors_session_and_follows_its_restart(system, db_config):
+    """The backend the page names as the holder of job_stats' lock is a connection of the
+    projector actor's own OS process (its client port is one of that process's sockets); after
+    the projector is SIGKILLed the page names the new projector's session."""
+    rt = system
+    projector = next(n.name for n in rt.tree().walk() if n.actor_class == "Projector")
+
+    def holder(other_than: int | None = None) -> dict | None:
+        snapshot = json.loads(get(observer.url + "api/snapshot")[1])
+        row = {p["name"]: p for p in snapshot["database"]["projections"]}["job_stats"]
+        return row if row["holder_pid"] and row["holder_pid"] != other_than else None
+
+    def owned_by_projector(row: dict) -> bool:
+        port = backend_client_port(observer.database, row["holder_pid"])
+        if port is None or port < 0:
+            pytest.skip("the database is reached over a Unix socket: no client port to match (set DATABASE_URL to a TCP address)")
+        return port in client_ports(rt.tree()[projector].pid)
+
+    with serve(rt, db_config, interval=0.2) as observer:
+        first = wait_for(holder, timeout=30, what="the projector to hold its lock")
+        assert owned_by_projector(first), first
+        assert first["holder"].startswith("thespian-otp:projector:"), first
+        assert sample(metrics(observer.url), "thespian_otp_projection_lock_held", projection="job_stats") == 1
+
+        killed = rt.kill(projector)
+        second = wait_for(lambda: holder(other_than=first["holder_pid"]), timeout=30, what="the restarted projector's session")
+        assert rt.tree()[projector].pid != killed
+        assert owned_by_projector(second), second
+        wait_for(lambda: backend_client_port(observer.database, first["holder_pid"]) is None, timeout=10,
+                 what="the killed projector's session to end")  # fmt: skip

@@ -2,7 +2,8 @@
 
 A real runtime with a job tree on real PostgreSQL; the page shows the tree, a SIGKILLed worker's
 restart appears on it within 2 s, pressing retry on a failed job runs it again (checked in SQL),
-and the run saves a screenshot to docs/observer.png. Skipped only where Chromium is not
+the projection's lock holder and a limiter's held and waiting permits are shown, and the run
+saves a screenshot to docs/observer.png (`pytest tests/test_observer_browser.py -k tree` retakes it). Skipped only where Chromium is not
 installed (`apt-get install chromium`; .ci/run does it).
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from actors.limiter import Limiter
 from actors.observer import serve
-from tests.observer_support import install_stand_in, job_row, real_job_ops, system_spec, workers
+from tests.observer_support import backend_client_port, client_ports, install_stand_in, job_row, real_job_ops, system_spec, workers
 from tests.support import wait_for
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -35,10 +38,10 @@ def launch():
 
     started = []
 
-    def start():
+    def start(executable: str | None = None):
         playwright = sync_playwright().start()
         started.append(playwright)
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=executable or CHROMIUM, args=ARGS)
         started.append(browser)
         return browser
 
@@ -123,8 +126,31 @@ def test_the_page_shows_the_tree_and_a_killed_worker_restart_within_2_s(make_run
             timeout=60_000,
         )  # fmt: skip
         page.locator("#faults-chart rect").first.wait_for(timeout=5_000)  # the restart is on the chart
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        # the backend named as holding job_stats' lock is a connection of the projector's process
+        projector = next(n for n in rt.tree().walk() if n.actor_class == "Projector")
+        holder = page.locator("#projections tr[data-projection=job_stats] td:nth-child(4)").inner_text()
+        backend = int(holder.split("backend pid ")[1].split(",")[0].rstrip(")"))
+        port = backend_client_port(observer.database, backend)
+        assert port is not None and (port < 0 or port in client_ports(projector.pid)), (holder, port)
+        assert holder.startswith("thespian-otp:projector:")
+
+        # both permits of `images` held and a third caller waiting: the page shows them
+        limiter = Limiter(rt)
+        leases = [limiter.acquire("images") for _ in range(2)]
+        with ThreadPoolExecutor(1) as pool:
+            waiter = pool.submit(limiter.acquire, "images", 60)
+            try:
+                page.wait_for_function(
+                    "() => [...(document.querySelector('#limiters tr[data-key=images]')?.cells || [])]"
+                    ".slice(2).map(c => c.textContent).join(' ') === '2 2 1 2 0'", timeout=10_000,
+                )  # fmt: skip  (held, limit, waiting, granted, timed out)
+                SCREENSHOT.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            finally:
+                limiter.release(leases[0])
+                limiter.release(waiter.result(timeout=10))
+                limiter.release(leases[1])
         assert SCREENSHOT.stat().st_size > 10_000
         assert errors == [], errors
 
@@ -197,3 +223,61 @@ def test_pressing_cancel_on_a_running_job_stops_its_handler_and_details_show_the
         trace = page.locator("#details pre.traceback").first.inner_text()
         assert trace.strip() == ops.history(broken)[0].error.strip() and "in _read_setting" in trace
         assert ops.get(job_id).state == "cancelled" and not [l for l in lines(path) if l[0] == "end"]
+
+
+def test_a_read_only_page_shows_no_action_buttons_and_says_why(make_runtime, db_config, launch, tmp_path):
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(system_spec(db_config, workers=2, cancel_grace=2.0))
+    failed = rt.enqueue("always_fails", {})
+    running = rt.enqueue("cooperative", {"path": str(tmp_path / "log"), "seconds": 60})
+    with serve(rt, db_config, read_only=True) as observer:
+        wait_for(lambda: job_row(observer.database, failed)["state"] == "failed", timeout=20, what="the job to fail")
+        wait_for(lambda: job_row(observer.database, running)["state"] == "running", timeout=20, what="the job to run")
+        page = launch().new_page(viewport={"width": 1280, "height": 900})
+        page.goto(observer.url)
+        page.wait_for_selector(f'#failed tr[data-job="{failed}"]', timeout=10_000)
+        page.wait_for_selector(f'#running tr[data-job="{running}"]', timeout=10_000)
+        assert page.locator("#failed button.retry, #running button.cancel").count() == 0
+        assert page.locator("#mode").inner_text() == "read-only"
+        assert "read-only" in page.locator("#actions-note").inner_text()
+
+
+@pytest.fixture
+def other_host():
+    from tests.netns import Hosts, Unavailable
+
+    try:
+        made = Hosts.create(1)
+    except Unavailable as exc:
+        pytest.skip(f"network namespaces are not available here: {exc}")
+    yield made[0]
+    made.close()
+
+
+def test_a_browser_on_another_machine_retries_a_job_through_a_wildcard_bind(make_runtime, db_config, launch, other_host, tmp_path):
+    """Chromium runs in a network namespace (tests/netns.py) and opens the observer bound to
+    0.0.0.0 at this machine's address on the link: the page loads, and its retry button (the
+    browser's own Origin and the page's token) runs the job again, checked in SQL."""
+    rt = make_runtime(log_level="CRITICAL")
+    rt.start(system_spec(db_config, workers=2))
+    marker = tmp_path / "marker"
+    job_id = rt.enqueue("flaky", {"marker": str(marker), "fails": 3})
+    from playwright.sync_api import Error as PlaywrightError
+
+    remote_chromium = tmp_path / "chromium-on-the-other-host"
+    remote_chromium.write_text(f'#!/bin/sh\nexec {" ".join(other_host.exec)} {CHROMIUM} "$@"\n')
+    remote_chromium.chmod(0o755)
+    with serve(rt, db_config, host="0.0.0.0", trusted_network=True) as observer:
+        wait_for(lambda: job_row(observer.database, job_id)["state"] == "failed", timeout=20, what="the job to fail")
+        browser = launch(str(remote_chromium))
+        with pytest.raises(PlaywrightError, match="ERR_CONNECTION_REFUSED"):  # it is on the other host: no observer on its loopback
+            browser.new_page().goto(f"http://127.0.0.1:{observer.port}/")
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"http://{other_host.gateway}:{observer.port}/")
+        button = page.locator(f'#failed tr[data-job="{job_id}"] button.retry')
+        button.wait_for(timeout=10_000)
+        assert page.locator("#live").inner_text() == "live"  # the feed streams over the link too
+        button.click()
+        wait_for(lambda: job_row(observer.database, job_id)["state"] == "completed", timeout=20, what="the retried job to complete")
+        assert marker.read_text() == "xxxx"
+        page.wait_for_selector(f'#failed tr[data-job="{job_id}"]', state="detached", timeout=5_000)

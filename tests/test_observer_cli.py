@@ -68,6 +68,15 @@ def test_the_observer_of_a_held_demo_shows_its_tree_jobs_and_projection_moving(p
         assert moved["totals"]["completed"] > 0
         status, body = get(url + "metrics")
         assert status == 200 and b"thespian_otp_jobs{" in body
+        # an actor's details from this other process: its supervisor gives the spec
+        status, body = get(url + "api/actors/worker-1")
+        details = json.loads(body)
+        assert status == 200 and details["spec"]["actor"] == "actors.jobs.worker.Worker", details
+        assert details["spec"]["name"] == "worker-1" and details["spec_note"] is None
+        status, body = get(url + "api/actors/limiter")
+        assert json.loads(body)["spec"]["actor"] == "actors.limiter.actor.LimiterServer"
+        root = json.loads(get(url + "api/actors/demo")[1])  # a root's spec stays with the demo's process
+        assert root["spec"] is None and "root" in root["spec_note"]
 
         observer.send_signal(signal.SIGTERM)  # stops like Ctrl-C
         assert observer.wait(30) in (0, 130)
@@ -93,3 +102,33 @@ def _walk(nodes):
     for node in nodes:
         yield node
         yield from _walk(node["children"])
+
+
+def test_the_cli_observer_shows_an_actors_spec_and_the_text_of_its_crashes(make_runtime, monkeypatch, tmp_path):
+    """The details pane of an observer started from another shell: the crashed actor's spec
+    (from its supervisor) and the error text of each crash it saw, newest last."""
+    from supervision import ActorCrashed, ChildSpec, SupervisorSpec
+    from tests.observer_support import CliObserver
+    from tests.support import Quitter
+
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    rt = make_runtime(log_level="CRITICAL", name=name)
+    rt.start(SupervisorSpec("root", intensity=10, children=[ChildSpec("q", Quitter, restart="permanent")]))
+    observer = CliObserver("--name", name, "--no-database", "--port", "0", env={"THESPIAN_OTP_STATE_DIR": str(tmp_path)})
+    try:
+        url = re.search(r"open (http://127\.0\.0\.1:\d+/)", observer.read_until("Ctrl-C stops")).group(1)
+        for _ in range(2):
+            restarts = rt.tree()["q"].restarts
+            with pytest.raises(ActorCrashed):
+                rt.ask("q", "crash")
+            wait_for(lambda: (n := rt.tree()["q"]).restarts > restarts and n.status == "running", timeout=10, what="q restarted")
+            # one snapshot (0.5 s) sees each crash on its own
+            wait_for(lambda: len(json.loads(get(url + "api/actors/q")[1])["recent_errors"]) > restarts, timeout=10, what="the crash seen")
+        details = json.loads(get(url + "api/actors/q")[1])
+        assert details["spec"]["actor"] == "tests.support.Quitter" and details["spec"]["restart"] == "permanent"
+        assert details["restarts"] == 2 and details["counters"]["crashes"] == 2
+        texts = [e["what"] for e in details["recent_errors"]]
+        assert len(texts) == 2 and all("RuntimeError" in t and "boom" in t for t in texts), texts
+    finally:
+        observer.stop()

@@ -1,8 +1,9 @@
 """The observer's web application (Starlette): the page, its live feed, actor details, job actions, /metrics.
 
 Security, for a page that can retry and cancel jobs:
-- only the Host names the observer was bound to are answered (no DNS rebinding: a hostile page
-  cannot read the page, and so its token, through a name that resolves to 127.0.0.1);
+- only the Host names of the address the observer listens on, and the `allowed_hosts` it was
+  given, are answered (no DNS rebinding: a hostile page cannot read the page, and so its token,
+  through a name of its own that resolves to the observer's address);
 - state-changing actions are POSTs that need the per-process token (in the page, never in a
   cookie) in the `X-Observer-Token` header and, when the browser sends one, an `Origin` of the
   observer itself; a cross-site form or fetch has neither;
@@ -32,6 +33,8 @@ from actors.observer.collect import find_spec, jsonable
 STATIC = Path(__file__).resolve().parent / "static"
 #: how often a live feed checks for a newer snapshot (snapshots come every `interval`)
 FEED_POLL = 0.1
+#: how long an actor's details wait for its supervisor to give its spec
+SPEC_TIMEOUT = 2.0
 #: a comment line this often keeps proxies and browsers from closing an idle feed
 FEED_KEEPALIVE = 15.0
 HEADERS = {
@@ -87,11 +90,7 @@ def build_app(observer: Any) -> Starlette:
         node = tree.find(name) if tree is not None else None
         if node is None:
             return JSONResponse({"error": f"no actor named {name!r} in the tree"}, status_code=404, headers=HEADERS)
-        spec = find_spec(observer.specs(), name)
-        if spec is None:
-            parent = _parent(tree, name)
-            template = find_spec(observer.specs(), parent.name) if parent is not None and parent.strategy == "simple_one_for_one" else None
-            spec = template.children[0] if template is not None and template.children else None
+        spec, spec_note = _spec_of(observer, tree, name)
         details = {
             "name": node.name,
             "kind": node.kind,
@@ -104,7 +103,7 @@ def build_app(observer: Any) -> Starlette:
             "last_exit": node.last_exit,
             "children": [c.name for c in node.children],
             "spec": _spec(spec),
-            "spec_note": None if spec is not None else "the spec is known only to the process that started the tree",
+            "spec_note": spec_note,
             "recent_errors": [{"at": e.at, "what": e.what} for e in observer.collector.history.recent(name)],
             "process": observer.collector.process_info(node.pid),
         }
@@ -146,7 +145,7 @@ def build_app(observer: Any) -> Starlette:
             return _error(404, f"no job {job_id}")
         return JSONResponse({"job": jsonable(row)}, headers=HEADERS)
 
-    hosts = observer.allowed_hosts()
+    hosts = observer.hosts()
     return Starlette(
         routes=[
             Route("/", page),
@@ -158,7 +157,7 @@ def build_app(observer: Any) -> Starlette:
             Route("/metrics", metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)],
     )
 
 
@@ -216,6 +215,24 @@ def _spec(spec: Any) -> dict[str, str] | None:
         text = value if isinstance(value, str) else repr(value)
         fields[field.name] = text if len(text) <= 300 else text[:297] + "..."
     return fields
+
+
+def _spec_of(observer: Any, tree: Any, name: str) -> tuple[Any, str | None]:
+    """An actor's spec and, when there is none to show, why. Its supervisor is asked first
+    (`get_childspec`, as OTP's supervisor:get_childspec): it knows the spec in force, also in an
+    observer attached from another process and for children added later; a tree's root is known
+    only to the runtime that started it."""
+    parent = _parent(tree, name)
+    asked = None
+    if parent is not None:
+        try:
+            return observer.runtime.get_childspec(parent.name, name, timeout=SPEC_TIMEOUT), None
+        except Exception as exc:  # noqa: BLE001 - a restarting supervisor answers next time; say why
+            asked = f"its supervisor {parent.name} did not answer with it ({type(exc).__name__}: {exc})"
+    spec = find_spec(observer.specs(), name)
+    if spec is not None:
+        return spec, None
+    return None, asked or "the spec of a tree's root is known only to the process that started the tree"
 
 
 def _parent(tree: Any, name: str) -> Any:

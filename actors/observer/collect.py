@@ -314,8 +314,8 @@ def _builtin_projection_types() -> dict[str, Any]:
 
 
 def find_spec(specs: Any, name: str) -> Any:
-    """The spec of actor `name` among the trees a runtime started (for a dynamic child of a
-    simple_one_for_one supervisor, its template), or None."""
+    """The spec of actor `name` among the trees this runtime started, or None (a dynamic child
+    of a simple_one_for_one supervisor is not among them: its supervisor knows its spec)."""
 
     def walk(spec: Any, parent: Any = None) -> Any:
         if getattr(spec, "name", None) == name:

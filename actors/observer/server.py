@@ -7,6 +7,11 @@ with serve(rt, db_config, port=8765) as observer:     # bound to 127.0.0.1
     print(observer.url)
 ```
 
+Who may reach it: it listens on 127.0.0.1 unless given another `host` with
+`trusted_network=True`, and answers only the Host names of the address it listens on (no DNS
+rebinding; see `answered_hosts`): a wildcard bind (0.0.0.0) answers every address and the name
+of this machine, and `allowed_hosts` adds the names it is reached by (a DNS name, a proxy's).
+
 Two threads: one takes a snapshot every `interval` seconds (0.5 s; the database part every
 `database_interval`, 1 s: a page is that old at most, plus the snapshot's own time and the
 feed's 0.1 s poll), one runs uvicorn. The socket is bound before `start` returns, so a
@@ -15,6 +20,8 @@ port in use is a clear `ConfigError` at once, and `port=0` picks a free one (`ob
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 import socket
 import threading
@@ -31,6 +38,49 @@ from supervision.errors import ConfigError
 from supervision.logs import logger
 
 log = logger("actors.observer")
+
+WILDCARD = "0.0.0.0"
+LOOPBACK_NAMES = ("localhost", bases.LOOPBACK)
+#: a host name (RFC 1123 labels) or an IPv4 address: what a Host header names, without its port
+HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+def check_allowed_hosts(names: Any) -> tuple[str, ...]:
+    """`allowed_hosts` as lower-case names: host names or IPv4 addresses, no port, scheme or wildcard."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple, set, frozenset)):
+        raise ConfigError(f"allowed_hosts: {names!r} must be a list of host names, such as ['observer.example.com']")
+    checked = []
+    for name in names:
+        if not isinstance(name, str) or not HOST_NAME.fullmatch(name.lower().rstrip(".")):
+            raise ConfigError(
+                f"allowed_hosts: {name!r} is not a host name or IPv4 address; give the name the observer is "
+                "reached by, such as observer.example.com (no scheme, port, path or wildcard)"
+            )
+        checked.append(name.lower().rstrip("."))
+    return tuple(checked)
+
+
+def machine_addresses() -> list[str]:
+    """This machine's IPv4 addresses, every interface (what a wildcard bind is reachable at)."""
+    import psutil
+
+    return sorted({a.address for addresses in psutil.net_if_addrs().values() for a in addresses if a.family == socket.AF_INET})
+
+
+def answered_hosts(bind: str, allowed: tuple[str, ...], addresses: list[str], names: list[str]) -> list[str]:
+    """The Host names an observer bound to `bind` answers: that address; the loopback names when
+    it listens on loopback; for a wildcard bind, every address of the machine (`addresses`) and
+    its `names` too, since it listens on all of them; and the `allowed` names.
+
+    A foreign name is refused even when it resolves to one of these addresses: that is a DNS
+    rebinding page trying to read the observer (and its token) from the user's browser."""
+    hosts = {bind, *allowed}
+    if bind == WILDCARD:
+        hosts |= {*addresses, *(n.lower() for n in names), *LOOPBACK_NAMES}
+        hosts.discard(WILDCARD)  # nobody reaches a machine at 0.0.0.0
+    elif ipaddress.ip_address(bind).is_loopback:
+        hosts |= set(LOOPBACK_NAMES)
+    return sorted(hosts)
 
 
 def load_job_ops(config: Any) -> tuple[Any, str | None]:
@@ -50,6 +100,9 @@ class Observer:
     - `database`: a `DatabaseConfig` for the jobs, nodes and projections (None: the tree only).
     - `host`, `port`: where to listen (127.0.0.1 and a free port by default); any other address
       needs `trusted_network=True`, as for the runtime.
+    - `allowed_hosts`: more names the page is reached by (a DNS name of this machine, a proxy's
+      name); the address it listens on is always answered, and for 0.0.0.0 every address and
+      the host name of this machine.
     - `read_only`: no retry/cancel buttons, and the POSTs are refused.
     - `interval`: seconds between snapshots of the tree; `database_interval`: of the database
       (jobs, nodes, projections); `points`: how many snapshots the charts keep.
@@ -65,6 +118,7 @@ class Observer:
         port: int = 0,
         read_only: bool = False,
         trusted_network: bool = False,
+        allowed_hosts: Any = (),
         interval: float = 0.5,
         database_interval: float = 1.0,
         points: int = 120,
@@ -75,6 +129,7 @@ class Observer:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ConfigError(f"port: {port!r} must be an integer between 0 and 65535 (0: a free port)")
         self.host = bases.check_listen(host, trusted_network)
+        self.allowed_hosts = check_allowed_hosts(allowed_hosts)
         self.runtime = runtime
         self.config = attrs.evolve(database, application_name="thespian-otp:observer", pool_max=2) if database is not None else None
         self.read_only = read_only
@@ -96,27 +151,33 @@ class Observer:
         self._server: Any = None
         self._threads: list[threading.Thread] = []
         self._socket: socket.socket | None = None
+        self._hosts: list[str] = []
 
     # --- what the app asks --------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """Where to open the page on this machine (127.0.0.1 for a wildcard bind)."""
+        return f"http://{bases.LOOPBACK if self.host == WILDCARD else self.host}:{self.port}/"
+
+    def urls(self) -> list[str]:
+        """Every address the page is reached at (for a wildcard bind: each of the machine's)."""
+        if self.host != WILDCARD:
+            return [self.url]
+        return [f"http://{a}:{self.port}/" for a in machine_addresses()]
 
     @property
     def actions_enabled(self) -> bool:
         return not self.read_only and self.job_ops is not None
 
-    def allowed_hosts(self) -> list[str]:
-        import ipaddress
-
-        hosts = {self.host}
-        if ipaddress.ip_address(self.host).is_loopback:
-            hosts |= {"localhost", "127.0.0.1"}
-        return sorted(hosts)
+    def hosts(self) -> list[str]:
+        """The Host names answered (computed once, when it starts: see `answered_hosts`)."""
+        return self._hosts
 
     def allowed_origins(self) -> set[str]:
-        return {f"http://{host}:{self.port}" for host in self.allowed_hosts()}
+        """The page's own origins: a POST from any other is a cross-site request."""
+        ports = [f":{self.port}"] + ([""] if self.port == 80 else [])
+        return {f"http://{host}{port}" for host in self._hosts for port in ports}
 
     def specs(self) -> list[Any]:
         return list(getattr(self.runtime, "_trees", {}).values())
@@ -130,6 +191,10 @@ class Observer:
 
         self._socket = self._bind()
         self.port = self._socket.getsockname()[1]
+        wildcard = self.host == WILDCARD
+        self._hosts = answered_hosts(
+            self.host, self.allowed_hosts, machine_addresses() if wildcard else [], [socket.gethostname()] if wildcard else []
+        )  # fmt: skip
         try:
             if self.config is not None:
                 from actors.stores.database import Database
