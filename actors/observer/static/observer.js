@@ -59,11 +59,6 @@ function replaceKeyed(id, key, build, update, empty, span) {
   replace(id, build(), empty, span);
 }
 
-function stripped(nodes) {
-  return nodes.map(({ memory, children, ...rest }) => ({ ...rest, children: stripped(children) }));
-}
-
-function walkNodes(nodes, visit) { for (const n of nodes) { visit(n); walkNodes(n.children, visit); } }
 
 // --- tree ---------------------------------------------------------------------------------
 
@@ -86,6 +81,33 @@ function treeRows(nodes, depth, rows) {
     treeRows(node.children, depth + 1, rows);
   }
   return rows;
+}
+
+// Each row is rebuilt only when its own figures changed (its key: the node without memory and
+// children, and its depth); memory is refreshed in place. A restart elsewhere in the tree
+// leaves this row's element alone, so a click on it (mousedown, mouseup) is never lost.
+function renderTree(tree) {
+  const body = $("tree");
+  const old = new Map([...body.querySelectorAll("tr[data-actor]")].map(tr => [tr.dataset.actor, tr]));
+  const rows = [];
+  const walk = (nodes, depth) => { for (const n of nodes) { rows.push([n, depth]); walk(n.children, depth + 1); } };
+  walk(tree, 0);
+  const wanted = rows.map(([node, depth]) => {
+    const { memory, children, ...rest } = node;
+    const key = JSON.stringify([rest, depth]);
+    const kept = old.get(node.name);
+    if (kept && kept.dataset.key === key) {
+      kept.querySelector("td.memory").textContent = bytes(memory);
+      return kept;
+    }
+    const row = treeRows([{ ...node, children: [] }], depth, [])[0];
+    row.dataset.key = key;
+    return row;
+  });
+  const current = [...body.children];
+  const inPlace = wanted.length === current.length && wanted.every((row, i) => current[i].dataset.actor === row.dataset.actor);
+  if (!inPlace) { replace("tree", wanted, "no tree (see the error above)", 9); return; }
+  wanted.forEach((row, i) => { if (current[i] !== row) current[i].replaceWith(row); });
 }
 
 function countNodes(nodes) { return nodes.reduce((n, node) => n + 1 + countNodes(node.children), 0); }
@@ -307,11 +329,7 @@ function render(snapshot) {
   latest = snapshot;
   $("runtime").textContent = `runtime ${snapshot.runtime.name || "(unnamed)"} · ${snapshot.runtime.base || "?"}`;
   $("updated").textContent = "updated " + clock(snapshot.taken_at);
-  replaceKeyed("tree", JSON.stringify(stripped(snapshot.tree)), () => treeRows(snapshot.tree, 0, []),
-    body => walkNodes(snapshot.tree, n => {
-      const cell = body.querySelector(`tr[data-actor="${CSS.escape(n.name)}"] td.memory`);
-      if (cell) cell.textContent = bytes(n.memory);
-    }), "no tree (see the error above)", 9);
+  renderTree(snapshot.tree);
   $("tree-count").textContent = `${countNodes(snapshot.tree)} actors`;
   const t = snapshot.totals;
   $("faults-total").textContent = `since the observer started: ${t.restarts} restarts, ${t.crashes} crashes, ${t.dead_letters} dead letters`;
