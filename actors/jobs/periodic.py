@@ -23,7 +23,13 @@ Catch-up after downtime (no scheduler running, or the database unreachable), per
 - `catch_up="skip"`: missed ticks are dropped; a tick is enqueued only while it is at most
   `grace` seconds late (default: 60 s, or 3 scheduler intervals if more).
 A new schedule starts from its latest tick: nothing is enqueued for the time before it existed.
-State lives only in the database: a node, or every node, can restart at any time.
+State lives only in the database: a node, or every node, can restart at any time. A database
+outage of any length is waited out (the scheduler shows "waiting for the database" and is never
+restarted for it), then caught up on by the policy above.
+
+The retention pass (`prune_after`) runs in steps between the tick passes, one batch of ids per
+wake-up (`Retention`): a first sweep of a million finished rows takes minutes, and no tick waits
+for it longer than one batch.
 """
 
 from __future__ import annotations
