@@ -139,3 +139,21 @@ def test_a_database_outage_is_waited_out_by_the_scheduler_which_then_catches_up_
     assert len(set(newest)) == len(newest) and newest == sorted(newest)
     gaps = [(b - a).total_seconds() for a, b in zip(newest, newest[1:])]
     assert max(gaps) >= 10 and gaps.count(1.0) == len(gaps) - 1, gaps
+
+
+@pytest.mark.timeout(300)
+def test_a_scheduler_started_while_the_database_is_away_waits_for_it_then_ticks(own_pg, make_runtime):
+    """A node that restarts during an outage: the first version's `init` raised, so the start failed."""
+    config = DatabaseConfig(own_pg.dsn, schema=f"o_{uuid.uuid4().hex[:10]}", connect_timeout=2.0)
+    with Database(config) as database:
+        Migrator(database).apply()
+    own_pg.stop_server()
+    spec = periodic_spec(config, [Schedule("every", "* * * * * *", "noop", catch_up="all")], interval=0.2, handlers=["tests.job_handlers"])
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[spec]))
+    wait_for(lambda: rt.tree()["job-scheduler"].status == WAITING, timeout=20, what="the scheduler to show it waits")
+    own_pg.start_server()
+    with Database(config) as database:
+        wait_for(lambda: len(scheduled(database, "every")) >= 3, timeout=60, what="ticks once the database is there")
+        assert consecutive(scheduled(database, "every"))
+    wait_for(lambda: rt.tree()["job-scheduler"].status == "running", timeout=30, what="the scheduler running")
+    assert rt.tree()["job-scheduler"].restarts == 0
