@@ -4,6 +4,7 @@ handlers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import sys
 import time
@@ -184,3 +185,89 @@ def test_new_job_keeps_its_unique_key_and_period():
     job = new_job("noop", {}, unique_key="report:9", unique_for=30.0)
     assert (job.unique_key, job.unique_for) == ("report:9", 30.0)
     assert new_job("noop", {}, unique_key="report:9").unique_key == "report:9"
+
+
+# --- unique keys through the jobs service (rt.enqueue, Jobs(rt)), the path the README shows ----
+
+
+def test_a_unique_key_through_the_jobs_service_returns_the_holders_id_and_adds_no_row(db_config, database, make_runtime):
+    from actors.jobs.messages import Enqueue
+    from actors.stores.rows import NewJob
+
+    spec = jobs_tree(db_config, handlers=["tests.job_handlers"], workers=1, heartbeat_ttl=1.5, poll_interval=0.3)
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[spec]))
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    first = rt.enqueue("noop", {"v": 1}, unique_key="report:1", run_at=later)  # scheduled: it stays available
+    assert rt.enqueue("noop", {"v": 2}, unique_key="report:1", run_at=later) == first
+    with Jobs(rt) as handle:
+        assert handle.enqueue("noop", {"v": 3}, unique_key="report:1") == first
+        mixed = rt.enqueue_many([new_job("noop", unique_key="report:1"), new_job("noop", unique_key="report:2", run_at=later), new_job("noop")])
+        assert mixed[0] == first and len(set(mixed)) == 3
+        assert [r["payload"] for r in job_rows(database, "unique_key = 'report:1'")] == [{"v": 1}]  # the first one's, untouched
+        # once the holder is finished the key is free again
+        handle.cancel(first)
+        second = rt.enqueue("noop", {"v": 4}, unique_key="report:1")
+        assert second not in (first, *mixed) and handle.wait(second, timeout=30).state == "completed"
+        # a period-scoped key holds after its job completed, until the period is over
+        digest = rt.enqueue("noop", unique_key="digest", unique_for=60.0)
+        assert handle.wait(digest, timeout=30).state == "completed"
+        assert handle.enqueue("noop", unique_key="digest", unique_for=60.0) == digest
+    assert len(job_rows(database)) == 5
+    # bad keys are typed errors from the client and from the service itself, and store nothing
+    for options, field in [({"unique_key": ""}, "unique_key"), ({"unique_for": 5.0}, "unique_for"), ({"unique_key": "k", "unique_for": -1}, "unique_for")]:
+        with pytest.raises(BadJob, match=field):
+            rt.enqueue("noop", **options)
+    with pytest.raises(BadJob, match="unique_key"):
+        rt.ask("jobs-service", Enqueue((NewJob("noop", {}, unique_key=7),)))
+    assert len(job_rows(database)) == 5
+    assert rt.tree()["jobs-service"].restarts == 0
+
+
+def _race_through_a_node(node, state_dir, key, period, barrier, results, tries):
+    import datetime as dt
+    import os
+
+    os.environ["THESPIAN_OTP_STATE_DIR"] = state_dir
+    from actors.jobs.client import Jobs
+    from supervision import Runtime
+
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)  # active scope: scheduled, never run
+    rt = Runtime.attach(node)
+    try:
+        with Jobs(rt) as jobs:
+            barrier.wait(60)
+            ids = []
+            for i in range(tries):
+                options = {"unique_key": key, "unique_for": period, "run_at": later}
+                ids.append(rt.enqueue("noop", {"i": i}, **options) if i % 2 else jobs.enqueue("noop", {"i": i}, **options))
+        results.put(ids)
+    finally:
+        rt.stop()  # detaches only
+
+
+@pytest.mark.parametrize("period", [None, 60.0])
+@pytest.mark.timeout(300)
+def test_enqueuers_in_several_processes_racing_through_two_nodes_jobs_services_make_one_job(
+    database, db_config, node_processes, tmp_path, period
+):
+    state_dir = str(tmp_path)
+    env = {"THESPIAN_OTP_STATE_DIR": state_dir}
+    nodes = ["u-node-a", "u-node-b"]
+    for name in nodes:  # two jobs services: the racing enqueues reach the database at once
+        node_processes("tests.cluster_node", db_config.dsn, db_config.schema, name, env=env)
+    context = multiprocessing.get_context("spawn")
+    racers, tries = 4, 20
+    for round_ in range(2):
+        key = f"race:{round_}"
+        barrier, results = context.Barrier(racers), context.Queue()
+        procs = [
+            context.Process(target=_race_through_a_node, args=(nodes[i % 2], state_dir, key, period, barrier, results, tries))
+            for i in range(racers)
+        ]
+        for proc in procs:
+            proc.start()
+        ids = [i for _ in procs for i in results.get(timeout=120)]
+        for proc in procs:
+            proc.join(30)
+        rows = job_rows(database, "unique_key = %s", (key,))
+        assert len(rows) == 1 and set(ids) == {rows[0]["id"]} and len(ids) == racers * tries

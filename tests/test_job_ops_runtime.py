@@ -26,7 +26,7 @@ import tests.job_handlers  # noqa: E402,F401
 def start_jobs(make_runtime, config, **options):
     options.setdefault("heartbeat_ttl", 1.5)
     options.setdefault("poll_interval", 0.3)
-    spec = jobs_tree(config, handlers=["tests.job_handlers"], **options)
+    spec = jobs_tree(config, handlers=options.pop("handlers", ["tests.job_handlers"]), **options)
     return make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[spec]))
 
 
@@ -80,6 +80,93 @@ def test_a_running_job_cancelled_mid_handler_is_stopped_after_the_grace_and_writ
         types = [r["type"] for r in conn.execute("SELECT type FROM events WHERE (data->>'id')::bigint = %s", (job_id,))]
         conn.commit()
     assert types == ["job.cancelled"]
+
+
+def alive(pid):
+    """The process runs (a zombie waiting to be reaped has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def replaced(rt, pid, restarts):
+    """worker-1 runs again, in a new process, restarted once more by its supervisor."""
+    node = rt.tree()["worker-1"]
+    return node.status == "running" and node.pid not in (None, pid) and node.restarts == restarts + 1 and node
+
+
+def process_rows(database, pid):
+    with database.connection() as conn:
+        rows = conn.execute("SELECT id FROM processes WHERE pid = %s", (pid,)).fetchall()
+        conn.commit()
+    return rows
+
+
+DEFIANT = ["tests.job_handlers", "tests.job_ops_handlers"]
+
+
+def test_a_cancelled_handler_that_swallows_job_cancelled_ends_its_worker_process_after_twice_the_grace(
+    db_config, database, make_runtime, tmp_path
+):
+    """The last step of cancelling a running job: the handler catches JobCancelled and carries
+    on, so after 2 x cancel_grace the heartbeat ends the process (Heartbeat.hard_exit); its
+    supervisor starts a new worker, and the job stays cancelled."""
+    rt = start_jobs(make_runtime, db_config, workers=1, cancel_grace=1.0, handlers=DEFIANT)
+    path = str(tmp_path / "log")
+    with JobOps(db_config) as ops:
+        job_id = rt.enqueue("defiant", {"path": path, "seconds": 60})
+        wait_for(lambda: lines(path), timeout=20, what="the handler to start")
+        pid = int(lines(path)[0][2])
+        before = rt.tree()["worker-1"]
+        assert before.pid == pid
+        asked = time.time()
+        assert ops.cancel(job_id).state == "cancelled"
+        caught = wait_for(lambda: [l for l in lines(path) if l[0] == "caught"], timeout=20, what="the interrupt caught")
+        assert caught[0][1] == "JobCancelled" and float(caught[0][3]) - asked >= 1.0
+        wait_for(lambda: not alive(pid), timeout=20, what="the worker process to end itself")
+        assert time.time() - asked >= 2.0  # not before twice the grace
+        after = wait_for(lambda: replaced(rt, pid, before.restarts), timeout=30, what="a new worker process")
+        # the new worker runs jobs; the cancelled one never ran again, never completed
+        assert ops.wait(rt.enqueue("pid", {"path": str(tmp_path / "pid")}), 30).state == "completed"
+        assert int(open(tmp_path / "pid").read()) == after.pid
+        wait_for(lambda: not process_rows(database, pid), timeout=30, what="the dead worker's row rescued")
+        job = ops.get(job_id)
+        assert (job.state, job.attempt, job.finished_at is not None) == ("cancelled", 1, True)
+        assert [(a.attempt, a.outcome) for a in ops.history(job_id)] == [(1, "cancelled")]
+        assert [l[0] for l in lines(path)] == ["start", "caught"]  # never ended: the process did
+    with database.connection() as conn:
+        types = [r["type"] for r in conn.execute("SELECT type FROM events WHERE (data->>'id')::bigint = %s", (job_id,))]
+        conn.commit()
+    assert types == ["job.cancelled"]
+
+
+def test_a_handler_that_swallows_its_timeout_fails_its_job_and_ends_its_worker_after_the_kill_grace(
+    db_config, database, make_runtime, tmp_path
+):
+    """The other hard exit: past `timeout + kill_grace` the heartbeat writes the job's failure
+    (fenced) itself and ends the process; the job fails with that error and is not run again."""
+    rt = start_jobs(make_runtime, db_config, workers=1, kill_grace=1.0, handlers=DEFIANT)
+    path = str(tmp_path / "log")
+    with JobOps(db_config) as ops:
+        job_id = rt.enqueue("defiant_timeout", {"path": path, "seconds": 60})  # timeout 1 s, max_attempts 1
+        wait_for(lambda: lines(path), timeout=20, what="the handler to start")
+        start, pid = float(lines(path)[0][3]), int(lines(path)[0][2])
+        before = rt.tree()["worker-1"]
+        failed = ops.wait(job_id, 30)
+        assert failed.state == "failed" and failed.attempt == 1
+        assert failed.last_error == "timed out after 1 s and ignored the interrupt for 1 s; its worker process was ended"
+        caught = [l for l in lines(path) if l[0] == "caught"]
+        assert caught[0][1] == "JobTimeout" and float(caught[0][3]) - start >= 1.0
+        wait_for(lambda: not alive(pid), timeout=20, what="the worker process to end itself")
+        assert time.time() - start >= 2.0  # not before timeout + kill_grace
+        after = wait_for(lambda: replaced(rt, pid, before.restarts), timeout=30, what="a new worker process")
+        assert ops.wait(rt.enqueue("pid", {"path": str(tmp_path / "pid")}), 30).state == "completed"
+        assert int(open(tmp_path / "pid").read()) == after.pid
+        assert [l[0] for l in lines(path)] == ["start", "caught"]
+        wait_for(lambda: not process_rows(database, pid), timeout=30, what="the dead worker's row rescued")
+        assert ops.get(job_id).state == "failed"  # and the rescue left the job alone
 
 
 def test_a_paused_queue_is_not_claimed_until_resumed_and_resume_wakes_the_workers(db_config, make_runtime):

@@ -23,7 +23,13 @@ Catch-up after downtime (no scheduler running, or the database unreachable), per
 - `catch_up="skip"`: missed ticks are dropped; a tick is enqueued only while it is at most
   `grace` seconds late (default: 60 s, or 3 scheduler intervals if more).
 A new schedule starts from its latest tick: nothing is enqueued for the time before it existed.
-State lives only in the database: a node, or every node, can restart at any time.
+State lives only in the database: a node, or every node, can restart at any time. A database
+outage of any length is waited out (the scheduler shows "waiting for the database" and is never
+restarted for it), then caught up on by the policy above.
+
+The retention pass (`prune_after`) runs in steps between the tick passes, one batch of ids per
+wake-up (`Retention`): a first sweep of a million finished rows takes minutes, and no tick waits
+for it longer than one batch.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from actors.jobs.errors import BadJob
 from actors.jobs.registry import check_kind, import_handlers
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
+from actors.stores.outage import WAITING, Outage, is_outage
 from actors.stores.rows import NewJob
 from supervision import ChildSpec, Server
 from supervision.logs import logger
@@ -164,12 +171,57 @@ def ensure_schedule(store: Any, schedule: Schedule, by: str) -> None:
     store.ensure(schedule.name, schedule.cron, schedule.kind, latest_tick(schedule.cron, store.now(), schedule.timezone), by)
 
 
+# --- the retention sweep, in steps --------------------------------------------------------------
+
+
+@attrs.define
+class Retention:
+    """Where the scheduler's retention sweep is (pure: the actor runs one step per wake-up).
+
+    A sweep starts every `interval` seconds and deletes one batch of ids per step, `pause`
+    seconds apart; between two steps the actor runs its tick passes and answers its messages,
+    so a backlog of any size never holds up a tick for longer than one batch."""
+
+    interval: float
+    pause: float
+    #: when the next step is due (monotonic seconds): the next batch, or the next sweep's first
+    next_at: float
+    #: the sweep's cursor (the last id it scanned); None: no sweep in progress
+    after: int | None = None
+    #: rows deleted by the sweep in progress, and since the actor started
+    deleted: int = 0
+    total: int = 0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    @property
+    def cursor(self) -> int:
+        return 0 if self.after is None else self.after
+
+    def stepped(self, now: float, deleted: int, after: int | None) -> int | None:
+        """Record a step that deleted `deleted` rows and stopped at id `after` (None: the sweep
+        is over). Returns what the whole sweep deleted when it ends with this step, else None."""
+        self.deleted += deleted
+        self.total += deleted
+        if after is not None:
+            self.after, self.next_at = after, now + self.pause
+            return None
+        swept, self.deleted, self.after, self.next_at = self.deleted, 0, None, now + self.interval
+        return swept
+
+
 # --- the actor -------------------------------------------------------------------------------
 
 
 class Scheduler(Server):
     """Ticks every `interval` seconds: enqueues each schedule's due ticks (see the module's
-    docstring), and prunes finished jobs older than `prune_after` every `prune_interval`."""
+    docstring), and prunes finished jobs older than `prune_after` every `prune_interval`, one
+    batch of `prune_batch` ids per wake-up, `prune_pause` seconds apart, between its ticks.
+
+    A database outage of any length is waited out like the other database actors do (no crash,
+    so no restart: "waiting for the database" in the tree, reconnecting with backoff); the first
+    pass after it catches up on the missed ticks by each schedule's `catch_up` policy."""
 
     def init(
         self,
@@ -184,6 +236,7 @@ class Scheduler(Server):
         prune_pause: float = 0.05,
     ) -> None:
         from actors.jobs.ops import operator
+        from actors.stores.job_ops import PgJobOps
         from actors.stores.schedules import PgSchedules
 
         _unique_names(schedules)
@@ -191,35 +244,67 @@ class Scheduler(Server):
         self.schedules = tuple(schedules)
         self.interval = interval
         self.by = f"{node}:{self.name}" if node else f"{operator()}:{self.name}"
-        self.database = Database(database).open()
+        self.database = Database(database)
         self.store = PgSchedules(self.database)
+        self.ops = PgJobOps(self.database)
+        self.outage = Outage()
+        #: every schedule's row is recorded (once per start, when the database first answers)
+        self.recorded = False
+        self.next_pass = self.clock()
         self.prune_after = prune_after
-        self.prune_interval = prune_interval
         self.prune_batch = prune_batch
-        self.prune_pause = prune_pause
-        self.next_prune = self.clock() + min(prune_interval, 5.0)
+        self.retention = None if prune_after is None else Retention(prune_interval, prune_pause, self.clock() + min(prune_interval, 5.0))
         self.warned: dict[str, str] = {}
         self.enqueued = 0
-        for schedule in self.schedules:
-            ensure_schedule(self.store, schedule, self.by)
+        try:  # a bad schema fails the start, with its message; an outage is waited out
+            self._connect(self.clock())
+        except Exception as exc:  # noqa: BLE001
+            if not is_outage(exc):
+                raise
+            self._away(exc)
         self.arm_timer(self.clock())
 
     def handle(self, message: Any) -> Any:
         if message == "status":
-            return {"enqueued": self.enqueued, "schedules": [s.name for s in self.schedules]}
+            return {
+                "enqueued": self.enqueued, "schedules": [s.name for s in self.schedules],
+                "pruned": self.retention.total if self.retention else 0, "waiting_for_database": self.outage.active,
+            }  # fmt: skip
         return super().handle(message)
 
     def on_tick(self, now: float) -> float | None:
-        for schedule in self.schedules:
-            self._tick(schedule)
-        if self.prune_after is not None and now >= self.next_prune:
-            self.next_prune = now + self.prune_interval
-            from actors.stores.job_ops import PgJobOps
+        try:
+            self._connect(now)
+            if now >= self.next_pass:
+                self.next_pass = now + self.interval
+                for schedule in self.schedules:
+                    self._tick(schedule)
+            if self.retention is not None and self.retention.due(now):
+                self._prune_step(now)
+        except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
+            if not is_outage(exc):
+                raise
+            return self._away(exc)
+        return self.next_pass if self.retention is None else min(self.next_pass, self.retention.next_at)
 
-            pruned = PgJobOps(self.database).prune(self.prune_after, self.prune_batch, self.prune_pause)
-            if pruned:
-                log.info("%s: pruned %d finished jobs older than %g s", self.name, pruned, self.prune_after)
-        return now + self.interval
+    def _connect(self, now: float) -> None:
+        """(Re)connect after an outage or at the start, and record the schedules once."""
+        if self.outage.active or not self.database.is_open:
+            self.database.reopen()
+        if not self.recorded:
+            for schedule in self.schedules:
+                ensure_schedule(self.store, schedule, self.by)
+            self.recorded = True
+        if self.outage.active:
+            log.warning("%s: the database is back after %.1f s; catching up on the missed ticks", self.name, self.outage.recovered(now))
+            self.report_status(None)
+
+    def _away(self, exc: BaseException) -> float:
+        """Note an outage; returns when to try again."""
+        if not self.outage.active:
+            log.warning("%s: the database is away (%s); waiting", self.name, exc)
+        self.report_status(WAITING)
+        return self.outage.failed(self.clock(), exc)
 
     def _tick(self, schedule: Schedule) -> None:
         try:
@@ -232,6 +317,15 @@ class Scheduler(Server):
         self.warned.pop(schedule.name, None)
         self.enqueued += len(ids or ())
 
+    def _prune_step(self, now: float) -> None:
+        assert self.retention is not None and self.prune_after is not None
+        deleted, after = self.ops.prune_step(self.retention.cursor, self.prune_after, self.prune_batch)
+        if after is None:
+            self.ops.prune_keys(self.prune_after)
+        swept = self.retention.stepped(now, deleted, after)
+        if swept:
+            log.info("%s: pruned %d finished jobs older than %g s", self.name, swept, self.prune_after)
+
     def terminate(self, reason: str) -> None:
         self.database.close()
 
@@ -240,6 +334,11 @@ def _unique_names(schedules: Sequence[Schedule]) -> None:
     names = [s.name for s in schedules]
     if len(set(names)) != len(names):
         raise BadJob(f"schedules: two share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+
+
+def _check_seconds(field: str, value: Any, least: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < least:
+        raise BadJob(f"periodic_spec: {field} must be a number of seconds >= {least:g}; got {value!r}")
 
 
 def periodic_spec(
@@ -258,8 +357,10 @@ def periodic_spec(
     """The scheduler as a child spec: start it on every node that should enqueue schedules
     (one is enough; more survive a node's loss). `interval`: seconds between tick passes (a
     tick is enqueued at most this late). `prune_after`: seconds a finished job is kept
-    (None: never pruned here; `JobOps.prune` or `thespian-otp jobs prune` do it on demand);
-    `prune_pause`: seconds between its batches of `prune_batch`, leaving the CPU to the claims."""
+    (None: never pruned here; `JobOps.prune` or `thespian-otp jobs prune` do it on demand),
+    swept every `prune_interval` seconds; `prune_batch`: ids per batch, one batch per wake-up
+    of the scheduler, so a tick waits at most one batch; `prune_pause`: seconds between
+    batches, leaving the CPU to the claims."""
     if not all(isinstance(s, Schedule) for s in schedules):
         raise BadJob("periodic_spec: schedules must be Schedule objects")
     _unique_names(schedules)
@@ -267,6 +368,10 @@ def periodic_spec(
         raise BadJob(f"periodic_spec: interval must be 0.01 to 3600 seconds; got {interval!r}")
     if prune_after is not None and (not isinstance(prune_after, (int, float)) or isinstance(prune_after, bool) or prune_after < 0):
         raise BadJob(f"periodic_spec: prune_after must be a number of seconds >= 0 or None; got {prune_after!r}")
+    _check_seconds("prune_interval", prune_interval, 0.01)
+    _check_seconds("prune_pause", prune_pause, 0.0)
+    if isinstance(prune_batch, bool) or not isinstance(prune_batch, int) or not 1 <= prune_batch <= 100_000:
+        raise BadJob(f"periodic_spec: prune_batch must be an integer from 1 to 100000; got {prune_batch!r}")
     kwargs = {
         "database": database, "schedules": tuple(schedules), "interval": float(interval), "handlers": tuple(handlers),
         "prune_after": prune_after, "prune_interval": prune_interval, "prune_batch": prune_batch,

@@ -158,18 +158,26 @@ class PgJobOps:
         """Delete finished jobs older than `older_than` seconds, one short transaction per
         `batch` ids; `pause` seconds between batches leaves room to other work."""
         total, after = 0, 0
-        while True:
-            with self.database.transaction() as conn:
-                row = conn.execute(Q["prune"], {"after": after, "batch": batch, "older": older_than}).fetchone()
-            total += row["deleted"]
-            if row["last_id"] is None or row["done"]:
-                break
-            after = row["last_id"]
-            if pause:
+        while after is not None:
+            deleted, after = self.prune_step(after, older_than, batch)
+            total += deleted
+            if after is not None and pause:
                 time.sleep(pause)
+        self.prune_keys(older_than)
+        return total
+
+    def prune_step(self, after: int, older_than: float, batch: int) -> tuple[int, int | None]:
+        """One batch of `prune`, in its own transaction: the next `batch` ids after `after`.
+        Returns (rows deleted, the id to go on after, or None when no older job is left)."""
+        with self.database.transaction() as conn:
+            row = conn.execute(Q["prune"], {"after": after, "batch": batch, "older": older_than}).fetchone()
+        done = row["last_id"] is None or row["done"]
+        return row["deleted"], None if done else row["last_id"]
+
+    def prune_keys(self, older_than: float) -> None:
+        """Forget the period-scoped unique keys that expired more than `older_than` s ago."""
         with self.database.transaction() as conn:
             conn.execute(Q["prune_keys"], {"older": older_than})
-        return total
 
     # --- waiting ------------------------------------------------------------------------------
 
