@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from actors.jobs import DatabaseWaiting, jobs_tree, new_job
+from actors.limiter import ClusterWaiting, Limit, Limiter, LimiterServer
 from actors.projector import projector_spec
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
@@ -24,7 +25,7 @@ from tests.test_jobs import HANDLERS, audit, finished
 import tests.job_handlers  # noqa: F401 - registers the kinds in this process too
 
 CLEAN = {"unfinished": 0, "running": 0, "completed_twice": 0, "completed_without_event": 0, "stuck": 0}
-DATABASE_ACTORS = ("jobs-service", "completer", "rescuer", "worker-1", "worker-2", "projector-job_stats")
+DATABASE_ACTORS = ("jobs-service", "completer", "rescuer", "worker-1", "worker-2", "projector-job_stats", "limiter")
 
 
 class Bystander(Server):
@@ -59,11 +60,14 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
             ChildSpec("bystander", Bystander),
             jobs_tree(config, handlers=HANDLERS, workers=2, heartbeat_ttl=1.5, poll_interval=0.3, batch=20),
             projector_spec(config, "job_stats", retry_interval=0.2),
+            ChildSpec("limiter", LimiterServer, kwargs={"limits": {"api": Limit(2, cluster=True), "local": Limit(2)}, "database": config}),
         ],
     )
     rt = make_runtime("multiprocTCPBase").start(spec)
     wait_for(lambda: all(rt.tree()[name].status == "running" for name in DATABASE_ACTORS), timeout=30, what="the tree")
     before = {n.name: (n.restarts, n.pid) for n in rt.tree().walk()}
+    limiter = Limiter(rt)
+    through = limiter.acquire("api")  # a cluster permit held through the outage
     ids = rt.enqueue_many([new_job("work", {"sleep": 0.01}) for _ in range(300)])
     ids += rt.enqueue_many([new_job("long", {"seconds": 3.0}) for _ in range(2)])
     with Database(config) as database:
@@ -86,6 +90,10 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
         rt.enqueue("noop", {})
     assert raised.value.retryable and raised.value.stored == "no"
     assert rt.ask("bystander", "ping") == "pong"
+    with pytest.raises(ClusterWaiting) as refused:  # a cluster key: typed and retryable
+        limiter.acquire("api", timeout=1)
+    assert refused.value.retryable
+    assert limiter.release(limiter.acquire("local", timeout=1))  # a local key keeps working
     while time.monotonic() - down_at < seconds:
         tree = rt.tree()  # the runtime keeps answering, and nothing restarts
         assert {n.name: n.restarts for n in tree.walk()} == {name: r for name, (r, _) in before.items()}
@@ -110,6 +118,8 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
             conn.commit()
         assert innocent_failed == 0
     wait_for(lambda: all(rt.tree()[name].status == "running" for name in DATABASE_ACTORS), timeout=30, what="statuses back to running")
+    assert limiter.release(through) is True  # granted before the outage, still known
+    assert limiter.release(limiter.acquire("api", timeout=15)) is True  # cluster permits work again
     after = {n.name: (n.restarts, n.pid) for n in rt.tree().walk()}
     assert after == before, "an actor restarted during the outage"
 
