@@ -25,6 +25,9 @@ from tests.test_jobs import HANDLERS, audit, finished
 import tests.job_handlers  # noqa: F401 - registers the kinds in this process too
 
 CLEAN = {"unfinished": 0, "running": 0, "completed_twice": 0, "completed_without_event": 0, "stuck": 0}
+#: the first job completes within this many seconds of the server's return (a behaviour bound,
+#: generous: the reconnect backoff is at most 2 s + 20%; measured 1-2 s)
+RESUME_BOUND = 10.0
 DATABASE_ACTORS = ("jobs-service", "completer", "rescuer", "worker-1", "worker-2", "projector-job_stats", "limiter")
 
 
@@ -107,6 +110,12 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
         ids += enqueue_retrying(rt, [new_job("noop", {})])
     ids += enqueue_retrying(rt, [new_job("work", {"sleep": 0.01}) for _ in range(100)])
     with Database(config) as database:
+        # work resumes within seconds of the server's return (in the server's own clock: the
+        # first completion event after its start)
+        wait_for(lambda: resume_delay(database) is not None, timeout=60, what="a completion after the outage")
+        resumed = resume_delay(database)
+        print(f"first completion {resumed:.2f} s after the server was back")
+        assert resumed <= RESUME_BOUND, f"the first job completed {resumed:.1f} s after the server was back"
         try:
             wait_for(lambda: finished(database, ids), timeout=90, what="every job after the outage")
         except AssertionError:
@@ -122,6 +131,17 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
     assert limiter.release(limiter.acquire("api", timeout=15)) is True  # cluster permits work again
     after = {n.name: (n.restarts, n.pid) for n in rt.tree().walk()}
     assert after == before, "an actor restarted during the outage"
+
+
+def resume_delay(database):
+    """Seconds from the server's start to the first completion event after it (None: none yet)."""
+    with database.connection() as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM min(created_at) - pg_postmaster_start_time()) AS s FROM events"
+            " WHERE type = 'job.completed' AND created_at > pg_postmaster_start_time()"
+        ).fetchone()
+        conn.commit()
+    return None if row["s"] is None else float(row["s"])
 
 
 def test_the_first_enqueue_after_a_database_restart_succeeds_or_says_retry(own_pg, make_runtime):
