@@ -194,3 +194,48 @@ def test_unstarted_claims_the_heartbeat_cannot_release_stay_with_their_worker(ow
         finally:
             heartbeat._close()
             own_pg.start_server()
+
+
+def test_after_an_outage_a_short_ttl_tree_never_rescues_a_long_ttl_trees_workers(own_pg, make_runtime, tmp_path):
+    """Each rescuer waits its own workers' ttl after an outage before rescuing (so that they beat
+    again first). The rescue used to be schema-wide: the "jobs" tree (ttl 1 s) rescued, and
+    killed, a worker of the "reports" tree (ttl 8 s) that had not beaten again 1 s after the
+    server's return. Here that worker is frozen until the jobs rescuer has made three passes,
+    then resumed well within its own tree's grace: its job must finish at its first attempt."""
+    import os
+    import signal
+
+    from tests.test_jobs_liveness import lines
+
+    config = DatabaseConfig(own_pg.dsn, schema=f"o_{uuid.uuid4().hex[:10]}", connect_timeout=2.0)
+    with Database(config) as database:
+        Migrator(database).apply()
+    main = jobs_tree(config, handlers=HANDLERS, workers=1, heartbeat_ttl=1.0, poll_interval=0.3)
+    reports = jobs_tree(config, handlers=HANDLERS, workers=1, queue="reports", name="reports", heartbeat_ttl=8.0, poll_interval=0.3)
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[main, reports]))
+    path = str(tmp_path / "log")
+    job_id = rt.enqueue("cooperative", {"path": path, "seconds": 16.0}, queue="reports", service="reports-service")
+    wait_for(lambda: any(line[0] == "start" for line in lines(path)), timeout=20, what="the job to start")
+    worker = int(lines(path)[0][2])
+
+    own_pg.stop_server()
+    down_at = time.monotonic()
+    while time.monotonic() - down_at < 10.0:  # the fault: longer than the reports workers' ttl
+        time.sleep(0.5)
+    os.kill(worker, signal.SIGSTOP)  # it will not beat again as soon as the server is back
+    try:
+        passes = rt.ask("rescuer", "stats")["passes"]
+        own_pg.start_server()
+        wait_for(lambda: rt.ask("rescuer", "stats")["passes"] >= passes + 3, timeout=20, what="three passes of the jobs rescuer")
+    finally:
+        try:
+            os.kill(worker, signal.SIGCONT)
+        except ProcessLookupError:
+            pytest.fail("the reports worker was killed while frozen (by the jobs tree's rescuer)")
+    with Database(config) as database:
+        wait_for(lambda: finished(database, [job_id]), timeout=40, what="the long job")
+        job = PgJobStore(database).get(job_id)
+        assert (job.state, job.attempt, tuple(job.errors)) == ("completed", 1, ())
+        assert audit(database) == CLEAN
+    assert [line[0] for line in lines(path)] == ["start", "end"]  # it ran once, never rescued or cancelled
+    assert rt.ask("rescuer", "stats")["processes"] == 0
