@@ -9,7 +9,8 @@ back they take their slots back, the same slot numbers first, before anything ne
 on their keys. Permits of different nodes held before the loss had different slot numbers, so
 taking them back never competes; and for `reclaim_grace` seconds after a lost session comes
 back this node grants nothing new on a cluster key, so that the other nodes, reconnecting on
-their own backoff, get their slots back before anyone takes a free-looking one.
+their own backoff, get their slots back before anyone takes a free-looking one (the same
+after an outage that began before this limiter's first connect).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 from typing import Any, Callable, Container
 
 from actors.stores.config import DatabaseConfig
-from actors.stores.database import Database
 from actors.stores.outage import Outage, is_outage
 from supervision.logs import logger
 
@@ -37,14 +37,14 @@ class ClusterPermits:
         reclaim_grace: float,
         check_interval: float,
         probe_interval: float,
-        connect: Callable[[Database, str], Any] | None = None,
     ) -> None:
         """`check_interval`: how often the session is checked while it holds slots (a lost
         one is noticed within that); `probe_interval`: the same while it holds none (so an
         outage shows in the tree, and the server's idle_session_timeout never ends it)."""
-        if connect is None:
-            from actors.stores.slots import ClusterSlots as connect
-        self.connect = connect
+        from actors.stores.database import Database  # (psycopg: only for limiters with a database)
+        from actors.stores.slots import ClusterSlots
+
+        self.connect = ClusterSlots
         self.database = Database(config)
         self.node = node
         self.name = name
@@ -95,9 +95,10 @@ class ClusterPermits:
             self.retry_at = self.outage.failed(now, exc)
             return False
         self.next_check = now + self._interval()
-        if self.outage.active:
+        after_outage = self.outage.active
+        if after_outage:
             log.warning("%s: the database is back after %.1f s", self.name, self.outage.recovered(now))
-        if self.lost_session:
+        if self.lost_session or after_outage:  # (other nodes' permits may be taking their slots back)
             self.lost_session = False
             self.hold_until = now + self.reclaim_grace
             if self.lost:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.jobs.errors import DatabaseWaiting
+from actors.stores.outage import DatabaseWaiting
 from supervision.errors import BadRequest, Recoverable
 
 
