@@ -190,6 +190,58 @@ def test_two_job_trees_with_their_own_queues_and_workers_run_in_one_runtime(db_c
     assert PgJobStore(database).counts() == {("emails", "completed"): 5, ("reports", "completed"): 5}
 
 
+def test_each_tree_rescues_only_its_own_workers_with_its_own_kill_stuck(db_config, database, make_runtime, tmp_path):
+    """Rescue used to be schema-wide: the "jobs" tree's rescuer (kill_stuck=True) rescued and
+    killed the frozen worker of the "emails" tree, whose own setting says to leave it be
+    (kill_stuck=False: it notices by itself when it resumes). The emails rescuer is frozen too,
+    so only the other tree's rescuer could have acted."""
+    import psutil
+
+    main = jobs_tree(db_config, handlers=HANDLERS, workers=1, heartbeat_ttl=1.0, poll_interval=0.3)
+    emails = jobs_tree(
+        db_config, handlers=HANDLERS, workers=2, queue="emails", name="emails", heartbeat_ttl=1.0, poll_interval=0.3,
+        kill_stuck=False, cancel_grace=1.0,
+    )  # fmt: skip
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[main, emails]))
+    wait_for_workers(rt, 1, tree="jobs")
+    wait_for_workers(rt, 2, tree="emails")
+    path = str(tmp_path / "log")
+    job_id = rt.enqueue("cooperative", {"path": path, "seconds": 8.0}, queue="emails", service="emails-service")
+    wait_for(lambda: any(line[0] == "start" for line in lines(path)), timeout=20, what="the job to start")
+    frozen, rescuer = int(lines(path)[0][2]), rt.tree()["emails-rescuer"].pid
+    os.kill(rescuer, signal.SIGSTOP)
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        try:
+            wait_for(lambda: lease_ran_out(database, frozen), timeout=15, what="the frozen worker's lease to run out")
+            passes = rt.ask("rescuer", "stats")["passes"]
+            wait_for(lambda: rt.ask("rescuer", "stats")["passes"] >= passes + 3, timeout=15, what="three passes of the other tree's rescuer")
+            assert psutil.Process(frozen).status() == psutil.STATUS_STOPPED  # not killed
+            job = PgJobStore(database).get(job_id)
+            assert (job.state, job.attempt) == ("running", 1)  # not rescued by the other tree
+            assert rt.ask("rescuer", "stats")["processes"] == 0
+        finally:
+            os.kill(rescuer, signal.SIGCONT)
+        # its own rescuer rescues it, and leaves the process alone (kill_stuck=False)
+        wait_for(lambda: [l for l in lines(path) if l[0] == "start" and int(l[2]) != frozen], timeout=30, what="a second start elsewhere")
+        assert psutil.Process(frozen).status() == psutil.STATUS_STOPPED
+        assert rt.ask("emails-rescuer", "stats")["killed"] == 0
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    wait_for(lambda: [l for l in lines(path) if l[0] == "cancelled" and int(l[2]) == frozen], timeout=15, what="the resumed handler cancelled")
+    wait_for(lambda: finished(database, [job_id]), timeout=40, what="the job done by the other worker")
+    job = PgJobStore(database).get(job_id)
+    assert (job.state, job.attempt) == ("completed", 2)
+    assert audit(database) == CLEAN
+
+
+def lease_ran_out(database, pid):
+    with database.connection() as conn:
+        row = conn.execute("SELECT expires_at < now() AS out FROM processes WHERE pid = %s", (pid,)).fetchone()
+        conn.commit()
+    return row is not None and row["out"]
+
+
 def test_a_worker_whose_lease_ran_out_claims_nothing(database):
     """A frozen worker that resumes must not claim jobs for a process row about to be rescued
     (or already gone): they would be orphans rescued with an attempt lost (seen in the chaos run)."""

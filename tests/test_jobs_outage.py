@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from actors.jobs import DatabaseWaiting, jobs_tree, new_job
+from actors.limiter import ClusterWaiting, Limit, Limiter, LimiterServer
 from actors.projector import projector_spec
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
@@ -24,7 +25,10 @@ from tests.test_jobs import HANDLERS, audit, finished
 import tests.job_handlers  # noqa: F401 - registers the kinds in this process too
 
 CLEAN = {"unfinished": 0, "running": 0, "completed_twice": 0, "completed_without_event": 0, "stuck": 0}
-DATABASE_ACTORS = ("jobs-service", "completer", "rescuer", "worker-1", "worker-2", "projector-job_stats")
+#: the first job completes within this many seconds of the server's return (a behaviour bound,
+#: generous: the reconnect backoff is at most 2 s + 20%; measured 1-2 s)
+RESUME_BOUND = 10.0
+DATABASE_ACTORS = ("jobs-service", "completer", "rescuer", "worker-1", "worker-2", "projector-job_stats", "limiter")
 
 
 class Bystander(Server):
@@ -59,11 +63,14 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
             ChildSpec("bystander", Bystander),
             jobs_tree(config, handlers=HANDLERS, workers=2, heartbeat_ttl=1.5, poll_interval=0.3, batch=20),
             projector_spec(config, "job_stats", retry_interval=0.2),
+            ChildSpec("limiter", LimiterServer, kwargs={"limits": {"api": Limit(2, cluster=True), "local": Limit(2)}, "database": config}),
         ],
     )
     rt = make_runtime("multiprocTCPBase").start(spec)
     wait_for(lambda: all(rt.tree()[name].status == "running" for name in DATABASE_ACTORS), timeout=30, what="the tree")
     before = {n.name: (n.restarts, n.pid) for n in rt.tree().walk()}
+    limiter = Limiter(rt)
+    through = limiter.acquire("api")  # a cluster permit held through the outage
     ids = rt.enqueue_many([new_job("work", {"sleep": 0.01}) for _ in range(300)])
     ids += rt.enqueue_many([new_job("long", {"seconds": 3.0}) for _ in range(2)])
     with Database(config) as database:
@@ -86,6 +93,10 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
         rt.enqueue("noop", {})
     assert raised.value.retryable and raised.value.stored == "no"
     assert rt.ask("bystander", "ping") == "pong"
+    with pytest.raises(ClusterWaiting) as refused:  # a cluster key: typed and retryable
+        limiter.acquire("api", timeout=1)
+    assert refused.value.retryable
+    assert limiter.release(limiter.acquire("local", timeout=1))  # a local key keeps working
     while time.monotonic() - down_at < seconds:
         tree = rt.tree()  # the runtime keeps answering, and nothing restarts
         assert {n.name: n.restarts for n in tree.walk()} == {name: r for name, (r, _) in before.items()}
@@ -99,6 +110,12 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
         ids += enqueue_retrying(rt, [new_job("noop", {})])
     ids += enqueue_retrying(rt, [new_job("work", {"sleep": 0.01}) for _ in range(100)])
     with Database(config) as database:
+        # work resumes within seconds of the server's return (in the server's own clock: the
+        # first completion event after its start)
+        wait_for(lambda: resume_delay(database) is not None, timeout=60, what="a completion after the outage")
+        resumed = resume_delay(database)
+        print(f"first completion {resumed:.2f} s after the server was back")
+        assert resumed <= RESUME_BOUND, f"the first job completed {resumed:.1f} s after the server was back"
         try:
             wait_for(lambda: finished(database, ids), timeout=90, what="every job after the outage")
         except AssertionError:
@@ -110,8 +127,21 @@ def test_a_database_outage_of_any_length_is_waited_out_and_nothing_restarts(own_
             conn.commit()
         assert innocent_failed == 0
     wait_for(lambda: all(rt.tree()[name].status == "running" for name in DATABASE_ACTORS), timeout=30, what="statuses back to running")
+    assert limiter.release(through) is True  # granted before the outage, still known
+    assert limiter.release(limiter.acquire("api", timeout=15)) is True  # cluster permits work again
     after = {n.name: (n.restarts, n.pid) for n in rt.tree().walk()}
     assert after == before, "an actor restarted during the outage"
+
+
+def resume_delay(database):
+    """Seconds from the server's start to the first completion event after it (None: none yet)."""
+    with database.connection() as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM min(created_at) - pg_postmaster_start_time()) AS s FROM events"
+            " WHERE type = 'job.completed' AND created_at > pg_postmaster_start_time()"
+        ).fetchone()
+        conn.commit()
+    return None if row["s"] is None else float(row["s"])
 
 
 def test_the_first_enqueue_after_a_database_restart_succeeds_or_says_retry(own_pg, make_runtime):
@@ -164,3 +194,48 @@ def test_unstarted_claims_the_heartbeat_cannot_release_stay_with_their_worker(ow
         finally:
             heartbeat._close()
             own_pg.start_server()
+
+
+def test_after_an_outage_a_short_ttl_tree_never_rescues_a_long_ttl_trees_workers(own_pg, make_runtime, tmp_path):
+    """Each rescuer waits its own workers' ttl after an outage before rescuing (so that they beat
+    again first). The rescue used to be schema-wide: the "jobs" tree (ttl 1 s) rescued, and
+    killed, a worker of the "reports" tree (ttl 8 s) that had not beaten again 1 s after the
+    server's return. Here that worker is frozen until the jobs rescuer has made three passes,
+    then resumed well within its own tree's grace: its job must finish at its first attempt."""
+    import os
+    import signal
+
+    from tests.test_jobs_liveness import lines
+
+    config = DatabaseConfig(own_pg.dsn, schema=f"o_{uuid.uuid4().hex[:10]}", connect_timeout=2.0)
+    with Database(config) as database:
+        Migrator(database).apply()
+    main = jobs_tree(config, handlers=HANDLERS, workers=1, heartbeat_ttl=1.0, poll_interval=0.3)
+    reports = jobs_tree(config, handlers=HANDLERS, workers=1, queue="reports", name="reports", heartbeat_ttl=8.0, poll_interval=0.3)
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[main, reports]))
+    path = str(tmp_path / "log")
+    job_id = rt.enqueue("cooperative", {"path": path, "seconds": 16.0}, queue="reports", service="reports-service")
+    wait_for(lambda: any(line[0] == "start" for line in lines(path)), timeout=20, what="the job to start")
+    worker = int(lines(path)[0][2])
+
+    own_pg.stop_server()
+    down_at = time.monotonic()
+    while time.monotonic() - down_at < 10.0:  # the fault: longer than the reports workers' ttl
+        time.sleep(0.5)
+    os.kill(worker, signal.SIGSTOP)  # it will not beat again as soon as the server is back
+    try:
+        passes = rt.ask("rescuer", "stats")["passes"]
+        own_pg.start_server()
+        wait_for(lambda: rt.ask("rescuer", "stats")["passes"] >= passes + 3, timeout=20, what="three passes of the jobs rescuer")
+    finally:
+        try:
+            os.kill(worker, signal.SIGCONT)
+        except ProcessLookupError:
+            pytest.fail("the reports worker was killed while frozen (by the jobs tree's rescuer)")
+    with Database(config) as database:
+        wait_for(lambda: finished(database, [job_id]), timeout=40, what="the long job")
+        job = PgJobStore(database).get(job_id)
+        assert (job.state, job.attempt, tuple(job.errors)) == ("completed", 1, ())
+        assert audit(database) == CLEAN
+    assert [line[0] for line in lines(path)] == ["start", "end"]  # it ran once, never rescued or cancelled
+    assert rt.ask("rescuer", "stats")["processes"] == 0

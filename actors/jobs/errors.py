@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from actors.stores.outage import DatabaseWaiting  # (defined there: the limiter raises it too)
 from supervision.errors import BadRequest, Recoverable
 
 
@@ -46,18 +47,6 @@ class JobCancelled(BaseException):
 class NotInJob(Recoverable):
     """`current_job()` was called outside a job handler."""
 
-
-class DatabaseWaiting(Recoverable):
-    """The jobs service cannot reach the database right now (an outage, a restart); it waits
-    and reconnects by itself. Retry the call. `stored` says whether the jobs may have been
-    stored: "no", or "unknown" when the connection dropped during the commit (retry with a
-    unique key to be safe)."""
-
-    retryable = True
-
-    def __init__(self, actor: str, problem: str, stored: str = "no") -> None:
-        detail = "nothing was stored" if stored == "no" else "the jobs may or may not be stored"
-        super().__init__(f"{actor} is waiting for the database ({problem}): {detail}; retry shortly", actor=actor, problem=problem, stored=stored)
 
 # --- job operations (issue 15) -----------------------------------------------------------------
 

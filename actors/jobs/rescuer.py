@@ -8,6 +8,11 @@ process rows. Processes of this host that are gone are expired first, so their j
 back at the next pass rather than a heartbeat ttl later.
 A process found dead in the table but alive on this host (stuck in a handler that ignored its
 timeout) is killed, so its supervisor restarts it.
+
+Each job tree's rescuer declares dead only its own tree's processes (`processes.tree`): the
+tree's settings (its workers' ttl, hence the grace after an outage; `kill_stuck`) are never
+applied to another tree's workers. A rescuer without a tree, and the default tree "jobs",
+also take the rows written without one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from actors.stores.rows import RescueResult
 from supervision import Server
 from supervision.liveness import ProcessIdentity, this_host
 from supervision.logs import logger
+from supervision.specs import validate_name
+
+#: the job tree whose rescuer also takes process rows written without a tree
+DEFAULT_TREE = "jobs"
 
 log = logger("actors.jobs.rescuer")
 
@@ -34,9 +43,15 @@ class Rescuer(Server):
     the process rows) in one transaction, and kills a worker that is alive but no longer
     heartbeating."""
 
-    def init(self, database: DatabaseConfig, interval: float = 1.0, kill_stuck: bool = True, outage_grace: float = 15.0) -> None:
+    def init(
+        self, database: DatabaseConfig, interval: float = 1.0, kill_stuck: bool = True, outage_grace: float = 15.0, tree: str | None = None
+    ) -> None:
         """`outage_grace`: after the database comes back, wait this long (the workers'
-        heartbeat ttl) before rescuing, so that live workers beat again first."""
+        heartbeat ttl) before rescuing, so that live workers beat again first. `tree`: the job
+        tree whose processes this rescuer looks after (None: every process of the schema)."""
+        if tree is not None:
+            validate_name(tree, "Rescuer tree")
+        self.tree = tree
         self.outage_grace = outage_grace
         self.outage = Outage()
         #: no rescue before this (monotonic): after an outage, live workers beat again first
@@ -89,7 +104,7 @@ class Rescuer(Server):
         # a worker of this host that died (killed, os._exit, a segfault) is rescued at the
         # next pass, not a heartbeat ttl later
         self.processes.expire_dead_local(lambda pid, ticks: ProcessIdentity(pid, ticks or 0).is_alive())
-        result = self.store.rescue(self.outage_grace)
+        result = self.store.rescue(self.outage_grace, tree=self.tree, untreed=self.tree in (None, DEFAULT_TREE))
         self.totals["passes"] += 1
         self.totals["jobs"] += result.jobs
         self.totals["processes"] += len(result.processes)

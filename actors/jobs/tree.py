@@ -115,6 +115,7 @@ def jobs_tree(
             "kill_grace": kill_grace,
             "claim_ahead": claim_ahead,
             "release_after": release_after,
+            "tree": name,
         },
         shutdown=worker_shutdown,
     )
@@ -139,7 +140,7 @@ def jobs_tree(
             ChildSpec(
                 names.rescuer,
                 Rescuer,
-                kwargs={"database": database, "interval": rescue_every, "kill_stuck": kill_stuck, "outage_grace": heartbeat_ttl},
+                kwargs={"database": database, "interval": rescue_every, "kill_stuck": kill_stuck, "outage_grace": heartbeat_ttl, "tree": name},
             ),
             SupervisorSpec(
                 names.worker_pool,

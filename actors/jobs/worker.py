@@ -101,6 +101,7 @@ class Worker(WakeOnReadable, Server):
         write_when_idle: bool = True,
         pipeline_marks: bool = True,
         write_under_load: bool = True,
+        tree: str | None = None,
     ) -> None:
         """`flush_pause`: after a job of a time slice or more, the worker leaves its loop this
         long before the next job, so that thespian sends the outcome (5 ms was enough here; 0
@@ -117,9 +118,11 @@ class Worker(WakeOnReadable, Server):
         `write_under_load` (with `write_when_idle`): the worker writes every batch of
         outcomes itself, the same way (False: under load they go to the completer, whose answers come back through
         thespian only while this busy loop yields: the worker waited for them after 190 of
-        200 claims of 100 no-op jobs, half its time)."""
+        200 claims of 100 no-op jobs, half its time). `tree`: the job tree this worker belongs
+        to, recorded on its process row (only that tree's rescuer rescues it)."""
         global _STATE
         import_handlers(handlers)
+        self.tree = tree
         self.queue = queue
         self.batch_size = batch
         self.ttl = heartbeat_ttl
@@ -205,7 +208,7 @@ class Worker(WakeOnReadable, Server):
                 self.database.reopen()
             if self.process is None:
                 # the process row names the node and the worker: completion events carry it
-                self.process = self.processes.register(f"{self.node}:{self.name}" if self.node else self.name, self.ttl)
+                self.process = self.processes.register(f"{self.node}:{self.name}" if self.node else self.name, self.ttl, tree=self.tree)
             if self.listener is None:
                 self.listener = self.database.dedicated()
                 self.jobs.listen(self.listener)

@@ -9,11 +9,12 @@ registered name (docs/design.md story 1).
 from actors.limiter.actor import LimiterServer
 from actors.limiter.client import Limiter
 from actors.limiter.core import KeyStats, Lease, Limit, LimiterCore, Owner
-from actors.limiter.errors import LimitTimeout, UnknownKey, UnknownLease, UnknownLimitKey
+from actors.limiter.errors import ClusterWaiting, LimitTimeout, UnknownKey, UnknownLease, UnknownLimitKey
 from actors.limiter.messages import Acquire, Configure, Held, Release, Stats
 
 __all__ = [
     "Acquire",
+    "ClusterWaiting",
     "Configure",
     "Held",
     "KeyStats",

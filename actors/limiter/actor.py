@@ -18,9 +18,13 @@ Cluster-wide limits: give the limiter a database (`database=DatabaseConfig(...)`
 `Limit(n, cluster=True)`. A permit granted by this node's core is handed out only once it also
 holds one of the key's n slots in PostgreSQL (session advisory locks, `actors.stores.slots`);
 until then the request waits (retried every `cluster_retry` seconds, within its timeout).
-Every node must configure the same n for the key. If the limiter's database session is lost,
-every slot it held is gone: it tells its waiting callers and crashes, and its supervisor
-restarts it with fresh state (holders then get `UnknownLease` on release).
+Every node must configure the same n for the key.
+
+A database outage of any length is waited out, never a crash (`actors.limiter.cluster`): the
+limiter connects lazily and reconnects with backoff, shows "waiting for the database" in the
+tree, answers cluster-key requests with `ClusterWaiting` (a retryable `DatabaseWaiting`)
+meanwhile while local keys keep working, and once the session is back its granted permits
+take their slots back (the same slot numbers) before anything new is granted.
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ import socket
 
 import attrs
 
-from actors.limiter.core import Granted, Lease, Limit, LimiterCore, Outcome, TimedOut
-from actors.limiter.errors import BadRequest, LimitTimeout
+from actors.limiter.cluster import ClusterPermits
+from actors.limiter.core import Granted, Lease, Limit, LimiterCore, Outcome, TimedOut, check_seconds
+from actors.limiter.errors import BadRequest, ClusterWaiting, LimitTimeout
 from actors.limiter.messages import Acquire, Configure, Held, Release, Stats
 from actors.stores.config import DatabaseConfig
-from actors.stores.errors import StoreError
+from actors.stores.outage import WAITING
 from supervision import Down, Server
 from supervision.logs import logger
 from supervision.server import ReplyHandle
@@ -77,7 +82,19 @@ class LimiterServer(Server):
         cluster_retry: float = 0.05,
         cluster_check_interval: float = 1.0,
         max_idle_watches: int = 1000,
+        cluster_probe_interval: float = 2.0,
+        reclaim_grace: float = 5.0,
     ) -> None:
+        """`cluster_check_interval`: how often the lock session is checked while it holds
+        slots (a lost session is noticed within that); `cluster_probe_interval`: the same while
+        it holds none. `reclaim_grace`: after a lost session comes back, how long nothing new
+        is granted on cluster keys, so that every node's permits take their slots back first:
+        longer than the longest reconnect backoff (2 s, +20% jitter), with room for a loaded
+        host."""
+        for field, value in (("cluster_retry", cluster_retry), ("cluster_check_interval", cluster_check_interval),
+                             ("cluster_probe_interval", cluster_probe_interval)):  # fmt: skip
+            check_seconds(f"LimiterServer {field}", value)
+        check_seconds("LimiterServer reclaim_grace", reclaim_grace, allow_zero=True)
         self.core = LimiterCore(limits, default, on_owner_freed=self._owner_freed)
         self.waiting: dict[int, _Request] = {}
         self.watched: set[str] = set()
@@ -87,11 +104,8 @@ class LimiterServer(Server):
         self.owner_check_interval = owner_check_interval
         self._requests = itertools.count(1)
         self.cluster_retry = cluster_retry
-        self.cluster_check_interval = cluster_check_interval
-        self.next_cluster_check = 0.0
         self.pending: dict[str, _Pending] = {}  # lease id -> waiting for a slot, in grant order
-        self.slots: dict[str, tuple[str, int]] = {}  # lease id -> (key, slot) held in PostgreSQL
-        self.cluster = None
+        self.cluster: ClusterPermits | None = None
         clustered = [key for key, limit in (limits or {}).items() if limit.cluster]
         if default is not None and default.cluster:
             clustered.append("(the default)")
@@ -102,10 +116,11 @@ class LimiterServer(Server):
                     "LimiterServer(database=DatabaseConfig(...)), the same on every node"
                 )
             return
-        from actors.stores.database import Database
-        from actors.stores.slots import ClusterSlots
-
-        self.cluster = ClusterSlots(Database(database), node or socket.gethostname())
+        self.cluster = ClusterPermits(
+            database, node or socket.gethostname(), self.name, reclaim_grace, cluster_check_interval, cluster_probe_interval
+        )
+        if clustered:
+            self.arm_timer(self.clock())  # connect now, without failing the start (the database may be away)
 
     def handle(self, message: Any) -> Any:
         now = self.clock()
@@ -144,7 +159,8 @@ class LimiterServer(Server):
         return None
 
     def _deliver(self, outcomes: list[Outcome]) -> None:
-        self._give_back_slots()
+        if self.cluster is not None:
+            self.cluster.settle(self.core.leases, self.clock())
         for outcome in outcomes:
             request = self.waiting.pop(outcome.request_id, None)
             if request is None:
@@ -165,31 +181,41 @@ class LimiterServer(Server):
         bucket = self.core.buckets.get(key)
         return self.cluster is not None and bucket is not None and bucket.limit.cluster
 
-    def _give_back_slots(self) -> None:
-        """The slots of leases the core no longer holds (released, expired, owner gone)."""
-        for lease_id, (key, slot) in list(self.slots.items()):
-            if lease_id not in self.core.leases:
-                del self.slots[lease_id]
-                self._guard_session(self.cluster.give_back, key, slot)
+    def _concurrency(self, key: str) -> int:
+        bucket = self.core.buckets.get(key)
+        return bucket.limit.concurrency if bucket is not None else 0
 
     def _take_slots(self) -> None:
-        """Hand out pending permits that get a slot, first granted first; time out the rest."""
-        if not self.pending:
+        """Lost permits take their slots back first; then pending permits that get a slot are
+        handed out, first granted first; the rest time out, or, while the database is away,
+        are answered `ClusterWaiting`."""
+        cluster = self.cluster
+        if cluster is None or not (self.pending or cluster.lost):
             return
         now, full, released = self.clock(), set(), []
+        cluster.take_back(self._concurrency, now)
+        held_back = cluster.held_back(now)
         for lease_id, pending in list(self.pending.items()):
             key = pending.lease.key
             if lease_id not in self.core.leases:  # its owner died or it expired meanwhile
                 del self.pending[lease_id]
                 self.reply_error(pending.request.reply, BadRequest(f"the permit for {key!r} was withdrawn (owner gone)"))
                 continue
-            if key not in full:
-                held = [slot for k, slot in self.slots.values() if k == key]
-                slot = self._guard_session(self.cluster.take, key, self.core.buckets[key].limit.concurrency, held)
-                if slot is not None:
+            if cluster.waiting:
+                del self.pending[lease_id]
+                self.reply_error(pending.request.reply, ClusterWaiting(self.name, key, cluster.outage.last_error))
+                released.append(lease_id)
+                continue
+            if key not in full and not held_back(key):
+                taken = cluster.take(lease_id, key, self._concurrency(key), now)
+                if taken:
                     del self.pending[lease_id]
-                    self.slots[lease_id] = (key, slot)
                     self.reply(pending.request.reply, pending.lease)
+                    continue
+                if taken is None:  # the database went away just now: this one is answered too
+                    del self.pending[lease_id]
+                    self.reply_error(pending.request.reply, ClusterWaiting(self.name, key, cluster.outage.last_error))
+                    released.append(lease_id)
                     continue
                 full.add(key)  # no slot free in the cluster: the later ones wait too (FIFO)
             if now >= pending.request.deadline:
@@ -201,18 +227,6 @@ class LimiterServer(Server):
             outcomes = self.core.release(lease_id, now)
             if outcomes:
                 self._deliver(outcomes)
-
-    def _guard_session(self, call: Any, *args: Any) -> Any:
-        """Run a slot call; if the session is gone, every slot went with it: tell the callers
-        still waiting, then crash (the supervisor restarts this limiter with fresh state)."""
-        try:
-            return call(*args)
-        except StoreError as exc:
-            for request in [*self.waiting.values(), *(p.request for p in self.pending.values())]:
-                self.reply_error(request.reply, exc)
-            self.waiting.clear()
-            self.pending.clear()
-            raise
 
     def _owner_freed(self, owner: Any) -> None:
         """`owner` holds and waits for nothing here any more. Its watch is kept (an unwatch and
@@ -242,23 +256,23 @@ class LimiterServer(Server):
 
     def _arm(self) -> None:
         now = self.clock()
-        upcoming = self.core.next_deadline(now)
+        times = [self.core.next_deadline(now)]
         if self.core.process_owners():
-            check = now + self.owner_check_interval
-            upcoming = check if upcoming is None else min(upcoming, check)
-        if self.pending:
-            retry = now + self.cluster_retry
-            upcoming = retry if upcoming is None else min(upcoming, retry)
-        if self.slots:
-            check = max(now, self.next_cluster_check)
-            upcoming = check if upcoming is None else min(upcoming, check)
-        if upcoming is not None:
-            self.arm_timer(upcoming)
+            times.append(now + self.owner_check_interval)
+        cluster = self.cluster
+        if cluster is not None:
+            self.report_status(WAITING if cluster.waiting else None)
+            if self.pending or (cluster.lost and not cluster.waiting):
+                times.append(now + self.cluster_retry)
+            if cluster.session is not None or cluster.outage.active or self.pending or cluster.lost:
+                times.append(cluster.next_wakeup(now))
+        upcoming = [t for t in times if t is not None]
+        if upcoming:
+            self.arm_timer(min(upcoming))
 
     def on_tick(self, now: float) -> float | None:
-        if self.slots and now >= self.next_cluster_check:
-            self.next_cluster_check = now + self.cluster_check_interval
-            self._guard_session(self.cluster.check)  # a lost session lost our slots: crash now
+        if self.cluster is not None:
+            self.cluster.tick(now)  # connect, or check the session (a lost one lost our slots)
         for owner in self.core.process_owners():
             if not owner.identity.is_alive():
                 self._owner_gone(owner.name, "exited")

@@ -240,9 +240,9 @@ class LimiterCore:
         _check_key(key)
         if not isinstance(owner, Owner):
             raise BadRequest(f"owner must be an Owner; got {type(owner).__name__}")
-        _check_seconds("timeout", timeout, allow_zero=True)
+        check_seconds("timeout", timeout, allow_zero=True)
         if lease_timeout is not None:
-            _check_seconds("lease_timeout", lease_timeout)
+            check_seconds("lease_timeout", lease_timeout)
         self._evict_idle(now)
         bucket = self._bucket(key, now)
         bucket.queue.append(_Waiter(request_id, key, owner, now + timeout, timeout, lease_timeout))
@@ -482,7 +482,7 @@ def _check_key(key: Any) -> None:
         raise BadRequest(f"a key must be a non-empty string of at most 200 characters; got {key!r}")
 
 
-def _check_seconds(field: str, value: Any, allow_zero: bool = False) -> None:
+def check_seconds(field: str, value: Any, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BadRequest(f"{field} must be a number of seconds; got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):

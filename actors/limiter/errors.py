@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from actors.stores.outage import DatabaseWaiting
 from supervision.errors import BadRequest, Recoverable
 
 
@@ -41,7 +42,25 @@ class UnknownLimitKey(Recoverable):
         )
 
 
+class ClusterWaiting(DatabaseWaiting):
+    """No permit on a cluster-wide key now: the limiter cannot reach the database (an outage,
+    a restart) and reconnects by itself; no permit was granted. Keys without `cluster=True`
+    keep working meanwhile. Retry shortly (a `DatabaseWaiting`, `retryable`)."""
+
+    def __init__(self, actor: str, key: str, problem: str) -> None:
+        # DatabaseWaiting's own text speaks of stored jobs; the fields are the same
+        Recoverable.__init__(
+            self,
+            f"{actor} is waiting for the database ({problem}): no permit for {key!r} was granted; retry shortly "
+            "(keys without cluster=True keep working)",
+            actor=actor,
+            key=key,
+            problem=problem,
+            stored="no",
+        )
+
+
 #: the earlier name
 UnknownKey = UnknownLimitKey
 
-__all__ = ["BadRequest", "LimitTimeout", "UnknownKey", "UnknownLimitKey", "UnknownLease"]
+__all__ = ["BadRequest", "ClusterWaiting", "LimitTimeout", "UnknownKey", "UnknownLimitKey", "UnknownLease"]

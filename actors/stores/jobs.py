@@ -55,7 +55,7 @@ class JobStore(Protocol):
 
     def write_outcomes(self, outcomes: Sequence[JobOutcome]) -> WriteResult: ...
 
-    def rescue(self) -> RescueResult: ...
+    def rescue(self, grace: float = 0.0, tree: str | None = None, untreed: bool = True) -> RescueResult: ...
 
     def longest_running(self, limit: int = 10) -> list[dict]: ...
 
@@ -218,11 +218,12 @@ class PgJobStore:
                 conn.execute(Q["notify"], {"channel": self.channel, "queue": queue})
         return released
 
-    def rescue(self, grace: float = 0.0) -> RescueResult:
+    def rescue(self, grace: float = 0.0, tree: str | None = None, untreed: bool = True) -> RescueResult:
         """Release the jobs of processes whose heartbeat expired (and of vanished ones); none
-        is declared dead within `grace` seconds of the server's start (a restart)."""
+        is declared dead within `grace` seconds of the server's start (a restart). With
+        `tree`, only that job tree's processes (and, with `untreed`, those without a tree)."""
         with self.database.transaction() as conn:
-            row = conn.execute(Q["rescue"], {"grace": grace}).fetchone()
+            row = conn.execute(Q["rescue"], {"grace": grace, "tree": tree, "untreed": untreed}).fetchone()
             if row["jobs"]:
                 notify_events(conn, self.database.config.schema)
         return RescueResult(row["jobs"], tuple(row["processes"]), row["unstarted"], row["completed"])

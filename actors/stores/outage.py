@@ -11,6 +11,7 @@ import random
 import attrs
 
 from actors.stores.errors import ConnectionLost, DatabaseUnavailable
+from supervision.errors import Recoverable
 
 #: what an actor shows in `tree()` while it waits
 WAITING = "waiting for the database"
@@ -54,3 +55,17 @@ class Outage:
         lasted = 0.0 if self.since is None else now - self.since
         self.since, self.failures, self.last_error = None, 0, ""
         return lasted
+
+
+class DatabaseWaiting(Recoverable):
+    """An actor (the jobs service, the rescuer, the completer, the cluster limiter) cannot reach
+    the database right now (an outage, a restart); it waits and reconnects by itself. Retry
+    the call. `stored` says whether the jobs may have been stored: "no", or "unknown" when the
+    connection dropped during the commit (retry with a unique key to be safe). Importable from
+    `actors.jobs` too."""
+
+    retryable = True
+
+    def __init__(self, actor: str, problem: str, stored: str = "no") -> None:
+        detail = "nothing was stored" if stored == "no" else "the jobs may or may not be stored"
+        super().__init__(f"{actor} is waiting for the database ({problem}): {detail}; retry shortly", actor=actor, problem=problem, stored=stored)

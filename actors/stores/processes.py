@@ -20,7 +20,7 @@ class ProcessStore(Protocol):
     """Worker processes and their heartbeats (`processes`): a process whose lease expired is dead,
     and the rescuer releases its jobs."""
 
-    def register(self, node: str, ttl: float, pid: int | None = None) -> ProcessRow: ...
+    def register(self, node: str, ttl: float, pid: int | None = None, tree: str | None = None) -> ProcessRow: ...
 
     def heartbeat(self, process_id: int, ttl: float) -> bool: ...
 
@@ -43,7 +43,8 @@ class PgProcessStore:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def register(self, node: str, ttl: float, pid: int | None = None) -> ProcessRow:
+    def register(self, node: str, ttl: float, pid: int | None = None, tree: str | None = None) -> ProcessRow:
+        """`tree`: the job tree the process works for; only that tree's rescuer rescues it."""
         identity = ProcessIdentity.of(pid or os.getpid())
         params = {
             "node": node,
@@ -51,6 +52,7 @@ class PgProcessStore:
             "pid": pid or os.getpid(),
             "start_ticks": identity.start_time if identity else 0,
             "ttl": ttl,
+            "tree": tree,
         }
         with self.database.transaction() as conn:
             return ProcessRow.from_row(conn.execute(Q["register"], params).fetchone())

@@ -26,7 +26,7 @@ class SlotStore(Protocol):
     """Cluster-wide limiter slots: N session advisory locks per key on the limiter's own
     connection."""
 
-    def take(self, key: str, limit: int, held: Iterable[int]) -> int | None: ...
+    def take(self, key: str, limit: int, held: Iterable[int], prefer: int | None = None) -> int | None: ...
 
     def give_back(self, key: str, slot: int) -> None: ...
 
@@ -44,12 +44,18 @@ class ClusterSlots:
         self.schema = database.config.schema
         self.conn = lock_session(database, f"thespian-otp:limiter:{node}")
 
-    def take(self, key: str, limit: int, held: Iterable[int]) -> int | None:
+    def take(self, key: str, limit: int, held: Iterable[int], prefer: int | None = None) -> int | None:
         """A free slot of `key` below `limit` (skipping the ones this session holds already:
-        session locks stack), now taken; None if every slot is held somewhere."""
+        session locks stack), now taken; None if every slot is held somewhere. `prefer` is
+        tried first: a permit whose slot went with a lost session takes the same one back, so
+        that permits of different nodes taking theirs back never compete for one slot."""
         mine = set(held)
+        order = list(range(limit))
+        if prefer is not None and 0 <= prefer < limit:
+            order.remove(prefer)
+            order.insert(0, prefer)
         with session_errors(self.conn, self.database.config):
-            for slot in range(limit):
+            for slot in order:
                 if slot not in mine and self.conn.execute(Q["take"], {"key": slot_key(self.schema, key, slot)}).fetchone()["taken"]:
                     return slot
         return None

@@ -56,6 +56,7 @@ from supervision import (
     SupervisorSpec,
     WhichChildren,
 )
+from supervision.liveness import this_host
 from tests.support import CrashLoop
 
 HANDLERS = ["tests.job_handlers"]
@@ -64,6 +65,17 @@ FUZZ_TARGETS = (
     "sys.monitor", "workers", "jobs",
 )  # fmt: skip
 VICTIMS = ("worker-1", "worker-2", "worker-3", "limiter", "completer")
+#: the fewest seconds between two SIGKILLs of one victim, so that the faults alone never reach
+#: a restart limit: the limiter is the root's child (the default 3 restarts in 5 s), the
+#: completer the jobs tree's (10 in 10 s); the workers' supervisor allows 50 in 10 s. The
+#: supervisors keep their normal limits, so a crash loop (an outage, say) shows as an escalation
+MIN_GAP = {"limiter": 2.5, "completer": 1.5}
+#: database actors no fault aims at: any restart of theirs after the fuzzing is a failure (they
+#: wait out outages); "jobs" and "slow" are the trees, restarted only by an escalation
+UNTARGETED = (
+    "jobs", "slow", "jobs-service", "rescuer", "slow-service", "slow-completer", "slow-rescuer",
+    "projector-job_stats", "projector-tests.projections:JobAudit",
+)  # fmt: skip
 
 
 @attrs.define
@@ -103,6 +115,9 @@ class ChaosReport:
     pg_restarts: int = 0
     long_jobs: int = 0
     long_rescued_while_alive: int = -1
+    long_rescued_frozen: int = 0
+    frozen_killed: int = -1
+    untargeted_restarts: int = -1
     poison_jobs: int = 0
     sigstops: int = 0
     outage_seconds: float = 0.0
@@ -121,6 +136,8 @@ class ChaosReport:
             "innocent jobs failed": self.innocent_failed,
             "poison jobs not failed alone and named": self.poison_unnamed,
             "long jobs rescued from a live worker": self.long_rescued_while_alive,
+            "restarts of database actors no fault aimed at": self.untargeted_restarts,
+            "frozen workers killed (their tree: kill_stuck off)": self.frozen_killed,
             "events applied twice by projections": self.events_applied_twice,
             "events skipped by projections": self.events_skipped,
             "actor restarts caused by bad input": self.restarts_from_bad_input,
@@ -137,6 +154,7 @@ class ChaosReport:
         table = Table("audit (SQL)", "count", title=title)
         for label, value in self.failures.items():
             table.add_row(label, str(value))
+        table.add_row("(long-job rescues, each from a frozen worker)", str(self.long_rescued_frozen))
         table.add_row("crash loop escalated per intensity", "yes" if self.crash_loop_escalated else "NO")
         table.add_row("stop under load (s, budget)", f"{self.stop_seconds:.2f} / {self.stop_budget:.0f}")
         return table
@@ -156,20 +174,21 @@ class Stalled(Subscriber):
 
 
 def chaos_tree(config: DatabaseConfig, workers: int) -> SupervisorSpec:
+    """Every supervisor with its normal restart limits (the root: 3 in 5 s; the trees and
+    projectors: their defaults), so that a crash loop escalates and fails the run."""
     return SupervisorSpec(
         "root",
-        intensity=10_000,
-        period=10.0,
         children=[
             ChildSpec("limiter", LimiterServer, kwargs={"limits": {"api": Limit(2)}}),
             ChildSpec("tally", Tally),
             ChildSpec("stalled", Stalled, shutdown=0.5),
             jobs_tree(config, handlers=HANDLERS, workers=workers, subscribers=["tally", "stalled"], heartbeat_ttl=1.5, batch=20, poll_interval=0.3),
             # long jobs in a tree of their own; its workers are frozen, never SIGKILLed (a frozen
-            # worker is left to notice it lost its job when it resumes: kill_stuck off)
+            # worker is left to notice it lost its job when it resumes: kill_stuck off, and the
+            # main tree's rescuer leaves the slow tree's workers alone)
             jobs_tree(config, handlers=HANDLERS, workers=2, queue="slow", name="slow", heartbeat_ttl=1.5, poll_interval=0.3, kill_stuck=False, cancel_grace=1.0),
-            projector_spec(config, "job_stats", retry_interval=0.1, lock_check_interval=0.2, intensity=1000, period=10.0),
-            projector_spec(config, "tests.projections:JobAudit", retry_interval=0.1, lock_check_interval=0.2, intensity=1000, period=10.0),
+            projector_spec(config, "job_stats", retry_interval=0.1, lock_check_interval=0.2),
+            projector_spec(config, "tests.projections:JobAudit", retry_interval=0.1, lock_check_interval=0.2),
             SupervisorSpec("crashloop", intensity=2, period=60.0, restart="temporary", children=[ChildSpec("crasher", CrashLoop)]),
         ],
     )
@@ -229,29 +248,41 @@ def restarts_of(rt: Runtime) -> dict[str, int]:
 
 
 class Killer(threading.Thread):
+    """SIGKILLs a random victim every `every` seconds (none more often than `MIN_GAP` allows)."""
+
     def __init__(self, rt: Runtime, every: float, seed: int) -> None:
         super().__init__(daemon=True)
         self.rt, self.every, self.rng = rt, every, random.Random(seed)
         self.halt = threading.Event()
         self.kills = 0
+        self.last: dict[str, float] = {}
 
     def run(self) -> None:
         while not self.halt.wait(self.every):
+            now = time.monotonic()
+            victims = [v for v in VICTIMS if now - self.last.get(v, -1e9) >= MIN_GAP.get(v, 0.0)]
+            victim = self.rng.choice(victims)
             try:
-                self.rt.kill(self.rng.choice(VICTIMS))
+                self.rt.kill(victim)
                 self.kills += 1
+                self.last[victim] = now
             except SupervisionError:
                 pass
 
 
 class Freezer(threading.Thread):
-    """SIGSTOPs a "slow" worker that runs a long job for `seconds` (past its expiry), then SIGCONT."""
+    """SIGSTOPs a "slow" worker that runs a long job for `seconds` (past its expiry), then
+    SIGCONT; records the process rows of every worker it froze (`frozen`), so that the audit
+    can tie each rescue of a long job to a freeze."""
 
-    def __init__(self, rt: Runtime, times: int, seconds: float, seed: int) -> None:
+    def __init__(self, rt: Runtime, times: int, seconds: float, seed: int, database: Database) -> None:
         super().__init__(daemon=True)
         self.rt, self.times, self.seconds, self.rng = rt, times, seconds, random.Random(seed)
+        self.database = database
         self.halt = threading.Event()
         self.stops = 0
+        self.killed = 0
+        self.frozen: set[int] = set()
 
     def run(self) -> None:
         while self.stops < self.times and not self.halt.wait(1.0):
@@ -263,17 +294,30 @@ class Freezer(threading.Thread):
                 continue
             pid = self.rng.choice(pids)
             try:
+                rows = self._process_rows(pid)
+            except SupervisionError:
+                continue  # the database is away: freeze another time
+            if not rows:
+                continue  # not registered yet
+            try:
                 os.kill(pid, signal.SIGSTOP)
             except ProcessLookupError:
                 continue
+            self.frozen.update(rows)
             try:
                 self.halt.wait(self.seconds)
             finally:
                 try:
                     os.kill(pid, signal.SIGCONT)
                 except ProcessLookupError:
-                    pass  # a rescuer with kill_stuck (the main tree's) killed the frozen worker
+                    self.killed += 1  # no rescuer may kill it: kill_stuck is off in its tree
             self.stops += 1
+
+    def _process_rows(self, pid: int) -> set[int]:
+        with self.database.connection() as conn:
+            rows = conn.execute("SELECT id FROM processes WHERE pid = %s AND host = %s", (pid, this_host())).fetchall()
+            conn.commit()
+        return {row["id"] for row in rows}
 
 
 def _outage(server: Any, seconds: float) -> threading.Thread:
@@ -331,7 +375,8 @@ def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
         report.poison_jobs = chaos.poison_jobs
         killer = Killer(rt, chaos.kill_every, chaos.seed)
         killer.start()
-        freezer = Freezer(rt, chaos.sigstops, 2.5 * 1.5, chaos.seed)
+        freezer_db = Database(config).open()
+        freezer = Freezer(rt, chaos.sigstops, 2.5 * 1.5, chaos.seed, freezer_db)
         freezer.start()
         chunks = list(range(0, chaos.jobs, 100))
         restart_at = {chunks[len(chunks) * (i + 1) // (chaos.pg_restarts + 1)] for i in range(chaos.pg_restarts)}
@@ -359,16 +404,21 @@ def run_chaos(server: Any, chaos: ChaosConfig) -> ChaosReport:
             report.kills = killer.kills
             freezer.join(timeout=60)
             freezer.halt.set()
+            freezer.join(timeout=10)
+            freezer_db.close()
             report.sigstops = freezer.stops
+            report.frozen_killed = freezer.killed
             # 3. everything finishes (rescued jobs after the expiry window) and projections catch up
             _wait(lambda: _unfinished(database) == 0, 180, "every job to finish", database)
             _wait(lambda: all(s.lag == 0 for s in status(database, ["job_stats", "tests.projections:JobAudit"])), 120, "projections")
             report.crash_loop_escalated = "crashloop" not in rt.tree()
+            final = restarts_of(rt)
+            report.untargeted_restarts = sum(final.get(name, 0) - after.get(name, 0) for name in UNTARGETED)
             report.stop_budget = rt.shutdown_budget
             stop_started = time.monotonic()
             rt.stop()
             report.stop_seconds = time.monotonic() - stop_started
-            _audit(database, acknowledged, report, long_ids)
+            _audit(database, acknowledged, report, long_ids, freezer.frozen)
             if os.environ.get("CHAOS_LOG"):
                 with database.connection() as conn:
                     for row in conn.execute("SELECT position, type, data, created_at FROM events WHERE (data->>'id')::bigint = ANY(%s) ORDER BY position", (long_ids,)):
@@ -413,7 +463,9 @@ def _unfinished(database: Database) -> int:
 DOOMED = ("always_fails", "poison_exit")
 
 
-def _audit(database: Database, acknowledged: list[int], report: ChaosReport, long_ids: list[int] = ()) -> None:
+def _audit(database: Database, acknowledged: list[int], report: ChaosReport, long_ids: list[int] = (), frozen: set[int] = frozenset()) -> None:
+    """The SQL audit. `frozen`: the process rows of the workers the Freezer SIGSTOPped; a long
+    job may be rescued only from one of those (its `errors` entry names the process)."""
     with database.connection() as conn:
         row = conn.execute(
             """
@@ -434,9 +486,12 @@ def _audit(database: Database, acknowledged: list[int], report: ChaosReport, lon
               (SELECT count(*) FROM jobs WHERE state = 'failed' AND kind <> ALL(%(doomed)s::text[])) AS innocent_failed,
               (SELECT count(*) FROM jobs WHERE state = 'failed' AND kind = 'poison_exit'
                  AND attempt = max_attempts AND last_error LIKE '%%died while running this job%%') AS poison_named,
+              (SELECT count(*) FROM jobs j, jsonb_array_elements(j.errors) AS e
+                 WHERE j.id = ANY(%(long)s::bigint[])
+                   AND NOT coalesce((e->>'process')::bigint, -1) = ANY(%(frozen)s::bigint[])) AS long_failed_elsewhere,
               (SELECT count(*) FROM events WHERE type = 'job.rescued' AND (data->>'id')::bigint = ANY(%(long)s::bigint[])) AS long_rescued
             """,
-            {"ids": acknowledged, "doomed": list(DOOMED), "long": list(long_ids)},
+            {"ids": acknowledged, "doomed": list(DOOMED), "long": list(long_ids), "frozen": sorted(frozen)},
         ).fetchone()
         conn.commit()
     report.jobs_in_table = row["in_table"]
@@ -447,5 +502,8 @@ def _audit(database: Database, acknowledged: list[int], report: ChaosReport, lon
     report.events_skipped = row["skipped"]
     report.innocent_failed = row["innocent_failed"]
     report.poison_unnamed = report.poison_jobs - row["poison_named"]
-    # a long job may be rescued only from a frozen worker (one per SIGSTOP)
-    report.long_rescued_while_alive = max(0, row["long_rescued"] - report.sigstops)
+    # a long job never fails: each error it has is a rescue, which names the process it was
+    # rescued from, and that must be a worker the Freezer froze (it used to be only counted:
+    # max(0, rescues - SIGSTOPs))
+    report.long_rescued_while_alive = row["long_failed_elsewhere"]
+    report.long_rescued_frozen = row["long_rescued"]

@@ -151,9 +151,14 @@ WHERE id = %(id)s AND claimed_by = %(process)s AND attempt = %(attempt)s AND sta
 -- once none of its running jobs is left (one skipped as locked keeps it for a later pass).
 -- A server that started less than %(grace)s seconds ago declares no process dead: leases ran
 -- out while it was down, and live workers need a moment to beat again.
+-- Only the processes of job tree %(tree)s are declared dead here (all of them when it is NULL;
+-- rows without a tree too when %(untreed)s): each tree's rescuer applies its own settings
+-- (the grace is its workers' ttl; kill_stuck) to its own workers, never to another tree's.
+-- Jobs whose process row is gone are rescued by any tree: that worker is fenced already.
 WITH dead AS (
     SELECT id, host, pid, start_ticks FROM processes
     WHERE expires_at < now() AND pg_postmaster_start_time() < now() - make_interval(secs => %(grace)s)
+      AND (%(tree)s::text IS NULL OR tree = %(tree)s::text OR (tree IS NULL AND %(untreed)s::boolean))
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
     SELECT j.id, j.claimed_by AS process, j.started_at IS NOT NULL AS started,

@@ -1,6 +1,6 @@
 -- name: register
-INSERT INTO processes (node, host, pid, start_ticks, expires_at)
-VALUES (%(node)s, %(host)s, %(pid)s, %(start_ticks)s, now() + make_interval(secs => %(ttl)s))
+INSERT INTO processes (node, host, pid, start_ticks, expires_at, tree)
+VALUES (%(node)s, %(host)s, %(pid)s, %(start_ticks)s, now() + make_interval(secs => %(ttl)s), %(tree)s)
 RETURNING id, node, host, pid, start_ticks, started_at, heartbeat_at, expires_at;
 
 -- name: heartbeat
