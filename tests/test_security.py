@@ -271,36 +271,49 @@ def test_a_frame_signed_with_another_secret_or_cut_short_is_never_unpickled(tmp_
 
 
 PEER = r"""
-import sys
+import os, sys
 from datetime import timedelta
 import thespian.system.systemBase
 from thespian.actors import ActorAddress, ActorSystem
-# thespian retries joining an admin that does not answer for 15 s; 2 s tells as much here
+# thespian waits up to this long (10 s) for an admin to start or stop; its own needs far less
 thespian.system.systemBase.MAX_SYSTEM_SHUTDOWN_DELAY = timedelta(seconds=1)
 from thespian.system.transport.IPBase import TCPv4ActorAddress
 from supervision import auth, bases
-secret, admin, port = sys.argv[1].encode(), int(sys.argv[2]), int(sys.argv[3])
-auth.install(auth.check_secret(secret), admin)
-bases.bind_to("127.0.0.1")
+secret, host, port, bind, marker = sys.argv[1:]
+admin = bases.free_port(bind)  # the peer's own actor system, as on another host
+if secret:  # else a plain thespian program: what it sends is pickled, unsigned
+    auth.install(auth.check_secret(secret), admin)  # text, as read from a cookie file
+bases.bind_to(bind)
+message = "from a peer"
+if marker:  # what the runtime would run if it unpickled the frame
+    message = type("WritesAFile", (), {"__reduce__": lambda self: (os.system, ("id > " + marker,))})()
 system = ActorSystem("multiprocTCPBase", {"Admin Port": admin}, transientUnique=True)
-print(repr(system.ask(ActorAddress(TCPv4ActorAddress("127.0.0.1", port, external=True)), "from a peer", 3)))
+try:
+    print(repr(system.ask(ActorAddress(TCPv4ActorAddress(host, int(port), external=True)), message, 3)), flush=True)
+finally:
+    system.shutdown()  # its admin, a child of this process, holds our stdout
 """
+
+
+def ask_as_peer(secret: str, rt: Runtime, actor: str, *, bind: str = "127.0.0.1", marker=None, prefix: tuple[str, ...] = ()) -> str:
+    """What another program, holding `secret` (or none: ""), gets back when it asks `actor` of
+    `rt` at its address; run with `prefix` (`Host.exec`) it is on another host, its own actor
+    system listening on `bind`. With `marker`, it sends a pickle that would write that file."""
+    host, port = rt.whereis(actor).address.addressDetails.sockname
+    args = [secret, host, str(port), bind, str(marker or "")]
+    result = subprocess.run([*prefix, sys.executable, "-c", PEER, *args], capture_output=True, text=True, timeout=60)
+    return result.stdout.strip() + result.stderr[-300:]
 
 
 def test_a_peer_with_the_shared_secret_is_served_and_one_with_another_secret_is_not(make_runtime, tmp_path):
     """The multi-host setup in small: an explicit secret, shared like an Erlang cookie, is what
-    another process (another host) needs; with a different one its frames are dropped unread."""
+    another process (another host) needs; with a different one its frames are dropped unread.
+    On real hosts (network namespaces): tests/test_security_hosts.py."""
     shared = "0123456789abcdef" * 4
     rt = make_runtime("multiprocTCPBase", secret=shared, log_level="WARNING", log_file=str(tmp_path / "log"))
     rt.start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
-    port = rt.whereis("echo").address.addressDetails.sockname[1]
-
-    def peer(secret: str) -> str:
-        result = subprocess.run([sys.executable, "-c", PEER, secret, str(rt.admin_port), str(port)], capture_output=True, text=True, timeout=60)
-        return result.stdout.strip() + result.stderr[-300:]
-
-    assert peer(shared) == "'from a peer'"
-    assert "'from a peer'" not in peer("another secret, long enough!")
+    assert ask_as_peer(shared, rt, "echo") == "'from a peer'"
+    assert "'from a peer'" not in ask_as_peer("another secret, long enough!", rt, "echo")
     assert rt.ask("echo", "still here") == "still here"
     assert "rejected" in (tmp_path / "log").read_text()
 
