@@ -35,6 +35,8 @@ class Counters:
     crashes: int = 0
     #: tells this actor sent that went nowhere (no such name, or a dead actor)
     undelivered: int = 0
+    #: the last recoverable error it replied, in a line (type, request, message)
+    last_error: str | None = None
 
 
 #: the counters a tree shows, each only when it is not zero: (field of `Counters`, label, style)

@@ -288,10 +288,12 @@ class NodeRemoved(Message):
 
 @attrs.frozen
 class CountEvent(Message):
-    """An event to count in the tree: 'recoverable', 'crash', 'undelivered' or 'dead_letter' (the runtime saw a request's target dead)."""
+    """An event to count in the tree: 'recoverable', 'crash', 'undelivered' or 'dead_letter' (the runtime saw a request's target dead).
+    `detail`: what happened, in a line (a recoverable error's type, request and message)."""
 
     name: str
     kind: str
+    detail: str | None = None
 
 
 @attrs.frozen

@@ -54,6 +54,8 @@ log = logger("supervision.monitor")
 #: CountEvent kinds -> the tree's counter they add to
 _COUNTED = {"recoverable": "recoverable_errors", "crash": "crashes", "undelivered": "undelivered", "dead_letter": "dead_letters"}
 
+#: A recoverable error's text kept per actor is cut to this many characters.
+ERROR_DETAIL = 300
 #: Seconds between sweeps of the registry for actors that died unnoticed.
 SWEEP_INTERVAL = 1.0
 #: A monitor that just (re)started holds a watch of a name not registered yet this long: after
@@ -293,6 +295,8 @@ class Monitor(Process):
         field = _COUNTED.get(message.kind)
         if field is not None:
             self._count(message.name, field)
+        if message.kind == "recoverable" and message.detail:
+            self.counters[message.name] = attrs.evolve(self.counters[message.name], last_error=message.detail[:ERROR_DETAIL])
 
     def _count(self, name: str, field: str) -> None:
         current = self.counters.get(name, Counters())

@@ -195,7 +195,8 @@ class Process(Actor):
         """Answer a request this actor will not handle (bad on arrival); it keeps running."""
         log.warning("%s: refused %s: %s", self.name, type_name(envelope.payload), error)
         if self.monitor_address is not None:
-            self.send(self.monitor_address, CountEvent(self.name, "recoverable"))
+            detail = f"refused {type_name(envelope.payload)}: {type(error).__name__}: {error}"
+            self.send(self.monitor_address, CountEvent(self.name, "recoverable", detail))
         self.send_error(envelope, sender, error)
 
     def on_request(self, payload: Any, envelope: Envelope | None, sender: Any) -> None:
@@ -221,7 +222,7 @@ class Process(Actor):
             except ReplyNotPicklable as exc:
                 log.warning("%s: reply %s: %s", self.name, corr, exc)
                 if self.monitor_address is not None:
-                    self.send(self.monitor_address, CountEvent(self.name, "recoverable"))
+                    self.send(self.monitor_address, CountEvent(self.name, "recoverable", f"{type(exc).__name__}: {exc}"))
                 self.send(address, ErrorReply(corr, ErrorInfo.from_exception(exc, with_traceback=False, actor=self.name)))
                 return
         self.send(address, Reply(corr, value))

@@ -272,7 +272,7 @@ class Server(Process):
     def _recoverable(self, exc: Recoverable | SpecError, payload: Any) -> None:
         log.info("%s: %s on %s: %s", self.name, type(exc).__name__, type_name(payload), exc)
         if self.monitor_address is not None:
-            self.send(self.monitor_address, CountEvent(self.name, "recoverable"))
+            self.send(self.monitor_address, CountEvent(self.name, "recoverable", f"{type(exc).__name__} on {type_name(payload)}: {exc}"))
 
     def _crash(self, exc: Exception, payload: Any, envelope: Envelope | None, sender: Any) -> None:
         reason = f"crash: {type(exc).__name__}: {exc}"

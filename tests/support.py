@@ -121,6 +121,10 @@ class Quitter(Server):
             return "bye"
         if message == "crash":
             raise RuntimeError("boom")
+        if message == "refuse":
+            from supervision.errors import BadRequest
+
+            raise BadRequest("no such order 42")
         if message == "pid":
             return os.getpid()
         return message

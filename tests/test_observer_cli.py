@@ -106,8 +106,9 @@ def _walk(nodes):
 
 def test_the_cli_observer_shows_an_actors_spec_and_the_text_of_its_crashes(make_runtime, monkeypatch, tmp_path):
     """The details pane of an observer started from another shell: the crashed actor's spec
-    (from its supervisor) and the error text of each crash it saw, newest last."""
-    from supervision import ActorCrashed, ChildSpec, SupervisorSpec
+    (from its supervisor), the error text of each crash it saw, newest last, and the text of
+    the last recoverable error it replied (the monitor keeps it)."""
+    from supervision import ActorCrashed, BadRequest, ChildSpec, SupervisorSpec
     from tests.observer_support import CliObserver
     from tests.support import Quitter
 
@@ -130,5 +131,10 @@ def test_the_cli_observer_shows_an_actors_spec_and_the_text_of_its_crashes(make_
         assert details["restarts"] == 2 and details["counters"]["crashes"] == 2
         texts = [e["what"] for e in details["recent_errors"]]
         assert len(texts) == 2 and all("RuntimeError" in t and "boom" in t for t in texts), texts
+        with pytest.raises(BadRequest):
+            rt.ask("q", "refuse")
+        wait_for(lambda: len(json.loads(get(url + "api/actors/q")[1])["recent_errors"]) > 2, timeout=10, what="the error seen")
+        last = json.loads(get(url + "api/actors/q")[1])["recent_errors"][-1]["what"]
+        assert last == "1 recoverable error replied; the last: BadRequest on str: no such order 42", last
     finally:
         observer.stop()

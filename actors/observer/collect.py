@@ -101,7 +101,7 @@ class Collector:
         tree_seconds = time.perf_counter() - started if tree is not None else None
         outcomes, events = self._job_events(errors)
         actors = {
-            n.name: ActorCounts(n.restarts, n.counters.crashes, n.counters.dead_letters, n.counters.recoverable_errors, n.last_exit)
+            n.name: ActorCounts(n.restarts, n.counters.crashes, n.counters.dead_letters, n.counters.recoverable_errors, n.last_exit, n.counters.last_error)
             for n in (tree.walk() if tree else ())
         }
         self.history.observe(at, actors, outcomes)

@@ -34,6 +34,8 @@ class ActorCounts:
     dead_letters: int = 0
     recoverable_errors: int = 0
     last_exit: str | None = None
+    #: the text of the last recoverable error the actor replied (the monitor keeps it)
+    last_error: str | None = None
 
 
 @attrs.frozen
@@ -95,7 +97,8 @@ class History:
             times = f" ({restarted} restarts)" if restarted > 1 else ""
             self._add(name, RecentError(at, f"exited: {now.last_exit or 'unknown reason'}{times}"))
         if errors:
-            self._add(name, RecentError(at, f"{errors} recoverable error{'s' if errors > 1 else ''} replied"))
+            last = f"; the last: {now.last_error}" if now.last_error else ""
+            self._add(name, RecentError(at, f"{errors} recoverable error{'s' if errors > 1 else ''} replied{last}"))
 
     def _add(self, name: str, error: RecentError) -> None:
         self._recent.setdefault(name, deque(maxlen=self.recent_size)).append(error)
