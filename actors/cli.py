@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     prebuild.set_defaults(run=_run_projections_rebuild)
 
     observer = command(commands, "observer", "the live system in a browser, and /metrics for Prometheus")
-    observer.add_argument("--name", help="which runtime; default: the only one running")
+    observer.add_argument("--name", help="which runtime (default: the only one running)")
     observer.add_argument("--port", type=int, default=8765, help="port to listen on (0: a free one)")
     observer.add_argument("--host", default="127.0.0.1", help="address to listen on")
     observer.add_argument("--trusted-network", action="store_true", help="allow a --host other hosts can reach (0.0.0.0: every interface)")

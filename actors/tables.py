@@ -7,7 +7,9 @@ between its words. `FittedTable` chooses the widths itself: it narrows the colum
 room above its longest word, one character at a time, and drops the box (3 characters per
 column) for a borderless layout (2, then 1) when even the longest words do not fit in boxes.
 Our widest tables (7 columns: the worker processes, the demo's job statistics) then fit 60
-columns.
+columns. A table whose longest words do not fit side by side even then (`jobs list`: eight
+columns, and an error naming a long path) is shown as psql's expanded display (`\\x auto`)
+shows it: one block per row, a `header  value` line per column, values wrapped between words.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class FittedTable:
             table.pad_edge = False
             table.padding = padding  # plus the box's blank separator
             overhead = _overhead(console, options, table, naturals)
+        if sum(minimums) + overhead > options.max_width:
+            yield from _expanded(table)
+            return
         widths = fit_widths(naturals, minimums, options.max_width - overhead)
         if widths != naturals:
             for column, width in zip(table.columns, widths):
@@ -74,6 +79,20 @@ def fit_widths(naturals: list[int], minimums: list[int], available: int) -> list
         widths[index] -= 1
         excess -= 1
     return widths
+
+
+def _expanded(table: Table) -> RenderResult:
+    """One block per row, a `header  value` line per column (psql's expanded display)."""
+    if table.title:
+        yield Text(str(table.title), style="table.title")
+    for row in range(table.row_count):
+        record = Table.grid(padding=(0, 2))
+        record.add_column(style="table.header", no_wrap=True)
+        record.add_column()
+        for column in table.columns:
+            record.add_row(column.header, column._cells[row])
+        yield Text("")
+        yield record
 
 
 def _cells(column: Any) -> list[Any]:

@@ -24,6 +24,8 @@ EVERY_CLASS = (
     "actors.stores.checkpoints", "actors.stores.migrate", "actors.stores.queries", "actors.stores.scratch",
     "actors.stores.database", "actors.stores.setup", "actors.limiter.core", "actors.tables", "supervision.registry",
     "supervision.intensity", "supervision.policy", "supervision.liveness", "supervision.introspect",
+    "actors.stores.job_ops", "actors.stores.schedules", "actors.stores.observer", "actors.observer.history",
+    "actors.jobs.heartbeat", "supervision.supervisor", "supervision.discovery",
 )
 #: what the reference documents (submodules included)
 MODULES = ("supervision", "actors")

@@ -51,6 +51,11 @@ def records_dir() -> Path:
 
 @attrs.frozen
 class RuntimeRecord:
+    """The discovery record of one named runtime (JSON, see the module docstring): where its
+    kernel listens, which process is the kernel (pid and start time, so a reused pid is not
+    mistaken for it), which program owns it, and the transport secret an attaching process
+    signs its frames with."""
+
     name: str
     base: str
     host: str

@@ -81,6 +81,14 @@ class Requester:
 
 
 class Supervisor(Process):
+    """The actor that runs one `SupervisorSpec`: it starts its children in order, restarts
+    them by its strategy within its restart intensity, and stops them in reverse order.
+
+    Not created by hand: `Runtime.start(spec)` and a parent supervisor create one for every
+    `SupervisorSpec` in the tree. Its decisions are the pure `supervision.plan.Plan`'s (OTP's
+    rules, see plan.py); this class only turns thespian messages into plan events and carries
+    out the plan's effects."""
+
     supervisor_class = True
     system_handlers = {
         **Process.system_handlers,

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -300,9 +301,67 @@ def busy_schema(postgres_dsn, cli_schema):
     return cli_schema
 
 
-@pytest.mark.parametrize("command", [["db", "status"], ["jobs"], ["projections", "status"], ["demo", "--help"], ["--help"]])
-def test_tables_help_and_errors_never_cut_a_word_at_60_and_80_columns(postgres_dsn, busy_schema, command):
+@pytest.fixture
+def failed_job(postgres_dsn, busy_schema):
+    """In `busy_schema`, a job that failed for good after two attempts, with a payload, an
+    error and a traceback too long for a 60-column line: what `jobs show` is for. Its id."""
+    from actors.stores.jobs import PgJobStore
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import JobOutcome, NewJob
+
+    payload = {"image": "uploads/2026/12/holiday-photo.jpeg", "sizes": [64, 128, 256, 512], "bucket": "media-eu-west"}
+    error = "OSError: [Errno 28] No space left on device: '/var/cache/thumbnails/holiday-photo-512.jpeg'"
+    trace = ("Traceback (most recent call last):\n  File \"/srv/app/thumbnails.py\", line 41, in resize\n"
+             "    image.save(target, quality=85, optimize=True, progressive=True)\n" + error)  # fmt: skip
+    with Database(DatabaseConfig(postgres_dsn, busy_schema)) as database:
+        jobs, processes = PgJobStore(database), PgProcessStore(database)
+        [job_id] = jobs.insert([NewJob("thumbnails.resize", payload, queue="uploads", max_attempts=2)])
+        for worker in ("node-b:worker-3", "node-c:worker-1"):
+            process = processes.register(worker, ttl=600)
+            [claimed] = jobs.claim("uploads", process.id, 10)
+            # retry_in 0: due again at once
+            jobs.write_outcomes([JobOutcome(job_id, process.id, claimed.attempt, "failed", time.time(), 812.5, error, traceback=trace)])
+    return job_id
+
+
+@pytest.fixture
+def named_tree(make_runtime, tmp_path, monkeypatch):
+    """A running runtime named `cli-tree` (nested supervisors, one child restarted once),
+    discoverable through THESPIAN_OTP_STATE_DIR; its state dir."""
+    from supervision import ChildSpec, SupervisorSpec
+    from tests.support import Echo, KeyValue, wait_for
+
+    monkeypatch.setenv("THESPIAN_OTP_STATE_DIR", str(tmp_path))
+    payments = SupervisorSpec("payments", children=[ChildSpec("card-processor", Echo), ChildSpec("fraud-checker", KeyValue)])
+    rt = make_runtime(name="cli-tree").start(SupervisorSpec("storefront", children=[ChildSpec("inventory-service", Echo), payments]))
+    rt.kill("card-processor")
+    wait_for(lambda: rt.tree()["card-processor"].restarts == 1 and rt.tree()["card-processor"].status == "running", timeout=20)
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", [
+    ["db", "status"], ["jobs"], ["jobs", "list"], ["projections", "status"],
+    *([*name.split(), "--help"] for name in ("", "demo", "observer", "tree", "jobs", "jobs list", "jobs show", "jobs enqueue")),
+])  # fmt: skip
+def test_tables_help_and_errors_never_cut_a_word_at_60_and_80_columns(postgres_dsn, busy_schema, failed_job, command):
     assert_no_word_is_cut([*command, "--dsn", postgres_dsn, "--schema", busy_schema] if "--help" not in command else command)
+
+
+def test_jobs_show_never_cuts_a_word_at_60_and_80_columns(postgres_dsn, busy_schema, failed_job):
+    args = ["jobs", "show", str(failed_job), "--dsn", postgres_dsn, "--schema", busy_schema]
+    assert_no_word_is_cut(args)
+    _, lines = in_terminal(args, 60)
+    text = " ".join(" ".join(lines).split())
+    # everything is there, wrapped between words: both attempts, their nodes, the payload, the traceback
+    assert "node-b" in text and "node-c" in text and "holiday-photo.jpeg" in text and "progressive=True)" in text
+    assert text.count("No space left on device") == 5, text  # the job, two attempts, two tracebacks
+
+
+def test_the_tree_never_cuts_a_word_at_60_and_80_columns(named_tree):
+    assert_no_word_is_cut(["tree", "--name", "cli-tree"], {"THESPIAN_OTP_STATE_DIR": str(named_tree)})
+    _, lines = in_terminal(["tree", "--name", "cli-tree"], 60, {"THESPIAN_OTP_STATE_DIR": str(named_tree)})
+    text = " ".join(re.sub(r"[│├└─]", " ", " ".join(lines)).split())
+    assert "restarts 1" in text.split("card-processor", 1)[1].split("fraud-checker")[0], lines
 
 
 #: words of the tree's counters: which of them appear depends on the run

@@ -1,5 +1,5 @@
 """Deferred replies never lose an error: what goes wrong while answering later reaches the caller
-that waits, typed, at once (DESIGN.md story 2)."""
+that waits, typed, at once (docs/design.md story 2)."""
 
 from __future__ import annotations
 

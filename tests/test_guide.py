@@ -3,6 +3,7 @@ the guide says (on a real PostgreSQL; outcomes checked in the database)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -24,7 +25,7 @@ def test_every_file_of_the_guide_is_the_example_verbatim_and_every_example_file_
         assert text == files[name], f"{name} in docs/guide.md differs from examples/first_service/{name}"
 
 
-def test_the_first_service_runs_and_its_jobs_limiter_projection_and_actors_did_their_work(postgres_dsn):
+def test_the_first_service_runs_and_its_jobs_limiter_projection_and_actors_did_their_work(postgres_dsn, tmp_path):
     from actors.stores.config import DatabaseConfig
     from actors.stores.database import Database
 
@@ -33,7 +34,8 @@ def test_the_first_service_runs_and_its_jobs_limiter_projection_and_actors_did_t
     try:
         result = subprocess.run(
             [sys.executable, "-m", "myshop.app"], cwd=SERVICE, capture_output=True, text=True, timeout=120,
-            env={**os.environ, "DATABASE_URL": postgres_dsn, "THESPIAN_OTP_SCHEMA": schema, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "DATABASE_URL": postgres_dsn, "THESPIAN_OTP_SCHEMA": schema, "PYTHONPATH": str(ROOT),
+                 "MYSHOP_OUTBOX": str(tmp_path)},
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr[-3000:]
         with Database(config) as database, database.connection() as conn:
@@ -45,5 +47,13 @@ def test_the_first_service_runs_and_its_jobs_limiter_projection_and_actors_did_t
         assert {e["type"]: e["n"] for e in events} == {"job.completed": 4, "shop.order_placed": 3}
         assert "eve's order was refused: no price for 'unicorn'" in result.stdout
         assert "the limiter granted 4 permits on 'mail'" in result.stdout  # every receipt asked the limiter
+        # the receipts the handlers wrote, each with when its sending began and ended: at no
+        # moment were more than the limit's 2 being sent (3 workers could have sent 3)
+        receipts = [json.loads(path.read_text()) for path in tmp_path.glob("receipt-*.json")]
+        assert sorted(r["customer"] for r in receipts) == ["ada", "ada", "ada", "bob"]
+        assert all(r["began"] < r["ended"] for r in receipts)
+        at_once = max(sum(1 for r in receipts if r["began"] <= s["began"] < r["ended"]) for s in receipts)
+        assert 1 <= at_once <= 2, receipts
+        assert f"at most {at_once} receipts were being sent at once (the limit is 2)" in result.stdout, result.stdout
     finally:
         Database(config).drop_schema()

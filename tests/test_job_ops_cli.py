@@ -139,3 +139,84 @@ def test_errors_and_payloads_are_printed_as_they_are_whatever_brackets_they_hold
     shown = jobs_cli(cli_db, "show", str(job_id))
     assert shown.returncode == 0, shown.stderr
     assert error in shown.stdout and '"path": "[/tmp]"' in shown.stdout
+
+
+def _subcommands(parser, path=()):
+    """(command path, parser) for the parser and every subcommand under it."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subcommands(sub, (*path, name))
+
+
+def test_every_option_of_every_command_has_help_and_its_default_in_one_shared_format():
+    import argparse
+
+    from actors.cli import HelpFormatter, build_parser
+
+    commands = list(_subcommands(build_parser()))
+    assert {("jobs", "list"), ("jobs", "show"), ("jobs", "enqueue"), ("tree",), ("observer",)} <= {p for p, _ in commands}
+    for path, parser in commands:
+        assert parser.formatter_class is HelpFormatter, f"thespian-otp {' '.join(path)}: not the shared help formatter"
+        help_text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            where = f"thespian-otp {' '.join(path)} {action.dest}"
+            assert action.help and action.help.strip(), f"{where}: no help text"
+            assert "default" not in action.help or "(default: " in action.help, f"{where}: write defaults as '(default: ...)'"
+            if action.default not in (None, False, argparse.SUPPRESS) and not action.required:
+                assert f"(default: {action.default})" in help_text, f"{where}: its default {action.default!r} is not shown"
+
+
+def test_jobs_actions_find_the_database_as_users_run_them_without_dsn(cli_db):
+    """No --dsn: DATABASE_URL with --schema before or after the action (or THESPIAN_OTP_SCHEMA);
+    with DATABASE_URL unset, the embedded server in --data-dir, started and stopped for the command."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import psutil
+
+    from tests.support import wait_for
+
+    config = cli_db.config
+    url = {"DATABASE_URL": config.dsn, "COLUMNS": "220"}
+    [job_id] = PgJobStore(cli_db).insert([NewJob("resize", queue="images")])
+    paused = cli("jobs", "--schema", config.schema, "pause", "images", env=url)
+    assert paused.returncode == 0 and "queue images: paused" in paused.stdout, paused.stderr
+    assert JobOps(cli_db).paused() == {"images"}
+    listed = cli("jobs", "list", "--schema", config.schema, env=url)
+    assert listed.returncode == 0 and f"│ {job_id} " in listed.stdout and "resize" in listed.stdout, listed.stderr
+    resumed = cli("jobs", "resume", "images", env={**url, "THESPIAN_OTP_SCHEMA": config.schema})
+    assert resumed.returncode == 0 and "resumed" in resumed.stdout, resumed.stderr
+    assert JobOps(cli_db).paused() == set()
+
+    reachable = Path(tempfile.mkdtemp(prefix="thespian-otp-test-"))
+    reachable.chmod(0o711)  # the embedded server's own account must reach its data directory
+    data_dir = str(reachable / "pg")
+    embedded = {"DATABASE_URL": "", "COLUMNS": "220"}
+    try:
+        fresh = cli("jobs", "list", "--data-dir", data_dir, env=embedded)
+        assert fresh.returncode == 1 and "run `thespian-otp db init`" in fresh.stderr, fresh.stderr
+        assert len(fresh.stderr.strip().splitlines()) == 1 and "Traceback" not in fresh.stderr
+        assert cli("db", "init", "--data-dir", data_dir, env=embedded).returncode == 0
+        paused = cli("jobs", "pause", "images", "--data-dir", data_dir, env=embedded)
+        assert paused.returncode == 0 and "queue images: paused" in paused.stdout, paused.stderr
+        shown = cli("jobs", "--data-dir", data_dir, "paused", env=embedded)
+        assert shown.returncode == 0 and shown.stdout.startswith("images: paused at"), shown.stderr
+
+        def servers() -> list:
+            found = []
+            for process in psutil.process_iter(["cmdline"]):
+                if any(data_dir in part for part in process.info["cmdline"] or ()):
+                    found.append(process)
+            return found
+
+        # the embedded server does not outlive the last command by more than a few seconds
+        wait_for(lambda: servers() == [], timeout=30, what="the embedded server to stop after the last command")
+    finally:
+        subprocess.run(["rm", "-rf", str(reachable)], check=False)

@@ -1,5 +1,5 @@
 """`ask` and `tell` keep their timeout whatever state the receiver is in (busy, SIGSTOPped), and one
-stuck actor never slows calls to the others (DESIGN.md section 3: never a wait past `timeout`)."""
+stuck actor never slows calls to the others (docs/design.md section 3: never a wait past `timeout`)."""
 
 from __future__ import annotations
 

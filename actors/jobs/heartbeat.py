@@ -82,6 +82,13 @@ LEASE_TRUST = 0.8
 
 
 class Heartbeat(threading.Thread):
+    """One worker process's heartbeat thread (see the module docstring for what each beat does).
+
+    Started by the worker (`actors.jobs.worker`), one per process, with its own database
+    connection; it shares `state` with the main thread. `ttl` is the process's lease: a beat
+    every `ttl / 3.5` seconds. `release_after`, `cancel_grace` and `kill_grace` are seconds.
+    `stop()` ends it and closes its connection (it is a daemon thread: it never holds up exit)."""
+
     def __init__(
         self,
         database: Database,

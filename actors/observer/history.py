@@ -40,12 +40,18 @@ class ActorCounts:
 
 @attrs.frozen
 class RecentError:
+    """One entry of an actor's recent errors: when the observer saw it (`at`, epoch seconds)
+    and `what` (an exit reason with its restart count, or a count of recoverable errors)."""
+
     at: float
     what: str
 
 
 @attrs.frozen
 class Point:
+    """What happened between two snapshots: taken `at` (epoch seconds), `seconds` after the
+    previous one, and `counts` per `SERIES` name (restarts, crashes, dead letters, job outcomes)."""
+
     at: float
     seconds: float  # since the previous point (0 for the first)
     counts: Mapping[str, int]
@@ -57,6 +63,12 @@ def step(before: int, after: int) -> int:
 
 
 class History:
+    """The observer's time series, totals and recent errors, fed one snapshot at a time.
+
+    Keeps the last `points` points and each actor's last `recent` errors. `totals` never go
+    down: counters that restart from 0 are summed as positive steps (`step`), so from two
+    readings a reset and then n events count as n. Pure: no I/O, and time comes as `at`."""
+
     def __init__(self, points: int = 120, recent: int = 10) -> None:
         if points < 2 or recent < 1:
             raise ValueError("History needs points >= 2 and recent >= 1")

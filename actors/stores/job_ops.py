@@ -31,6 +31,14 @@ UNIQUE_TRIES = 20
 
 
 class PgJobOps:
+    """The statements behind `actors.jobs.ops.JobOps` and `actors.jobs.client.Jobs`, on one
+    schema: list and read jobs and their history, retry and cancel (each locked and fenced on
+    the state the caller allows), pause and resume queues, prune in batches, wait for a final
+    state (LISTEN/NOTIFY, re-checked every `recheck`), and record the kinds a jobs service handles.
+
+    It validates nothing and decides nothing: `JobOps` checks the arguments and raises the
+    typed errors. It owns one listening connection, opened by the first `wait`; `close()` it."""
+
     def __init__(self, database: Database) -> None:
         self.database = database
         self._listener: psycopg.Connection | None = None

@@ -23,6 +23,11 @@ PROJECTIONS = load("projections.sql")
 
 @attrs.frozen
 class ProjectionRow:
+    """One projection as the observer shows it: its checkpoint (`position`), `lag` (events of
+    its types after the checkpoint), the database session holding its lock now (`holder_pid`,
+    that session's `application_name` `holder_name` and `holder_addr`; None when no projector
+    runs it), the name its last writer recorded (`last_writer`) and when (`updated_at`)."""
+
     name: str
     position: int
     lag: int
@@ -45,6 +50,10 @@ class DatabaseView:
 
 
 class PgObserverStore:
+    """The observer's read-only queries on one schema: a whole `DatabaseView` snapshot on one
+    connection (`read`), one job with its attempts (`job`), and the event log's end and the
+    events after a checkpoint, from which the observer counts job outcomes. It writes nothing."""
+
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -23,6 +23,14 @@ Plan = Callable[[dt.datetime, dt.datetime, Callable[[], dict]], tuple[Sequence[N
 
 
 class PgSchedules:
+    """The `job_schedules` table: one row per cron schedule (name, cron, kind, `last_tick`).
+
+    `ensure` records a schedule (ensured again, a changed cron or kind is taken over and
+    `last_tick` stays); `tick` runs one pass under the row's lock, asking the caller's `Plan`
+    which ticks are due and enqueueing their jobs in the same transaction, so each tick is
+    enqueued once across every node; `now` is the database's clock, the one clock all nodes
+    share; `all` lists the rows."""
+
     def __init__(self, database: Database) -> None:
         self.database = database
 
