@@ -130,6 +130,7 @@ class Ours(System):
 
         self.config = DatabaseConfig(dsn)
         self.runtime: Any = None
+        self.jobs: Any = None
 
     def install(self) -> None:
         from actors.stores.database import Database
@@ -149,15 +150,23 @@ class Ours(System):
         _wait_workers(self.runtime, workers)
 
     def enqueue(self, count: int) -> None:
-        from actors.jobs import new_job
+        """Straight from this process into the table (`Jobs(database=config)`: validated, kinds
+        checked, workers woken by NOTIFY on commit), as a program that has the database config
+        does; `rt.enqueue_many` goes through the jobs service (20,000 jobs: 0.45 s against 0.25 s)."""
+        from actors.jobs import Jobs, new_job
 
+        if self.jobs is None:
+            self.jobs = Jobs(database=self.config)
         for start in range(0, count, 20_000):
-            self.runtime.enqueue_many([new_job("noop") for _ in range(min(20_000, count - start))], timeout=60)
+            self.jobs.enqueue_many([new_job("noop") for _ in range(min(20_000, count - start))])
 
     def finished(self, conn: psycopg.Connection) -> int:
         return conn.execute("SELECT count(*) FROM thespian_otp.jobs WHERE state = 'completed'").fetchone()[0]
 
     def stop(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
+            self.jobs = None
         if self.runtime is not None:
             self.runtime.stop()
             self.runtime = None
