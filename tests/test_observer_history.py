@@ -142,3 +142,13 @@ def test_a_restart_is_remembered_with_its_exit_reason():
 def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="points"):
         History(points=1)
+
+
+def test_the_database_part_is_read_on_the_snapshot_that_comes_a_hair_early():
+    """Snapshots come every 0.5 s on a timer; the one meant for 1 s after the last database read
+    may run at 0.999 s. Skipping it made the page's jobs 1.5 s old (the observer says 1 s)."""
+    from actors.observer.collect import database_due
+
+    assert database_due(0.999, 1.0) and database_due(1.0, 1.0) and database_due(1.2, 1.0)
+    assert not database_due(0.5, 1.0) and not database_due(0.9, 1.0)
+    assert database_due(float("inf"), 1.0)  # never read yet
