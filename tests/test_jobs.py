@@ -276,3 +276,48 @@ def test_jobs_of_a_limited_kind_ask_the_limiter_for_a_permit_and_never_overlap(d
     spans = sorted((starts[n], ends[n]) for n in starts)
     overlaps = [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
     assert overlaps == [], f"Limit(1): {len(overlaps)} handler runs overlapped"
+
+
+#: the most runs of each tree at once, from the spans the handlers recorded (issue 19, point 5)
+PEAK_AT_ONCE = """
+SELECT tree, max(at_once) AS peak, count(*) AS runs FROM (
+    SELECT a.tree, count(*) AS at_once
+    FROM runs a JOIN runs b ON b.tree = a.tree AND b.started <= a.started AND b.ended > a.started
+    GROUP BY a.tree, a.id
+) AS s GROUP BY tree
+"""
+
+
+def test_two_job_trees_in_one_runtime_keep_their_own_limits_on_the_same_kind(db_config, database, make_runtime):
+    """Tree "one" asks limiter-one (api: Limit(1)) from 2 workers, tree "three" asks
+    limiter-three (api: Limit(3)) from 4 workers, for the same kind: "one" never runs two at
+    once, "three" runs more than one at once and never more than three."""
+    with database.connection() as conn:
+        conn.execute("CREATE TABLE runs (id bigserial PRIMARY KEY, tree text NOT NULL, n int NOT NULL, started timestamptz NOT NULL, ended timestamptz)")
+        conn.commit()
+    handlers = [*HANDLERS, "tests.limit_handlers"]
+    trees = {"one": (2, 1), "three": (4, 3)}  # workers, api limit
+    children = [ChildSpec(f"limiter-{tree}", LimiterServer, kwargs={"limits": {"api": Limit(limit)}}) for tree, (_, limit) in trees.items()]
+    children += [
+        jobs_tree(db_config, handlers=handlers, workers=workers, batch=1, queue=tree, name=tree, limiter=f"limiter-{tree}", heartbeat_ttl=1.5, poll_interval=0.3)
+        for tree, (workers, _) in trees.items()
+    ]
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=children))
+    running = {f"{tree}-worker-{i}" for tree, (workers, _) in trees.items() for i in range(1, workers + 1)}
+    wait_for(lambda: running <= {n.name for n in rt.tree().walk() if n.status == "running"}, timeout=30, what="both trees' workers")
+    payload = {"dsn": db_config.dsn, "schema": db_config.schema, "seconds": 0.3}
+    ids = [
+        rt.enqueue("limited_span", {**payload, "tree": tree, "n": n}, queue=tree, service=f"{tree}-service")
+        for n in range(8) for tree in trees
+    ]  # fmt: skip
+    wait_for(lambda: finished(database, ids), timeout=90, what="both trees' limited jobs")
+    assert PgJobStore(database).counts() == {("one", "completed"): 8, ("three", "completed"): 8}
+    with database.connection() as conn:
+        assert conn.execute("SELECT count(*) AS open FROM runs WHERE ended IS NULL").fetchone()["open"] == 0
+        peaks = {row["tree"]: (row["peak"], row["runs"]) for row in conn.execute(PEAK_AT_ONCE).fetchall()}
+        conn.commit()
+    assert peaks["one"] == (1, 8), f"Limit(1) in tree one: up to {peaks['one'][0]} of its runs at once"
+    assert 2 <= peaks["three"][0] <= 3 and peaks["three"][1] == 8, f"Limit(3) in tree three: {peaks['three']}"
+    for tree in trees:  # each tree's permits came from its own limiter
+        [stats] = rt.ask(f"limiter-{tree}", Stats())
+        assert (stats.granted, stats.held) == (8, 0), (tree, stats)

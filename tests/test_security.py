@@ -14,8 +14,12 @@ import time
 import pytest
 
 from actors.jobs import Schedule
+from actors.jobs.periodic import Scheduler, periodic_spec
+from actors.jobs.service import JobsService
+from actors.jobs.worker import Worker
 from actors.jobs.errors import BadJob
 from actors.jobs.tree import jobs_tree
+from actors.limiter import LimiterServer
 from actors.projector import Projection, ProjectorStatus, load_projection, projector_spec
 from actors.projector.actor import Projector
 from actors.projector.errors import UnknownProjection
@@ -73,15 +77,16 @@ def test_a_runtime_name_with_dots_and_dashes_still_works(make_runtime, tmp_path,
 BAD_NODES = [*BAD_NAMES, "evil\n\x1b[31m", "\x1b]0;owned\x07", "", "n" * 129]
 
 
+#: every helper that takes a node name, and the field its refusal names
+NODE_SPECS = [(jobs_tree, "jobs_tree.node"), (projector_spec, "projector_spec.node"), (periodic_spec, "periodic_spec.node")]
+
+
 @pytest.mark.parametrize("node", BAD_NODES)
-def test_a_node_name_with_a_control_character_is_refused_where_it_is_given(node):
-    config = DatabaseConfig("postgresql://unused", "unused")
+@pytest.mark.parametrize("spec, field", NODE_SPECS, ids=[field for _, field in NODE_SPECS])
+def test_a_node_name_with_a_control_character_is_refused_where_it_is_given(spec, field, node):
     with pytest.raises(SpecError, match="not a valid name") as refused:
-        jobs_tree(config, node=node)
-    assert refused.value.field == "jobs_tree.node"
-    with pytest.raises(SpecError, match="not a valid name") as refused:
-        projector_spec(config, node=node)
-    assert refused.value.field == "projector_spec.node"
+        spec(DatabaseConfig("postgresql://unused", "unused"), node=node)
+    assert refused.value.field == field
 
 
 def test_a_node_name_such_as_a_host_and_pid_is_accepted():
@@ -91,17 +96,25 @@ def test_a_node_name_such_as_a_host_and_pid_is_accepted():
     assert service.kwargs["node"] == "node-a.eu_west:4242"
     assert projector_spec(config, node="node-a").children[0].kwargs["node"] == "node-a"
     assert jobs_tree(config).children[0].kwargs["node"] is None  # no node: the service names itself
+    assert periodic_spec(config, node="node-a").kwargs["node"] == "node-a"
 
 
-def test_a_projector_started_directly_with_an_escape_sequence_as_its_node_does_not_start(make_runtime, db_config):
-    """A ChildSpec bypasses projector_spec: the actor checks its node itself, before its lock
-    session carries the name into PostgreSQL's application_name."""
+#: the actors that take a node name, started directly with a ChildSpec (no helper checked it)
+NODE_ACTORS = [Projector, Worker, JobsService, Scheduler, LimiterServer]
+
+
+@pytest.mark.parametrize("actor", NODE_ACTORS, ids=[actor.__name__ for actor in NODE_ACTORS])
+def test_an_actor_started_directly_with_an_escape_sequence_as_its_node_does_not_start(make_runtime, db_config, actor):
+    """A ChildSpec bypasses jobs_tree, projector_spec and periodic_spec: each actor checks its
+    node itself, before the name reaches a process row, an application_name or the tree."""
     rt = make_runtime("multiprocQueueBase").start()
-    bad = ChildSpec("projector-bad", Projector, kwargs={"database": db_config, "node": "evil\n\x1b[31m"})
-    with pytest.raises(StartFailed, match="Projector.node"):
+    bad = ChildSpec("bad", actor, kwargs={"database": db_config, "node": "evil\n\x1b[31m"})
+    with pytest.raises(StartFailed, match=f"{actor.__name__}.node"):
         rt.start(bad)
-    rt.start(ChildSpec("projector-good", Projector, kwargs={"database": db_config, "node": "node-a"}))
-    assert rt.ask("projector-good", ProjectorStatus(), timeout=10)["node"] == "node-a"
+    rt.start(ChildSpec("good", actor, kwargs={"database": db_config, "node": "node-a"}))
+    assert rt.tree()["good"].status == "running"
+    if actor is Projector:
+        assert rt.ask("good", ProjectorStatus(), timeout=10)["node"] == "node-a"
 
 
 @pytest.mark.parametrize("name", [*BAD_NAMES, "evil\n\x1b[31m", "", "s" * 129])

@@ -53,6 +53,7 @@ from actors.stores.outage import WAITING, Outage, is_outage
 from actors.stores.rows import NewJob
 from supervision import ChildSpec, Server
 from supervision.logs import logger
+from supervision.specs import validate_node
 
 log = logger("actors.jobs.periodic")
 
@@ -239,6 +240,7 @@ class Scheduler(Server):
         from actors.stores.job_ops import PgJobOps
         from actors.stores.schedules import PgSchedules
 
+        node = validate_node(node, "Scheduler.node")
         _unique_names(schedules)
         import_handlers(handlers)
         self.schedules = tuple(schedules)
@@ -360,10 +362,13 @@ def periodic_spec(
     (None: never pruned here; `JobOps.prune` or `thespian-otp jobs prune` do it on demand),
     swept every `prune_interval` seconds; `prune_batch`: ids per batch, one batch per wake-up
     of the scheduler, so a tick waits at most one batch; `prune_pause`: seconds between
-    batches, leaving the CPU to the claims."""
+    batches, leaving the CPU to the claims. `node`: this node's name, recorded as who moved each
+    schedule (a name as for actors; anything else is a `SpecError` naming the field, as in
+    `jobs_tree`)."""
     if not all(isinstance(s, Schedule) for s in schedules):
         raise BadJob("periodic_spec: schedules must be Schedule objects")
     _unique_names(schedules)
+    validate_node(node, "periodic_spec.node")
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.01 <= interval <= 3600:
         raise BadJob(f"periodic_spec: interval must be 0.01 to 3600 seconds; got {interval!r}")
     if prune_after is not None and (not isinstance(prune_after, (int, float)) or isinstance(prune_after, bool) or prune_after < 0):

@@ -19,6 +19,7 @@ from actors.stores.jobs import PgJobStore
 from actors.stores.rows import NewJob
 from supervision import Answer, CountChildren, Server, StartChild
 from supervision.logs import logger
+from supervision.specs import validate_node
 
 log = logger("actors.jobs.service")
 
@@ -45,7 +46,7 @@ class JobsService(Server):
         shows an outage even while nobody enqueues. `node`: recorded with the kinds this
         service handles."""
         self.probe_interval = probe_interval
-        self.node = node or socket.gethostname()
+        self.node = validate_node(node, "JobsService.node") or socket.gethostname()
         self.kinds_recorded = False
         import_handlers(handlers)
         self.check_kinds = check_kinds

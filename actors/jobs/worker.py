@@ -52,6 +52,7 @@ from actors.stores.processes import PgProcessStore
 from actors.stores.rows import ClaimedJob as Job, JobOutcome, WriteResult
 from supervision import Answer, Server
 from supervision.logs import logger
+from supervision.specs import validate_node
 
 log = logger("actors.jobs.worker")
 
@@ -157,7 +158,7 @@ class Worker(WakeOnReadable, Server):
         self.database = Database(database, settings={"synchronous_commit": "off"})
         self.jobs = PgJobStore(self.database)
         self.processes = PgProcessStore(self.database)
-        self.node = node
+        self.node = validate_node(node, "Worker.node")
         self.process: Any = None  # its row in `processes`, once registered
         #: its own autocommit connection: LISTEN, claims and marks (one round trip each)
         self.listener: Any = None

@@ -45,6 +45,7 @@ from actors.stores.outage import WAITING
 from supervision import Down, Server
 from supervision.logs import logger
 from supervision.server import ReplyHandle
+from supervision.specs import validate_node
 
 log = logger("actors.limiter")
 
@@ -90,7 +91,9 @@ class LimiterServer(Server):
         it holds none. `reclaim_grace`: after a lost session comes back, how long nothing new
         is granted on cluster keys, so that every node's permits take their slots back first:
         longer than the longest reconnect backoff (2 s, +20% jitter), with room for a loaded
-        host."""
+        host. `node`: this node's name in its lock session's application_name (default the host
+        name; a name as for actors, anything else is a `SpecError` naming the field)."""
+        node = validate_node(node, "LimiterServer.node")
         for field, value in (("cluster_retry", cluster_retry), ("cluster_check_interval", cluster_check_interval),
                              ("cluster_probe_interval", cluster_probe_interval)):  # fmt: skip
             check_seconds(f"LimiterServer {field}", value)
