@@ -34,6 +34,7 @@ from thespian.actors import ExternalContext
 
 from supervision import auth, bases, discovery, guard, logs
 from supervision.calls import LIVENESS_SLICE, Calls, reap_child
+from supervision.clients import job_client
 from supervision.logs import logger
 from supervision.errors import (
     AskTimeout,
@@ -454,21 +455,18 @@ class Runtime(Calls):
                 time.sleep(0.0005)  # SIGKILL is asynchronous: return once the process is dead
         return identity.pid
 
-    # --- jobs (the job system lives in actors.jobs; start its tree with actors.jobs.jobs_tree) ------
+    # --- jobs: the job system lives in actors.jobs, which plugs its client in (supervision.clients) --
 
     def enqueue(self, kind: str, payload: Any = None, **options: Any) -> int:
         """Validate and enqueue one job (see `actors.jobs.enqueue`); returns its id.
 
-        Options: queue, priority (higher runs first), run_at, max_attempts, timeout."""
-        from actors.jobs.client import enqueue
-
-        return enqueue(self, kind, payload, **options)
+        Options: queue, priority (higher runs first), run_at, max_attempts, unique_key, timeout,
+        service. Needs `actors.jobs` imported in this process (else `ConfigError`)."""
+        return job_client("enqueue").enqueue(self, kind, payload, **options)
 
     def enqueue_many(self, jobs: Any, timeout: float | None = None) -> list[int]:
         """Enqueue many `actors.jobs.new_job(...)` objects in one statement; returns their ids."""
-        from actors.jobs.client import enqueue_many
-
-        return enqueue_many(self, jobs, timeout=timeout)
+        return job_client("enqueue_many").enqueue_many(self, jobs, timeout=timeout)
 
     # --- introspection ------------------------------------------------------------------------------
 
