@@ -19,6 +19,7 @@ from supervision import (
     Ignore,
     NoSuchName,
     RuntimeExited,
+    RuntimeLost,
     RuntimeNotRunning,
     Server,
     StartFailed,
@@ -466,6 +467,58 @@ def test_watches_survive_a_restart_of_the_monitor(make_runtime):
     rt.kill("echo")
     downs = wait_for(lambda: rt.ask("watcher", "downs"), what="Down after the monitor restarted")
     assert downs == [("echo", "killed")]
+
+
+def _raised(call):
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the test looks at it
+        return exc
+    return None
+
+
+def _left_behind(group):
+    """Processes of the actor system still running, and zombies of it left to this process."""
+    zombies = [c.pid for c in psutil.Process().children() if c.pid == group and c.status() == psutil.STATUS_ZOMBIE]
+    return group_members(group) + zombies
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+@pytest.mark.parametrize("victim", ["kernel", "admin"])
+def test_the_loss_of_the_kernel_or_the_admin_ends_the_runtime_and_leaves_no_process(make_runtime, base, victim):
+    # nothing can restart them (the trees died with them, and the kernel never restarts a
+    # tree): the runtime ends as an OTP node whose kernel application died, and says so
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    admin, _logger = _system_processes(rt)
+    group, kernel = rt._group, rt._kernel_identity.pid
+    assert len(group_members(group)) >= 5  # admin, logger, kernel, monitor, root, echo
+    os.kill(kernel if victim == "kernel" else admin.pid, 9)
+    # the owner calls nothing: before, a dead kernel left the admin and logger running
+    wait_for(lambda: _left_behind(group) == [], timeout=10, what="every process of the actor system gone")
+    assert not rt.running
+    lost = _raised(lambda: rt.wait(timeout=10))
+    assert isinstance(lost, RuntimeLost) and isinstance(lost, RuntimeExited), lost
+    assert (lost.process, lost.pid) == (victim, kernel if victim == "kernel" else admin.pid)
+    assert isinstance(_raised(rt.wait), RuntimeLost)  # again, as after a tree's exit
+    refused = _raised(lambda: rt.ask("echo", "hi", timeout=2))
+    assert isinstance(refused, RuntimeNotRunning) and f"its {victim} process" in str(refused), refused
+    rt.stop()  # a no-op now
+
+
+@pytest.mark.parametrize("base", MULTIPROC_BASES)
+def test_a_wait_blocked_when_the_kernel_dies_raises_runtime_lost(make_runtime, base):
+    rt = make_runtime(base).start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    group = rt._group
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(_raised(rt.wait)))
+    waiter.start()
+    time.sleep(0.2)  # most likely waiting on the kernel by now; if not, it finds it dead: same outcome
+    os.kill(rt._kernel_identity.pid, 9)
+    waiter.join(15)
+    assert not waiter.is_alive(), "wait() still blocked after the kernel died"
+    [lost] = outcome
+    assert isinstance(lost, RuntimeLost) and lost.process == "kernel", lost  # before: a bare RuntimeNotRunning
+    wait_for(lambda: _left_behind(group) == [], timeout=10, what="every process of the actor system gone")
 
 
 OWNER_SCRIPT = """
