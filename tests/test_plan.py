@@ -2,7 +2,10 @@
 
 `Sim` plays the children (they start, fail, hang, ignore, exit at once); `Model` is an
 independent transcription of supervisor(3): which children run, which are removed, what is
-started and stopped in which order, and when the supervisor gives up (reason shutdown).
+started and stopped in which order, and when the supervisor gives up (reason shutdown), plus
+our one addition, backoff between restarts (README: the first restart in a window is
+immediate, the k-th waits min * 2**(k-2) up to max). Time is the simulation's: a backoff
+delay or a start timeout moves it on, and the model must agree on the clock too.
 """
 
 from __future__ import annotations
@@ -17,12 +20,25 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from supervision import plan as P
 from supervision.errors import AlreadyPresent, ChildRunning, NoSuchName, SpecError, StartFailed
-from supervision.policy import is_normal
 from supervision.server import Server
 from supervision.specs import Backoff, ChildSpec, SupervisorSpec
 
 NO_BACKOFF = Backoff(min=0.0, max=0.0)
+#: no jitter, so that the model can compute every delay
+BACKOFFS = [NO_BACKOFF, Backoff(min=0.5, max=2.0, jitter=0.0), Backoff(min=3.0, max=10.0, jitter=0.0)]
 START_TIMEOUT = 1.0
+
+
+def normal(reason) -> bool:
+    """supervisor(3): normal, shutdown and {shutdown, Term} are normal exits."""
+    return reason in ("normal", "shutdown") or (isinstance(reason, tuple) and reason[0] == "shutdown")
+
+
+def backoff_delay(backoff: Backoff, restarts_in_window: int) -> float:
+    """Our backoff rule, written out: nothing before the first restart of a window."""
+    if restarts_in_window <= 1 or backoff.min == 0:
+        return 0.0
+    return min(backoff.max, backoff.min * 2 ** (restarts_in_window - 2))
 
 
 class W(Server):
@@ -161,6 +177,17 @@ class Model:
         del self.running[name]
         del self.specs[name]
 
+    def add(self, spec: ChildSpec) -> str:
+        """start_child(Sup, ChildSpec) of a new id: started last; kept unless its start failed,
+        or it returned ignore and is temporary (OTP saves no temporary child without a pid)."""
+        self.order.append(spec.name)
+        self.specs[spec.name] = spec
+        self.running[spec.name] = False
+        outcome = self.start(spec.name)
+        if outcome == "failed" or (outcome == "ignored" and spec.restart == "temporary"):
+            self.remove(spec.name)
+        return outcome
+
     def boot(self) -> None:
         for name in list(self.order):
             outcome = self.start(name)
@@ -179,7 +206,7 @@ class Model:
         """`name` (not running any more) exited on its own, or its restart failed."""
         self.running[name] = False
         spec = self.specs[name]
-        restart = spec.restart == "permanent" or (spec.restart == "transient" and not is_normal(reason))
+        restart = spec.restart == "permanent" or (spec.restart == "transient" and not normal(reason))
         if not restart:
             if spec.restart == "temporary" or self.sos:
                 self.remove(name)
@@ -192,6 +219,7 @@ class Model:
         if len(self.restarts) > self.spec.intensity:
             self.give_up()
             return
+        self.now += backoff_delay(self.spec.backoff, len(self.restarts))
         index = self.order.index(name)
         if self.spec.strategy in ("one_for_one", "simple_one_for_one"):
             targets = [name]
@@ -233,6 +261,7 @@ class PlanMachine(RuleBasedStateMachine):
         auto = data.draw(st.sampled_from(["never", "any_significant", "all_significant"]))
         intensity = data.draw(st.integers(0, 4))
         period = data.draw(st.sampled_from([1.0, 5.0, 30.0]))
+        backoff = data.draw(st.sampled_from(BACKOFFS))
         if strategy == "simple_one_for_one":
             restart = data.draw(st.sampled_from(["permanent", "transient", "temporary"]))
             children = [ChildSpec("t", W, restart=restart, start_timeout=START_TIMEOUT)]
@@ -240,7 +269,7 @@ class PlanMachine(RuleBasedStateMachine):
         else:
             children = child_specs(data.draw, auto)
         self.spec = SupervisorSpec(
-            "sup", strategy=strategy, intensity=intensity, period=period, backoff=NO_BACKOFF, children=children, auto_shutdown=auto
+            "sup", strategy=strategy, intensity=intensity, period=period, backoff=backoff, children=children, auto_shutdown=auto
         )
         self.sim = Sim(self.spec)
         self.model = Model(self.spec)
@@ -251,6 +280,7 @@ class PlanMachine(RuleBasedStateMachine):
             self.sim.failures[name] = [mode]
             self.model.failures[name] = [mode]
         self.dynamic = itertools.count(1)
+        self.added = itertools.count(1)
         self.sim.send(P.Boot())
         self.sim.fire_timers()
         self.model.boot()
@@ -353,6 +383,23 @@ class PlanMachine(RuleBasedStateMachine):
         (reply,) = self.sim.request(P.AddChild(ChildSpec(name, W), requester=1))
         assert isinstance(reply.error, AlreadyPresent) and reply.error.running == self.model.running[name]
 
+    @precondition(lambda self: self.live and self.spec.strategy != "simple_one_for_one")
+    @rule(data=st.data(), restart=st.sampled_from(["permanent", "transient", "temporary"]), mode=st.sampled_from([None, *MODES.elements]))
+    def add_new_child(self, data, restart, mode):
+        name = f"n{next(self.added)}"
+        significant = self.spec.auto_shutdown != "never" and restart != "permanent" and data.draw(st.booleans())
+        spec = ChildSpec(name, W, restart=restart, significant=significant, start_timeout=START_TIMEOUT)
+        if mode is not None:
+            self.sim.failures[name] = [mode]
+            self.model.failures[name] = [mode]
+        replies = self.sim.request(P.AddChild(spec, requester=1))
+        outcome = self.model.add(spec)
+        assert len(replies) == 1
+        if outcome == "failed":
+            assert isinstance(replies[0].error, StartFailed)
+        else:
+            assert replies[0].error is None and replies[0].value == (name if outcome == "ok" else None)
+
     @precondition(lambda self: self.live)
     @rule()
     def stop(self):
@@ -366,6 +413,7 @@ class PlanMachine(RuleBasedStateMachine):
     def same_as_the_model(self):
         sim, model = self.sim, self.model
         assert sim.trace == model.trace
+        assert sim.now == pytest.approx(model.now)  # the same backoff delays and start timeouts waited
         assert set(sim.procs.values()) == {n for n, up in model.running.items() if up}
         if model.exit is None:
             assert sim.exit is None and sim.plan.phase == "running"
