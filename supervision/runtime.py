@@ -236,7 +236,7 @@ class Runtime(Calls):
             self._admin_identity = ProcessIdentity.of(psutil.Process(kernel.pid).ppid())
         except psutil.Error:
             self._admin_identity = None  # already gone: the first check ends the runtime
-        watched = [("admin", self._admin_identity), ("kernel", kernel)]
+        watched = (self._admin_identity, kernel)
         thread = threading.Thread(
             target=_sentinel, args=(weakref.ref(self), self._ended, watched, SENTINEL_INTERVAL), name="thespian-otp-sentinel", daemon=True
         )
@@ -271,8 +271,9 @@ class Runtime(Calls):
                 discovery.withdraw(self.name, self._kernel_identity.pid)
             leader = self._group
             # thespian's own shutdown would wait on the dead process: kill the group instead
-            self._system = None
+            system, self._system = self._system, None
             self._close_contexts()
+            _close_transport(system)
             self._sweep_group()
             auth.forget(self.admin_port)
             _live_runtimes.discard(self)
@@ -461,9 +462,10 @@ class Runtime(Calls):
             self._ended.set()
             if self.name is not None and self._kernel_identity is not None:
                 discovery.withdraw(self.name, self._kernel_identity.pid)
-            self._system = None
+            system, self._system = self._system, None
             self._close_contexts()
             self._sweep_group()
+            _close_transport(system)
             _live_runtimes.discard(self)
 
     def _detach(self) -> None:
@@ -609,11 +611,30 @@ def _check_seconds(field: str, value: Any) -> float:
     return float(value)
 
 
-def _sentinel(runtime: "weakref.ref[Runtime]", ended: threading.Event, watched: list, interval: float) -> None:
+def _close_transport(system: ActorSystem | None) -> None:
+    """Close the transport of an actor system dropped without thespian's shutdown, in the
+    background: on multiprocQueueBase its receiving thread otherwise stays blocked on the dead
+    admin's queue and prints a traceback when the interpreter exits (it wakes every 2 s)."""
+    transport = getattr(getattr(system, "_systemBase", None), "transport", None)
+    if transport is None:
+        return
+
+    def close() -> None:
+        try:
+            transport.close()
+        except Exception:  # noqa: BLE001 - best effort: the system is gone
+            pass
+
+    threading.Thread(target=close, name="thespian-otp-close", daemon=True).start()
+
+
+def _sentinel(runtime: "weakref.ref[Runtime]", ended: threading.Event, watched: tuple, interval: float) -> None:
     """The sentinel thread of a runtime: once one of the `watched` processes is dead, end the
     runtime (weakly held: a runtime dropped without `stop()` is still collected)."""
     while not ended.wait(interval):
-        if all(identity is not None and identity.is_alive() for _what, identity in watched):
+        if runtime() is None:
+            return  # collected: nobody is left to tell
+        if all(identity is not None and identity.is_alive() for identity in watched):
             continue
         alive = runtime()
         if alive is not None:
