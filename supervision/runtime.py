@@ -235,7 +235,7 @@ class Runtime(Calls):
         try:
             self._admin_identity = ProcessIdentity.of(psutil.Process(kernel.pid).ppid())
         except psutil.Error:
-            self._admin_identity = None  # already gone: the first check ends the runtime
+            self._admin_identity = None  # the kernel is gone already: the first check sees it
         watched = (self._admin_identity, kernel)
         thread = threading.Thread(
             target=_sentinel, args=(weakref.ref(self), self._ended, watched, SENTINEL_INTERVAL), name="thespian-otp-sentinel", daemon=True
@@ -248,8 +248,8 @@ class Runtime(Calls):
         kernel, admin = self._kernel_identity, self._admin_identity
         if kernel is None or self._attached or self.info.in_process:
             return None
-        if admin is None or not admin.is_alive():
-            return ("admin", admin.pid if admin is not None else 0)
+        if admin is not None and not admin.is_alive():
+            return ("admin", admin.pid)
         if not kernel.is_alive():
             return ("kernel", kernel.pid)
         return None
@@ -634,7 +634,7 @@ def _sentinel(runtime: "weakref.ref[Runtime]", ended: threading.Event, watched: 
     while not ended.wait(interval):
         if runtime() is None:
             return  # collected: nobody is left to tell
-        if all(identity is not None and identity.is_alive() for identity in watched):
+        if all(identity.is_alive() for identity in watched if identity is not None):
             continue
         alive = runtime()
         if alive is not None:
