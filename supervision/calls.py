@@ -58,7 +58,8 @@ DEAD_LETTER_GRACE = 0.1
 
 
 class Calls:
-    """ask / tell / whereis for `Runtime`; uses its `_system`, `_kernel`, `info` and caches."""
+    """ask / tell / whereis for `Runtime`; uses its `_system`, `_kernel`, `_exit`, `info`, caches and
+    `_system_gone()` (the error of a call that found the kernel dead)."""
 
     # --- talking to actors --------------------------------------------------------------------------
 
@@ -122,6 +123,8 @@ class Calls:
 
     def _context(self) -> ExternalContext:
         if self._system is None:
+            if self._exit is not None:  # a tree took it down, or its kernel or admin died
+                raise RuntimeNotRunning(str(self._exit))
             raise RuntimeNotRunning("the runtime is not running; use `with Runtime(...) as rt` or rt.start()")
         if self.info.in_process:
             # simpleSystemBase runs its actors only inside the main handle's calls; its
@@ -197,7 +200,7 @@ class Calls:
         (None on simpleSystemBase, whose sends are immediate)."""
         ctx = ctx or self._context()
         if address is self._kernel and not self._kernel_alive():
-            raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
+            raise self._system_gone()
         if self.info.in_process:
             try:
                 ctx.tell(address, message)
@@ -258,7 +261,7 @@ class Calls:
                 if died_at is None and identity is not None and not identity.is_alive():
                     died_at = time.monotonic()
                 if not self._kernel_alive():
-                    raise RuntimeNotRunning("the actor system is gone (its kernel process died)")
+                    raise self._system_gone()
                 continue
             if isinstance(message, Reply) and message.corr == corr:
                 return unpack_reply(message.value)

@@ -118,6 +118,16 @@ class RuntimeExited(SupervisionError):
         super().__init__(text, tree=tree, reason=reason, cause=cause)
 
 
+class RuntimeLost(RuntimeExited):
+    """A process of the runtime itself died (`process`: "kernel", or thespian's "admin") and
+    took the actor system with it; the runtime killed what was left of it. Nothing is restarted:
+    as OTP's kernel application is permanent and its exit stops the node."""
+
+    def __init__(self, process: str, pid: int) -> None:
+        text = f"the runtime stopped: its {process} process (pid {pid}) died; every process of its actor system was stopped"
+        SupervisionError.__init__(self, text, tree=f"sys.{process}", reason="died", cause=text, process=process, pid=pid)
+
+
 class AskTimeout(SupervisionError, TimeoutError):
     """No reply arrived within the caller's timeout."""
 

@@ -14,6 +14,9 @@ Contracts (docs/design.md section 3):
   their shutdown budgets and leaves no process of the actor system behind. Stopping twice is fine.
 - the kernel never restarts a tree; `start(spec, restart=...)` says what its exit means (OTP's
   application types), and `wait()` tells the program when the runtime stopped, and why.
+- the loss of the kernel or of thespian's admin process (SIGKILL, OOM killer) ends the runtime:
+  a sentinel thread notices within `SENTINEL_INTERVAL`, kills what is left of the actor system
+  and `wait()` raises `RuntimeLost`; every later call raises `RuntimeNotRunning` saying why.
 
 Calls (ask, tell, whereis) and how a request travels: `supervision.calls`.
 """
@@ -34,12 +37,14 @@ from thespian.actors import ExternalContext
 
 from supervision import auth, bases, discovery, guard, logs
 from supervision.calls import LIVENESS_SLICE, Calls, reap_child
+from supervision.clients import job_client
 from supervision.logs import logger
 from supervision.errors import (
     AskTimeout,
     ConfigError,
     NoSuchName,
     RuntimeExited,
+    RuntimeLost,
     RuntimeNotRunning,
     SpecError,
     StartFailed,
@@ -82,6 +87,8 @@ SYSTEM_SHUTDOWN_TIMEOUT = 3.0
 WAIT_SLICE = 30.0
 #: How long `shutdown_budget` waits for the kernel's figure.
 BUDGET_TIMEOUT = 2.0
+#: Seconds between the sentinel's checks that the kernel and thespian's admin still live.
+SENTINEL_INTERVAL = 0.2
 
 
 class Runtime(Calls):
@@ -166,6 +173,10 @@ class Runtime(Calls):
         self._stopped = False
         self._budget: float | None = None
         self._exit: RuntimeExited | None = None
+        #: thespian's admin process (the kernel's parent), watched by the sentinel with the kernel
+        self._admin_identity: ProcessIdentity | None = None
+        #: set when the runtime ends (stop, crash, loss): the sentinel thread ends with it
+        self._ended = threading.Event()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -209,7 +220,70 @@ class Runtime(Calls):
                 self._shutdown_system()
                 raise
             _live_runtimes.add(self)
+            self._start_sentinel()
         return self
+
+    def _start_sentinel(self) -> None:
+        """Watch the kernel and thespian's admin from this process (multiproc bases): either
+        dying ends the runtime (`_end_lost`), so that nothing of the system is left running and
+        the program learns it from `wait()` or its next call."""
+        kernel = self._kernel_identity
+        if self.info.in_process or kernel is None:
+            return
+        import psutil  # as supervision.liveness does: only multiproc runtimes need it
+
+        try:
+            self._admin_identity = ProcessIdentity.of(psutil.Process(kernel.pid).ppid())
+        except psutil.Error:
+            self._admin_identity = None  # the kernel is gone already: the first check sees it
+        watched = (self._admin_identity, kernel)
+        thread = threading.Thread(
+            target=_sentinel, args=(weakref.ref(self), self._ended, watched, SENTINEL_INTERVAL), name="thespian-otp-sentinel", daemon=True
+        )
+        thread.start()
+
+    def _lost_process(self) -> tuple[str, int] | None:
+        """(which, pid) of the runtime's own process that died (admin first: its death takes
+        the kernel with it), or None while both live."""
+        kernel, admin = self._kernel_identity, self._admin_identity
+        if kernel is None or self._attached or self.info.in_process:
+            return None
+        if admin is not None and not admin.is_alive():
+            return ("admin", admin.pid)
+        if not kernel.is_alive():
+            return ("kernel", kernel.pid)
+        return None
+
+    def _end_lost(self) -> RuntimeExited | None:
+        """If the kernel or the admin died, end the runtime (once): kill what is left of the
+        actor system, and keep the `RuntimeLost` that `wait()` raises. Returns the exit, if any."""
+        with self._lock:
+            if self._stopped:
+                return self._exit
+            lost = self._lost_process()
+            if lost is None:
+                return None
+            self._exit = RuntimeLost(*lost)
+            log.error("%s", self._exit)
+            self._stopped = True
+            self._ended.set()
+            if self.name is not None and self._kernel_identity is not None:
+                discovery.withdraw(self.name, self._kernel_identity.pid)
+            leader = self._group
+            # thespian's own shutdown would wait on the dead process: kill the group instead
+            system, self._system = self._system, None
+            self._close_contexts()
+            _close_transport(system)
+            self._sweep_group()
+            auth.forget(self.admin_port)
+            _live_runtimes.discard(self)
+            reap_child(leader)
+            return self._exit
+
+    def _system_gone(self) -> RuntimeNotRunning:
+        """The error of a call that found the kernel dead (the runtime is ended first)."""
+        lost = self._end_lost()
+        return RuntimeNotRunning(str(lost) if lost is not None else "the actor system is gone (its kernel process died)")
 
     def _start_kernel(self) -> None:
         context = SystemContext(
@@ -277,7 +351,9 @@ class Runtime(Calls):
         Returns True after `stop()` (from another thread, or earlier). If a "transient" or
         "permanent" tree exited and took the runtime down, this finishes the stop (the actor
         system is shut down) and raises `RuntimeExited` with the tree, reason and cause; every
-        later call raises it again. A program's main thread typically ends with `rt.wait()`."""
+        later call raises it again. If the kernel or thespian's admin process died, it raises
+        `RuntimeLost` (a `RuntimeExited`), and nothing of the actor system is left running. A
+        program's main thread typically ends with `rt.wait()`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._exit is not None:
@@ -292,6 +368,9 @@ class Runtime(Calls):
             except AskTimeout:
                 continue
             except Exception:  # noqa: BLE001 - stop() from another thread closes our context under us
+                lost = self._end_lost()  # or the kernel died: this raises RuntimeLost
+                if lost is not None:
+                    raise lost from None
                 if self._stopped:
                     return True
                 raise
@@ -355,6 +434,7 @@ class Runtime(Calls):
                 return
             budget = self.shutdown_budget - SYSTEM_SHUTDOWN_TIMEOUT  # asked while still running
             self._stopped = True
+            self._ended.set()
             if self._attached:
                 self._detach()
                 return
@@ -379,11 +459,13 @@ class Runtime(Calls):
             raise ConfigError("crash: only a multiproc runtime this process started can be crashed")
         with self._lock:
             self._stopped = True
+            self._ended.set()
             if self.name is not None and self._kernel_identity is not None:
                 discovery.withdraw(self.name, self._kernel_identity.pid)
-            self._system = None
+            system, self._system = self._system, None
             self._close_contexts()
             self._sweep_group()
+            _close_transport(system)
             _live_runtimes.discard(self)
 
     def _detach(self) -> None:
@@ -454,21 +536,18 @@ class Runtime(Calls):
                 time.sleep(0.0005)  # SIGKILL is asynchronous: return once the process is dead
         return identity.pid
 
-    # --- jobs (the job system lives in actors.jobs; start its tree with actors.jobs.jobs_tree) ------
+    # --- jobs: the job system lives in actors.jobs, which plugs its client in (supervision.clients) --
 
     def enqueue(self, kind: str, payload: Any = None, **options: Any) -> int:
         """Validate and enqueue one job (see `actors.jobs.enqueue`); returns its id.
 
-        Options: queue, priority (higher runs first), run_at, max_attempts, timeout."""
-        from actors.jobs.client import enqueue
-
-        return enqueue(self, kind, payload, **options)
+        Options: queue, priority (higher runs first), run_at, max_attempts, unique_key, timeout,
+        service. Needs `actors.jobs` imported in this process (else `ConfigError`)."""
+        return job_client("enqueue").enqueue(self, kind, payload, **options)
 
     def enqueue_many(self, jobs: Any, timeout: float | None = None) -> list[int]:
         """Enqueue many `actors.jobs.new_job(...)` objects in one statement; returns their ids."""
-        from actors.jobs.client import enqueue_many
-
-        return enqueue_many(self, jobs, timeout=timeout)
+        return job_client("enqueue_many").enqueue_many(self, jobs, timeout=timeout)
 
     # --- introspection ------------------------------------------------------------------------------
 
@@ -530,6 +609,37 @@ def _check_seconds(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value) or value <= 0:
         raise SpecError(field, f"must be a positive number of seconds; got {value!r}")
     return float(value)
+
+
+def _close_transport(system: ActorSystem | None) -> None:
+    """Close the transport of an actor system dropped without thespian's shutdown, in the
+    background: on multiprocQueueBase its receiving thread otherwise stays blocked on the dead
+    admin's queue and prints a traceback when the interpreter exits (it wakes every 2 s)."""
+    transport = getattr(getattr(system, "_systemBase", None), "transport", None)
+    if transport is None:
+        return
+
+    def close() -> None:
+        try:
+            transport.close()
+        except Exception:  # noqa: BLE001 - best effort: the system is gone
+            pass
+
+    threading.Thread(target=close, name="thespian-otp-close", daemon=True).start()
+
+
+def _sentinel(runtime: "weakref.ref[Runtime]", ended: threading.Event, watched: tuple, interval: float) -> None:
+    """The sentinel thread of a runtime: once one of the `watched` processes is dead, end the
+    runtime (weakly held: a runtime dropped without `stop()` is still collected)."""
+    while not ended.wait(interval):
+        if runtime() is None:
+            return  # collected: nobody is left to tell
+        if all(identity.is_alive() for identity in watched if identity is not None):
+            continue
+        alive = runtime()
+        if alive is not None:
+            alive._end_lost()
+        return
 
 
 _live_runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()

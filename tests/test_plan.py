@@ -2,7 +2,13 @@
 
 `Sim` plays the children (they start, fail, hang, ignore, exit at once); `Model` is an
 independent transcription of supervisor(3): which children run, which are removed, what is
-started and stopped in which order, and when the supervisor gives up (reason shutdown).
+started and stopped in which order, and when the supervisor gives up (reason shutdown), plus
+our one addition, backoff between restarts (README: the first restart in a window is
+immediate, the k-th waits min * 2**(k-2) up to max). Time is the simulation's: a backoff
+delay or a start timeout moves it on, and the model must agree on the clock too.
+
+A child may be a supervisor: `Sim` runs a nested plan for it (its give-up reaches the parent as
+an exit with reason shutdown), and `Model` a nested model, sharing the trace and the clock.
 """
 
 from __future__ import annotations
@@ -17,12 +23,25 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from supervision import plan as P
 from supervision.errors import AlreadyPresent, ChildRunning, NoSuchName, SpecError, StartFailed
-from supervision.policy import is_normal
 from supervision.server import Server
 from supervision.specs import Backoff, ChildSpec, SupervisorSpec
 
 NO_BACKOFF = Backoff(min=0.0, max=0.0)
+#: no jitter, so that the model can compute every delay
+BACKOFFS = [NO_BACKOFF, Backoff(min=0.5, max=2.0, jitter=0.0), Backoff(min=3.0, max=10.0, jitter=0.0)]
 START_TIMEOUT = 1.0
+
+
+def normal(reason) -> bool:
+    """supervisor(3): normal, shutdown and {shutdown, Term} are normal exits."""
+    return reason in ("normal", "shutdown") or (isinstance(reason, tuple) and reason[0] == "shutdown")
+
+
+def backoff_delay(backoff: Backoff, restarts_in_window: int) -> float:
+    """Our backoff rule, written out: nothing before the first restart of a window."""
+    if restarts_in_window <= 1 or backoff.min == 0:
+        return 0.0
+    return min(backoff.max, backoff.min * 2 ** (restarts_in_window - 2))
 
 
 class W(Server):
@@ -30,21 +49,35 @@ class W(Server):
 
 
 class Sim:
-    """Runs a Plan; children are instant: they start (or fail as told) and exit when asked."""
+    """Runs a Plan; children are instant: they start (or fail as told) and exit when asked. A
+    supervisor child runs a nested Sim (`nested`, by address) on the same trace and clock."""
 
-    def __init__(self, spec: SupervisorSpec, seed: int = 0) -> None:
+    def __init__(self, spec: SupervisorSpec, seed: int = 0, root: "Sim | None" = None) -> None:
+        self.root = root or self
         self.plan = P.Plan(spec.name, spec, rng=random.Random(seed), key=lambda a: a)
-        self.now = 0.0
-        self.addresses = itertools.count(1)
+        if root is None:
+            self._now = 0.0
+            self.addresses = itertools.count(1)
+            self.trace: list[tuple[str, str]] = []
+        else:
+            self.addresses, self.trace = root.addresses, root.trace
         self.procs: dict[int, str] = {}
+        self.nested: dict[int, Sim] = {}
         self.failures: dict[str, list[str]] = {}
         self.stubborn: set[str] = set()
-        self.trace: list[tuple[str, str]] = []
         self.timers: dict[int, float] = {}
         self.replies: list[P.Reply] = []
         self.effects: list = []
         self.exit: P.Exit | None = None
         self.ready = False
+
+    @property
+    def now(self) -> float:
+        return self.root._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.root._now = value
 
     def send(self, event) -> list:
         queue, seen = [event], []
@@ -71,6 +104,11 @@ class Sim:
                 return events + [P.InitIgnored(address), P.ChildDown(address, "normal")]
             if mode == "hang":
                 return events
+            if isinstance(effect.spec, SupervisorSpec):
+                nested = self.nested[address] = Sim(effect.spec, root=self.root)
+                nested.send(P.Boot())
+                nested.fire_timers()
+                assert nested.ready  # its children always start
             return events + [P.InitDone(address, address)]
         if isinstance(effect, P.Register):
             return [P.Registered(effect.name, effect.incarnation)]
@@ -79,8 +117,15 @@ class Sim:
                 return []
             del self.procs[effect.address]
             self.trace.append(("stop", effect.name))
-            return [P.ChildExiting(effect.address, effect.reason), P.ChildDown(effect.address)]
+            reason = effect.reason
+            nested = self.nested.pop(effect.address, None)
+            if nested is not None:  # a supervisor stops its own children first
+                nested.send(P.StopRequested(effect.reason))
+                nested.fire_timers()
+                reason = nested.exit.reason
+            return [P.ChildExiting(effect.address, reason), P.ChildDown(effect.address)]
         if isinstance(effect, P.Kill):
+            self.nested.pop(effect.address, None)  # its children die with it, untraced
             if self.procs.pop(effect.address, None) is not None:
                 self.trace.append(("kill", effect.name))
             return [P.ChildDown(effect.address, "killed")]
@@ -104,12 +149,16 @@ class Sim:
     def address_of(self, name: str) -> int:
         return self.plan.children[name].address
 
-    def crash(self, name: str, reason="crash: boom") -> None:
+    def crash(self, name: str, reason="crash: boom", cause: str | None = None) -> None:
         address = self.address_of(name)
         del self.procs[address]
-        self.send(P.ChildExiting(address, reason))
+        self.nested.pop(address, None)
+        self.send(P.ChildExiting(address, reason, cause))
         self.send(P.ChildDown(address))
         self.fire_timers()
+
+    def nested_of(self, name: str) -> "Sim":
+        return self.nested[self.address_of(name)]
 
     def request(self, event):
         before = len(self.replies)
@@ -122,19 +171,31 @@ class Sim:
 
 
 class Model:
-    """OTP's rules, written out plainly."""
+    """OTP's rules, written out plainly. A supervisor child has a nested model (`subs`, while it
+    runs) on the same trace and clock."""
 
-    def __init__(self, spec: SupervisorSpec) -> None:
+    def __init__(self, spec: SupervisorSpec, root: "Model | None" = None) -> None:
+        self.root = root or self
         self.spec = spec
         self.sos = spec.strategy == "simple_one_for_one"
         self.order: list[str] = [] if self.sos else [c.name for c in spec.children]
         self.specs = {c.name: c for c in spec.children} if not self.sos else {}
         self.running: dict[str, bool] = {n: False for n in self.order}
         self.restarts: list[float] = []
-        self.trace: list[tuple[str, str]] = []
+        self.trace: list[tuple[str, str]] = root.trace if root else []
+        self.subs: dict[str, Model] = {}
         self.failures: dict[str, list[str]] = {}
-        self.now = 0.0
+        if root is None:
+            self._now = 0.0
         self.exit = None
+
+    @property
+    def now(self) -> float:
+        return self.root._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.root._now = value
 
     def start(self, name: str) -> str:
         """ok | failed | ignored"""
@@ -149,17 +210,39 @@ class Model:
         if mode == "ignore":
             return "ignored"
         self.running[name] = True
+        if isinstance(self.specs[name], SupervisorSpec):
+            sub = self.subs[name] = Model(self.specs[name], self.root)
+            sub.boot()
         return "ok"
 
     def stop(self, name: str) -> None:
         if self.running.get(name):
             self.trace.append(("stop", name))
             self.running[name] = False
+            sub = self.subs.pop(name, None)
+            if sub is not None:
+                sub.stop_all()
+
+    def stop_all(self) -> None:
+        for name in reversed(self.order):
+            self.stop(name)
 
     def remove(self, name: str) -> None:
         self.order.remove(name)
         del self.running[name]
         del self.specs[name]
+        self.subs.pop(name, None)
+
+    def add(self, spec: ChildSpec) -> str:
+        """start_child(Sup, ChildSpec) of a new id: started last; kept unless its start failed,
+        or it returned ignore and is temporary (OTP saves no temporary child without a pid)."""
+        self.order.append(spec.name)
+        self.specs[spec.name] = spec
+        self.running[spec.name] = False
+        outcome = self.start(spec.name)
+        if outcome == "failed" or (outcome == "ignored" and spec.restart == "temporary"):
+            self.remove(spec.name)
+        return outcome
 
     def boot(self) -> None:
         for name in list(self.order):
@@ -171,15 +254,15 @@ class Model:
                 return
 
     def give_up(self) -> None:
-        for name in reversed(self.order):
-            self.stop(name)
+        self.stop_all()
         self.exit = "shutdown"
 
     def exited(self, name: str, reason: str) -> None:
         """`name` (not running any more) exited on its own, or its restart failed."""
         self.running[name] = False
+        self.subs.pop(name, None)  # a supervisor's children die with it
         spec = self.specs[name]
-        restart = spec.restart == "permanent" or (spec.restart == "transient" and not is_normal(reason))
+        restart = spec.restart == "permanent" or (spec.restart == "transient" and not normal(reason))
         if not restart:
             if spec.restart == "temporary" or self.sos:
                 self.remove(name)
@@ -192,6 +275,7 @@ class Model:
         if len(self.restarts) > self.spec.intensity:
             self.give_up()
             return
+        self.now += backoff_delay(self.spec.backoff, len(self.restarts))
         index = self.order.index(name)
         if self.spec.strategy in ("one_for_one", "simple_one_for_one"):
             targets = [name]
@@ -220,6 +304,27 @@ def child_specs(draw, auto_shutdown: str) -> list[ChildSpec]:
     return specs
 
 
+def sub_supervisor(draw, name: str, auto_shutdown: str) -> SupervisorSpec:
+    """A supervisor child that gives up easily (intensity 0 or 1); its own children never fail
+    to start, so that its boot is instant."""
+    restart = draw(st.sampled_from(["permanent", "transient", "temporary"]))
+    children = [
+        ChildSpec(f"{name}.g{i}", W, restart=draw(st.sampled_from(["permanent", "transient"])), start_timeout=START_TIMEOUT)
+        for i in range(draw(st.integers(1, 3)))
+    ]
+    return SupervisorSpec(
+        name,
+        strategy=draw(st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"])),
+        intensity=draw(st.integers(0, 1)),
+        period=draw(st.sampled_from([5.0, 30.0])),
+        backoff=NO_BACKOFF,
+        children=children,
+        restart=restart,
+        significant=auto_shutdown != "never" and restart != "permanent" and draw(st.booleans()),
+        start_timeout=START_TIMEOUT,
+    )
+
+
 REASONS = st.sampled_from(["normal", "shutdown", ("shutdown", "done"), "killed", "crash: ValueError: x"])
 MODES = st.sampled_from(["raise", "ignore", "hang"])
 
@@ -233,14 +338,18 @@ class PlanMachine(RuleBasedStateMachine):
         auto = data.draw(st.sampled_from(["never", "any_significant", "all_significant"]))
         intensity = data.draw(st.integers(0, 4))
         period = data.draw(st.sampled_from([1.0, 5.0, 30.0]))
+        backoff = data.draw(st.sampled_from(BACKOFFS))
         if strategy == "simple_one_for_one":
             restart = data.draw(st.sampled_from(["permanent", "transient", "temporary"]))
             children = [ChildSpec("t", W, restart=restart, start_timeout=START_TIMEOUT)]
             auto = "never"
         else:
             children = child_specs(data.draw, auto)
+            if data.draw(st.booleans()):
+                position = data.draw(st.integers(0, len(children)))
+                children.insert(position, sub_supervisor(data.draw, "s", auto))
         self.spec = SupervisorSpec(
-            "sup", strategy=strategy, intensity=intensity, period=period, backoff=NO_BACKOFF, children=children, auto_shutdown=auto
+            "sup", strategy=strategy, intensity=intensity, period=period, backoff=backoff, children=children, auto_shutdown=auto
         )
         self.sim = Sim(self.spec)
         self.model = Model(self.spec)
@@ -251,6 +360,7 @@ class PlanMachine(RuleBasedStateMachine):
             self.sim.failures[name] = [mode]
             self.model.failures[name] = [mode]
         self.dynamic = itertools.count(1)
+        self.added = itertools.count(1)
         self.sim.send(P.Boot())
         self.sim.fire_timers()
         self.model.boot()
@@ -277,6 +387,24 @@ class PlanMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(names))
         self.sim.failures.setdefault(name, []).append(mode)
         self.model.failures.setdefault(name, []).append(mode)
+
+    @precondition(lambda self: self.live and self.model.subs)
+    @rule(data=st.data(), reason=REASONS)
+    def crash_grandchild(self, data, reason):
+        name = data.draw(st.sampled_from(sorted(self.model.subs)))
+        sub, nested = self.model.subs[name], self.sim.nested_of(name)
+        running = [n for n in sub.order if sub.running[n]]
+        if not running:
+            return
+        grandchild = data.draw(st.sampled_from(running))
+        nested.crash(grandchild, reason)
+        sub.exited(grandchild, reason)
+        if sub.exit is not None:  # it gave up: its parent sees it exit with reason shutdown
+            assert nested.exit is not None and nested.exit.reason == "shutdown"
+            self.sim.crash(name, nested.exit.reason, nested.exit.cause)
+            self.model.exited(name, "shutdown")
+        else:
+            assert nested.exit is None
 
     @rule(seconds=st.sampled_from([0.5, 2.0, 10.0, 60.0]))
     def time_passes(self, seconds):
@@ -353,6 +481,23 @@ class PlanMachine(RuleBasedStateMachine):
         (reply,) = self.sim.request(P.AddChild(ChildSpec(name, W), requester=1))
         assert isinstance(reply.error, AlreadyPresent) and reply.error.running == self.model.running[name]
 
+    @precondition(lambda self: self.live and self.spec.strategy != "simple_one_for_one")
+    @rule(data=st.data(), restart=st.sampled_from(["permanent", "transient", "temporary"]), mode=st.sampled_from([None, *MODES.elements]))
+    def add_new_child(self, data, restart, mode):
+        name = f"n{next(self.added)}"
+        significant = self.spec.auto_shutdown != "never" and restart != "permanent" and data.draw(st.booleans())
+        spec = ChildSpec(name, W, restart=restart, significant=significant, start_timeout=START_TIMEOUT)
+        if mode is not None:
+            self.sim.failures[name] = [mode]
+            self.model.failures[name] = [mode]
+        replies = self.sim.request(P.AddChild(spec, requester=1))
+        outcome = self.model.add(spec)
+        assert len(replies) == 1
+        if outcome == "failed":
+            assert isinstance(replies[0].error, StartFailed)
+        else:
+            assert replies[0].error is None and replies[0].value == (name if outcome == "ok" else None)
+
     @precondition(lambda self: self.live)
     @rule()
     def stop(self):
@@ -366,11 +511,18 @@ class PlanMachine(RuleBasedStateMachine):
     def same_as_the_model(self):
         sim, model = self.sim, self.model
         assert sim.trace == model.trace
+        assert sim.now == pytest.approx(model.now)  # the same backoff delays and start timeouts waited
         assert set(sim.procs.values()) == {n for n, up in model.running.items() if up}
+        assert len(sim.nested) == len(model.subs)
         if model.exit is None:
             assert sim.exit is None and sim.plan.phase == "running"
             assert list(sim.plan.children) == model.order
             assert sim.running() == {n for n, up in model.running.items() if up}
+            for name, sub in model.subs.items():
+                nested = sim.nested_of(name)
+                assert nested.exit is None and nested.plan.phase == "running"
+                assert list(nested.plan.children) == sub.order
+                assert nested.running() == set(nested.procs.values()) == {n for n, up in sub.running.items() if up}
         elif model.exit == "init failed":
             assert sim.exit is not None and sim.exit.failed is not None
         else:

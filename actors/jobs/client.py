@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -26,6 +27,7 @@ from actors.jobs.messages import DatabaseInfo, Enqueue
 from actors.jobs.registry import JobType, known_kinds, lookup
 from actors.stores.rows import NewJob
 from supervision import Runtime, Server
+from supervision.clients import register_job_client
 
 #: The registered name of the jobs service in `jobs_tree`.
 SERVICE = "jobs-service"
@@ -268,3 +270,7 @@ class Jobs:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+# rt.enqueue / rt.enqueue_many call this module's enqueue and enqueue_many (supervision imports no workload)
+register_job_client(sys.modules[__name__])
