@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-# Test files run in two pytest-xdist workers (setup.cfg), whose environment says COLUMNS=80 and
+# Test files run in three pytest-xdist workers (setup.cfg), whose environment says COLUMNS=80 and
 # LINES=24. A test that gives a child its own terminal size (pexpect) must not have it overridden
 # by them: rich reads COLUMNS before the terminal.
 for _name in ("COLUMNS", "LINES"):
