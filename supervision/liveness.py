@@ -20,15 +20,27 @@ _HOST = socket.gethostname()
 _PR_SET_PDEATHSIG = 1
 
 
+class CannotTell(OSError):
+    """/proc could not be read for another reason than the process being gone (this process is
+    out of file descriptors or memory): whether it lives is unknown."""
+
+
 def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) from /proc, or None if there is no such process."""
+    """(state letter, start time in clock ticks) from /proc, or None if there is no such process;
+    `CannotTell` if /proc cannot be read and the process still answers signal 0."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    except OSError:
-        return None
+    except OSError as exc:  # EMFILE, ENOMEM...: never taken for "gone" (a watcher would kill a live runtime)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        raise CannotTell(f"cannot read /proc/{pid}/stat: {exc}") from exc
     # the command name (field 2) is in parentheses and may contain spaces
     rest = data[data.rindex(b")") + 2 :].split()
     return rest[0].decode(), int(rest[19])
@@ -76,10 +88,14 @@ class ProcessIdentity:
     def is_alive(self) -> bool:
         """False when the process is gone, a zombie, or the pid now belongs to another process.
 
-        A process on another host cannot be checked from here and counts as alive."""
+        A process on another host cannot be checked from here and counts as alive, as does one
+        whose /proc entry this process cannot read although it answers signal 0 (`CannotTell`)."""
         if not self.is_local:
             return True
-        found = _stat(self.pid)
+        try:
+            found = _stat(self.pid)
+        except CannotTell:
+            return True  # unknown counts as alive: a live process is never ended on a failed read
         if found is None:
             return False
         state, started = found

@@ -637,9 +637,9 @@ def _sentinel(runtime: "weakref.ref[Runtime]", ended: threading.Event, watched: 
         if all(identity.is_alive() for identity in watched if identity is not None):
             continue
         alive = runtime()
-        if alive is not None:
-            alive._end_lost()
-        return
+        if alive is None or alive._end_lost() is not None or alive._stopped:
+            return
+        # the second look found every process alive (a pid read between two states): keep watching
 
 
 _live_runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
