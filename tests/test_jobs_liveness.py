@@ -245,6 +245,9 @@ def lease_ran_out(database, pid):
 def test_a_worker_whose_lease_ran_out_claims_nothing(database):
     """A frozen worker that resumes must not claim jobs for a process row about to be rescued
     (or already gone): they would be orphans rescued with an attempt lost (seen in the chaos run)."""
+    import subprocess
+    import sys
+
     from actors.stores.processes import PgProcessStore
     from actors.stores.rows import NewJob
 
@@ -281,3 +284,28 @@ def test_a_cancelled_running_job_is_told_to_its_handler_and_never_completed(db_c
     assert job.state == "cancelled"
     assert [t for t, _ in events(database, job_id)] == []
     assert not any(line[0] == "end" for line in lines(path))
+
+
+def test_a_process_row_without_a_tree_is_rescued_by_a_runtime_whose_trees_all_have_names(db_config, database, make_runtime):
+    """A worker of an older version (no tree on its row) was SIGKILLed during an upgrade, and the
+    new runtime's only tree is "emails": its rescuer left that row alone (only a tree named
+    "jobs" took rows without a tree), so the job stayed running forever."""
+    import subprocess
+    import sys
+
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import NewJob
+
+    jobs, processes = PgJobStore(database), PgProcessStore(database)
+    [job_id] = jobs.insert([NewJob("noop", queue="emails")])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # the old worker's pid: a process that is gone (the rescuer kills stuck local ones)
+    old = processes.register("old-node:worker-1", ttl=0.5, pid=gone.pid)  # tree None: the old version's row
+    [claimed] = jobs.claim("emails", old.id, 10)
+    assert claimed.id == job_id
+    emails = jobs_tree(db_config, handlers=HANDLERS, workers=1, queue="emails", name="emails", heartbeat_ttl=1.0, poll_interval=0.3)
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[emails]))
+    wait_for_workers(rt, 1, tree="emails")
+    wait_for(lambda: finished(database, [job_id]), timeout=30, what="the old worker's job rescued and run")
+    job = jobs.get(job_id)
+    assert (job.state, job.attempt) == ("completed", 1), job  # it never started: no attempt lost

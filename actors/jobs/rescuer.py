@@ -104,7 +104,9 @@ class Rescuer(Server):
         # a worker of this host that died (killed, os._exit, a segfault) is rescued at the
         # next pass, not a heartbeat ttl later
         self.processes.expire_dead_local(lambda pid, ticks: ProcessIdentity(pid, ticks or 0).is_alive())
-        result = self.store.rescue(self.outage_grace, tree=self.tree, untreed=self.tree in (None, DEFAULT_TREE))
+        # rows without a tree (a worker of an older version, one started outside jobs_tree) are
+        # every rescuer's: with only named trees they were nobody's, and their jobs stayed running
+        result = self.store.rescue(self.outage_grace, tree=self.tree, untreed=True)
         self.totals["passes"] += 1
         self.totals["jobs"] += result.jobs
         self.totals["processes"] += len(result.processes)

@@ -152,7 +152,7 @@ WHERE id = %(id)s AND claimed_by = %(process)s AND attempt = %(attempt)s AND sta
 -- A server that started less than %(grace)s seconds ago declares no process dead: leases ran
 -- out while it was down, and live workers need a moment to beat again.
 -- Only the processes of job tree %(tree)s are declared dead here (all of them when it is NULL;
--- rows without a tree too when %(untreed)s): each tree's rescuer applies its own settings
+-- rows without a tree too when %(untreed)s, as every rescuer asks): each tree's rescuer applies its own settings
 -- (the grace is its workers' ttl; kill_stuck) to its own workers, never to another tree's.
 -- Jobs whose process row is gone are rescued by any tree: that worker is fenced already.
 WITH dead AS (
