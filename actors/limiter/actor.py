@@ -197,7 +197,6 @@ class LimiterServer(Server):
             return
         now, full, released = self.clock(), set(), []
         cluster.take_back(self._concurrency, now)
-        held_back = cluster.held_back(now)
         for lease_id, pending in list(self.pending.items()):
             key = pending.lease.key
             if lease_id not in self.core.leases:  # its owner died or it expired meanwhile
@@ -209,7 +208,7 @@ class LimiterServer(Server):
                 self.reply_error(pending.request.reply, ClusterWaiting(self.name, key, cluster.outage.last_error))
                 released.append(lease_id)
                 continue
-            if key not in full and not held_back(key):
+            if key not in full and not cluster.held_back(now)(key):  # (a take may have lost the session)
                 taken = cluster.take(lease_id, key, self._concurrency(key), now)
                 if taken:
                     del self.pending[lease_id]

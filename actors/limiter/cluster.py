@@ -145,10 +145,14 @@ class ClusterPermits:
 
     def take(self, lease_id: str, key: str, limit: int, now: float) -> bool | None:
         """Take a free slot of `key` for the permit `lease_id`: True, False when every slot is
-        held, None while the database is away."""
-        ok, slot = self._run(now, lambda s: s.take(key, limit, self._mine(key)))
+        held, None while the database is away.
+
+        Never on a session replaced during the call: a new session must first let the lost
+        permits (this node's and others') take their slots back, so a take whose session was
+        found dead answers False (not now; the permit waits) and the next pass holds back."""
+        ok, slot = self._run(now, lambda s: s.take(key, limit, self._mine(key)), again=False)
         if not ok:
-            return None
+            return False if self.lost_session else None
         if slot is None:
             return False
         self.held[lease_id] = (key, slot)
