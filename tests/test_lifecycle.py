@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from supervision import (
+    ActorCrashed,
     AlreadyPresent,
     Backoff,
     ChildRunning,
@@ -27,7 +28,7 @@ from supervision import (
     SupervisorSpec,
 )
 from supervision.liveness import group_members
-from tests.support import MULTIPROC_BASES, Asker, CrashLoop, Echo, Journal, Watched, wait_for
+from tests.support import MULTIPROC_BASES, Asker, CrashLoop, Echo, Journal, Quitter, Watched, wait_for
 
 # --- actors ---------------------------------------------------------------------------------
 
@@ -131,10 +132,17 @@ def lines(path):
 @pytest.mark.parametrize("base", MULTIPROC_BASES)
 @pytest.mark.parametrize("restart, restarted", [("transient", False), ("permanent", True)])
 def test_a_supervisor_that_gave_up_exits_shutdown_so_transient_is_not_restarted_and_permanent_is(make_runtime, base, restart, restarted):
-    inner = SupervisorSpec("inner", intensity=1, period=30.0, restart=restart, children=[ChildSpec("crasher", CrashLoop)])
+    """The crasher crashes when told, after the watch is placed: a crash loop of its own could
+    make inner give up before the watch reached the monitor (Down said "noproc", once in a
+    parallel run)."""
+    inner = SupervisorSpec("inner", intensity=1, period=30.0, restart=restart, children=[ChildSpec("crasher", Quitter)])
     root = SupervisorSpec("root", intensity=5, period=30.0, children=[ChildSpec("watcher", Asker), inner])
     rt = make_runtime(base).start(root)
     assert rt.ask("watcher", Watched("inner")) == "watching"
+    for crash in range(2):  # the second crash is one more than inner's intensity allows
+        wait_for(lambda: running_again(rt, "crasher", crash), timeout=20, what=f"crasher running after {crash} restarts")
+        with pytest.raises(ActorCrashed):
+            rt.ask("crasher", "crash")
     if restarted:
         wait_for(lambda: (node(rt, "inner").restarts or 0) >= 1, timeout=20, what="inner restarted")
     else:
