@@ -12,13 +12,16 @@ otherwise, and the tests skip with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import socket
 import subprocess
 import uuid
+from collections.abc import Iterator
 
 import attrs
+import pytest
 
 from actors.stores.embedded import EmbeddedPostgres
 
@@ -111,3 +114,17 @@ def serve_over_links(server: EmbeddedPostgres, hosts: Hosts) -> tuple[str, int]:
     server.stop_server()
     server.start_server(listen_addresses=",".join(host.gateway for host in hosts), port=port)
     return server.dsn, port
+
+
+@contextlib.contextmanager
+def hosts_or_skip(count: int) -> Iterator[Hosts]:
+    """`count` hosts for a test, removed afterwards; the test skips, saying why, where network
+    namespaces cannot be made."""
+    try:
+        made = Hosts.create(count)
+    except Unavailable as exc:
+        pytest.skip(f"network namespaces are not available here: {exc}")
+    try:
+        yield made
+    finally:
+        made.close()

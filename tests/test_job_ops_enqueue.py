@@ -139,14 +139,15 @@ def _race(config, key, period, barrier, results, tries):
         results.put([jobs.enqueue("noop", {"pid": i}, unique_key=key, unique_for=period) for i in range(tries)])
 
 
-@pytest.mark.parametrize("period", [None, 60.0])
-def test_enqueuers_in_several_processes_racing_on_one_key_make_one_job(database, db_config, period):
+def race_rounds(database, rounds: int, racers: int, tries: int, args_of) -> None:
+    """`rounds` times: `racers` processes, released together by a barrier, each enqueue `tries`
+    jobs with one unique key (`args_of(i, key, barrier, results)`: the i-th racer's target and
+    arguments); every enqueue must answer the id of the one row that key has."""
     context = multiprocessing.get_context("spawn")
-    racers, tries = 4, 25
-    for round_ in range(3):
+    for round_ in range(rounds):
         key = f"race:{round_}"
         barrier, results = context.Barrier(racers), context.Queue()
-        procs = [context.Process(target=_race, args=(db_config, key, period, barrier, results, tries)) for _ in range(racers)]
+        procs = [context.Process(target=target, args=args) for target, args in (args_of(i, key, barrier, results) for i in range(racers))]
         for proc in procs:
             proc.start()
         ids = [i for _ in procs for i in results.get(timeout=120)]
@@ -154,6 +155,12 @@ def test_enqueuers_in_several_processes_racing_on_one_key_make_one_job(database,
             proc.join(30)
         rows = job_rows(database, "unique_key = %s", (key,))
         assert len(rows) == 1 and set(ids) == {rows[0]["id"]} and len(ids) == racers * tries
+
+
+@pytest.mark.parametrize("period", [None, 60.0])
+def test_enqueuers_in_several_processes_racing_on_one_key_make_one_job(database, db_config, period):
+    tries = 25
+    race_rounds(database, 3, 4, tries, lambda i, key, barrier, results: (_race, (db_config, key, period, barrier, results, tries)))
 
 
 def test_enqueue_from_a_process_that_never_imported_the_handlers(db_config, database, make_runtime):
@@ -255,19 +262,8 @@ def test_enqueuers_in_several_processes_racing_through_two_nodes_jobs_services_m
     nodes = ["u-node-a", "u-node-b"]
     for name in nodes:  # two jobs services: the racing enqueues reach the database at once
         node_processes("tests.cluster_node", db_config.dsn, db_config.schema, name, env=env)
-    context = multiprocessing.get_context("spawn")
-    racers, tries = 4, 20
-    for round_ in range(2):
-        key = f"race:{round_}"
-        barrier, results = context.Barrier(racers), context.Queue()
-        procs = [
-            context.Process(target=_race_through_a_node, args=(nodes[i % 2], state_dir, key, period, barrier, results, tries))
-            for i in range(racers)
-        ]
-        for proc in procs:
-            proc.start()
-        ids = [i for _ in procs for i in results.get(timeout=120)]
-        for proc in procs:
-            proc.join(30)
-        rows = job_rows(database, "unique_key = %s", (key,))
-        assert len(rows) == 1 and set(ids) == {rows[0]["id"]} and len(ids) == racers * tries
+    tries = 20
+    race_rounds(
+        database, 2, 4, tries,
+        lambda i, key, barrier, results: (_race_through_a_node, (nodes[i % 2], state_dir, key, period, barrier, results, tries)),
+    )  # fmt: skip

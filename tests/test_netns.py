@@ -16,19 +16,15 @@ from actors.stores.database import Database
 from actors.stores.embedded import EmbeddedPostgres
 from actors.stores.jobs import PgJobStore
 from actors.stores.migrate import Migrator
-from tests.netns import Hosts, Unavailable, serve_over_links
+from tests.netns import hosts_or_skip, serve_over_links
 from tests.projector_audit import LockSampler, holder_name
 from tests.support import completions_per_node, job_audit, wait_for
 
 
 @pytest.fixture
 def hosts():
-    try:
-        made = Hosts.create(3)
-    except Unavailable as exc:
-        pytest.skip(f"network namespaces are not available here: {exc}")
-    yield made
-    made.close()
+    with hosts_or_skip(3) as made:
+        yield made
 
 
 @pytest.fixture

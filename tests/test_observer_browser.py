@@ -253,14 +253,10 @@ def test_a_read_only_page_shows_no_action_buttons_and_says_why(make_runtime, db_
 
 @pytest.fixture
 def other_host():
-    from tests.netns import Hosts, Unavailable
+    from tests.netns import hosts_or_skip
 
-    try:
-        made = Hosts.create(1)
-    except Unavailable as exc:
-        pytest.skip(f"network namespaces are not available here: {exc}")
-    yield made[0]
-    made.close()
+    with hosts_or_skip(1) as made:
+        yield made[0]
 
 
 def test_a_browser_on_another_machine_retries_a_job_through_a_wildcard_bind(make_runtime, db_config, launch, other_host, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 
 from actors.observer import serve
 from actors.stores.database import Database
-from tests.netns import Hosts, Unavailable
+from tests.netns import hosts_or_skip
 from tests.observer_support import CliObserver, job_row, system_spec
 from tests.support import wait_for
 
@@ -43,12 +43,8 @@ print(json.dumps(results))
 
 @pytest.fixture
 def other_host():
-    try:
-        made = Hosts.create(1)
-    except Unavailable as exc:
-        pytest.skip(f"network namespaces are not available here: {exc}")
-    yield made[0]
-    made.close()
+    with hosts_or_skip(1) as made:
+        yield made[0]
 
 
 def remote(host, base: str, *steps: tuple[str, str, dict]) -> list[tuple[int, str]]:

@@ -48,7 +48,22 @@ class W(Server):
     pass
 
 
-class Sim:
+class SharedClock:
+    """A nested Sim or Model reads and sets its root's clock: one time for the whole tree."""
+
+    root: "SharedClock"
+    _now: float
+
+    @property
+    def now(self) -> float:
+        return self.root._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.root._now = value
+
+
+class Sim(SharedClock):
     """Runs a Plan; children are instant: they start (or fail as told) and exit when asked. A
     supervisor child runs a nested Sim (`nested`, by address) on the same trace and clock."""
 
@@ -70,14 +85,6 @@ class Sim:
         self.effects: list = []
         self.exit: P.Exit | None = None
         self.ready = False
-
-    @property
-    def now(self) -> float:
-        return self.root._now
-
-    @now.setter
-    def now(self, value: float) -> None:
-        self.root._now = value
 
     def send(self, event) -> list:
         queue, seen = [event], []
@@ -170,7 +177,7 @@ class Sim:
         return {c.name for c in self.plan.children.values() if c.status == "running"}
 
 
-class Model:
+class Model(SharedClock):
     """OTP's rules, written out plainly. A supervisor child has a nested model (`subs`, while it
     runs) on the same trace and clock."""
 
@@ -188,14 +195,6 @@ class Model:
         if root is None:
             self._now = 0.0
         self.exit = None
-
-    @property
-    def now(self) -> float:
-        return self.root._now
-
-    @now.setter
-    def now(self, value: float) -> None:
-        self.root._now = value
 
     def start(self, name: str) -> str:
         """ok | failed | ignored"""
