@@ -21,7 +21,7 @@ from actors.jobs.messages import Ack, Complete, CompleterStats, FinishedJob, Flu
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
 from actors.stores.jobs import PgJobStore
-from actors.stores.outage import WAITING, Outage, is_outage
+from actors.stores.outage import WAITING, Outage
 from actors.stores.rows import WriteResult
 from supervision import BadRequest, Down, Server
 from supervision.logs import logger
@@ -149,11 +149,7 @@ class Completer(Server):
                 self.database.reopen()
             self.database.ping()
         except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
-            if not is_outage(exc):
-                raise
-            if not self.outage.active:
-                log.warning("%s: the database is away (%s)", self.name, exc)
-            self.retry_at = self.outage.failed(now, exc)
+            self.retry_at = self.outage.away(now, exc, log, self.name, "")
             self.report_status(WAITING)
             self.arm_timer(self.retry_at)
             return
@@ -173,13 +169,9 @@ class Completer(Server):
                 self.database.reopen()
             result = self.store.write_outcomes(outcomes)
         except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
-            if not is_outage(exc):
-                raise
             now = self.clock()
-            if not self.outage.active:
-                log.warning("%s: the database is away (%s); holding %d outcomes", self.name, exc, len(outcomes))
+            self.retry_at = self.outage.away(now, exc, log, self.name, f"holding {len(outcomes)} outcomes")
             self.batch.put_back(outcomes, waiters, now)
-            self.retry_at = self.outage.failed(now, exc)
             self.report_status(WAITING)
             self.arm_timer(self.retry_at)
             return 0

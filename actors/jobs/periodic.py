@@ -49,7 +49,7 @@ from actors.jobs.errors import BadJob
 from actors.jobs.registry import check_kind, import_handlers
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database
-from actors.stores.outage import WAITING, Outage, is_outage
+from actors.stores.outage import WAITING, Outage
 from actors.stores.rows import NewJob
 from supervision import ChildSpec, Server
 from supervision.logs import logger
@@ -261,8 +261,6 @@ class Scheduler(Server):
         try:  # a bad schema fails the start, with its message; an outage is waited out
             self._connect(self.clock())
         except Exception as exc:  # noqa: BLE001
-            if not is_outage(exc):
-                raise
             self._away(exc)
         self.arm_timer(self.clock())
 
@@ -284,8 +282,6 @@ class Scheduler(Server):
             if self.retention is not None and self.retention.due(now):
                 self._prune_step(now)
         except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
-            if not is_outage(exc):
-                raise
             return self._away(exc)
         return self.next_pass if self.retention is None else min(self.next_pass, self.retention.next_at)
 
@@ -302,11 +298,10 @@ class Scheduler(Server):
             self.report_status(None)
 
     def _away(self, exc: BaseException) -> float:
-        """Note an outage; returns when to try again."""
-        if not self.outage.active:
-            log.warning("%s: the database is away (%s); waiting", self.name, exc)
+        """Note an outage (anything else is raised again); returns when to try again."""
+        retry_at = self.outage.away(self.clock(), exc, log, self.name)
         self.report_status(WAITING)
-        return self.outage.failed(self.clock(), exc)
+        return retry_at
 
     def _tick(self, schedule: Schedule) -> None:
         try:

@@ -92,12 +92,9 @@ class Rescuer(Server):
             if self.clock() >= self.hold_until:
                 self.rescue()
         except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
-            if not is_outage(exc):
-                raise
-            if not self.outage.active:
-                log.warning("%s: the database is away (%s); waiting", self.name, exc)
+            retry_at = self.outage.away(self.clock(), exc, log, self.name)
             self.report_status(WAITING)
-            return self.outage.failed(self.clock(), exc)
+            return retry_at
         return now + self.interval
 
     def rescue(self) -> RescueResult:

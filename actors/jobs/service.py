@@ -68,8 +68,6 @@ class JobsService(Server):
             self.database.reopen()
             self._record_kinds()
         except Exception as exc:  # noqa: BLE001
-            if not is_outage(exc):
-                raise
             self._away(exc)
             return self.retry_at
         self._back()
@@ -92,9 +90,8 @@ class JobsService(Server):
         self.kinds_recorded = True
 
     def _away(self, exc: BaseException) -> None:
-        if not self.outage.active:
-            log.warning("%s: the database is away (%s); enqueues fail with DatabaseWaiting until it is back", self.name, exc)
-        self.retry_at = self.outage.failed(self.clock(), exc)
+        """Note an outage (anything else is raised again) and probe again with backoff."""
+        self.retry_at = self.outage.away(self.clock(), exc, log, self.name, "enqueues fail with DatabaseWaiting until it is back")
         self.report_status(WAITING)
         self.arm_timer(self.retry_at)
 
@@ -128,8 +125,6 @@ class JobsService(Server):
             except DataRejected as exc:
                 raise BadJob(f"PostgreSQL refused a job of this batch, nothing was stored: {exc.problem}") from None
             except Exception as exc:  # noqa: BLE001 - an outage is a typed, retryable answer
-                if not is_outage(exc):
-                    raise
                 self._away(exc)
                 # a dropped connection may have dropped it before or after the commit
                 stored = "unknown" if isinstance(exc, ConnectionLost) else "no"

@@ -88,11 +88,7 @@ class ClusterPermits:
         try:
             self.session = self.connect(self.database, self.node)
         except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
-            if not is_outage(exc):
-                raise
-            if not self.outage.active:
-                log.warning("%s: the database is away (%s); cluster keys wait, local keys keep working", self.name, exc)
-            self.retry_at = self.outage.failed(now, exc)
+            self.retry_at = self.outage.away(now, exc, log, self.name, "cluster keys wait, local keys keep working")
             return False
         self.next_check = now + self._interval()
         after_outage = self.outage.active

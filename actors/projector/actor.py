@@ -30,7 +30,7 @@ from actors.projector.projection import Projection, load_projection
 from actors.stores.config import DatabaseConfig
 from actors.stores.database import Database, is_connection_error
 from actors.stores.errors import StoreError
-from actors.stores.outage import WAITING, Outage, is_outage
+from actors.stores.outage import WAITING, Outage
 from actors.stores.projections import LockSession
 from actors.stores.rows import Checkpoint
 from supervision import Server
@@ -141,12 +141,8 @@ class Projector(Server):
                 self.session = LockSession(self.database, self.projection.name, self.node, idle_session_timeout=self.idle_session_timeout)
             self.step(now)
         except Exception as exc:  # noqa: BLE001 - outages are waited out, anything else crashes
-            if not is_outage(exc):
-                raise
-            if not self.outage.active:
-                log.warning("%s: the database is away (%s); waiting", self.name, exc)
+            self.retry_at = self.outage.away(self.clock(), exc, log, self.name)
             self._drop_session()
-            self.retry_at = self.outage.failed(self.clock(), exc)
             self.report_status(WAITING)
             return False
         if self.outage.active:

@@ -7,6 +7,7 @@ take the runtime's kernel down with it, however healthy the rest of the tree.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import attrs
 
@@ -49,6 +50,16 @@ class Outage:
         self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         delay = min(self.most, self.first * 2 ** (self.failures - 1))
         return now + delay * random.uniform(0.8, 1.2)
+
+    def away(self, now: float, exc: BaseException, log: Any, name: str, meanwhile: str = "waiting") -> float:
+        """Called in an `except` block: anything but an outage is raised again; an outage is
+        recorded, its first failure logged on the actor's `log` ("<name>: the database is away
+        (<error>); <meanwhile>", if any). Returns when to try again (monotonic seconds)."""
+        if not is_outage(exc):
+            raise exc
+        if not self.active:
+            log.warning("%s: the database is away (%s)%s", name, exc, f"; {meanwhile}" if meanwhile else "")
+        return self.failed(now, exc)
 
     def recovered(self, now: float) -> float:
         """The database answered again; returns how long the outage lasted."""
