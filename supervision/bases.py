@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 from typing import Any
 
@@ -104,8 +105,38 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+#: where Linux keeps the range it hands out to bind(port 0) and to connect()
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def admin_ports(range_file: str = EPHEMERAL_RANGE_FILE) -> range:
+    """The ports a runtime picks its admin port from when none is given: above the kernel's
+    ephemeral range (Linux: 61000-65535, in IANA's dynamic range, where no service is
+    registered), else below it. A port inside the ephemeral range can be handed to any other
+    socket in the moment between our check and thespian's bind; seen once in a CI run, where
+    the actor system then failed to start."""
+    try:
+        with open(range_file) as handle:
+            low, high = (int(part) for part in handle.read().split())
+    except (OSError, ValueError):
+        return range(61000, 65536)
+    if 65535 - high >= 1000:
+        return range(high + 1, 65536)
+    return range(max(1024, low - 10000), low)
+
+
+def free_port(host: str = LOOPBACK, ports: range | None = None) -> int:
+    """A port on `host` that nothing is bound to, picked at random from `admin_ports()`."""
+    candidates = ports if ports is not None else admin_ports()
+    for port in random.sample(candidates, min(64, len(candidates))):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as thespian binds it
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # that range is full
         probe.bind((host, 0))
         return probe.getsockname()[1]
 

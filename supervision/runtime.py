@@ -33,7 +33,7 @@ import weakref
 from typing import Any
 
 from thespian.actors import ActorSystem
-from thespian.actors import ExternalContext
+from thespian.actors import ExternalContext, InvalidActorAddress
 
 from supervision import auth, bases, discovery, guard, logs
 from supervision.calls import LIVENESS_SLICE, Calls, reap_child
@@ -199,29 +199,49 @@ class Runtime(Calls):
             if self._system is not None:
                 return self
             if self.base == "multiprocTCPBase":
-                self.admin_port = (
-                    bases.check_port(self._requested_port, self.listen)
-                    if self._requested_port is not None
-                    else bases.free_port(self.listen)
-                )
                 bases.bind_to(self.listen)
-                auth.install(self._secret, self.admin_port, self.log_defs["handlers"]["main"])  # before thespian forks its processes
             if not self.info.in_process:
                 guard.install(ProcessIdentity.current())
-            caps = bases.capabilities(self.info, self.admin_port)
-            try:
-                self._system = ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)
-            except Exception as exc:
-                raise ConfigError(f"could not start the {self.base} actor system: {type(exc).__name__}: {exc}") from exc
+            self._system = self._start_system()
             try:
                 self._kernel = self._system.createActor(Kernel)
                 self._start_kernel()
             except BaseException:
                 self._shutdown_system()
+                if self.base == "multiprocTCPBase":
+                    auth.forget(self.admin_port)
                 raise
             _live_runtimes.add(self)
             self._start_sentinel()
         return self
+
+    #: how many admin ports a runtime that picks its own tries before it gives up
+    PORT_ATTEMPTS = 3
+
+    def _start_system(self) -> ActorSystem:
+        """thespian's actor system, on a port of our choosing unless one was given. A port we
+        picked can be taken by another program before thespian's admin binds it (thespian then
+        waits 11 s for an admin that never answers): another port is tried."""
+        chosen = self.base == "multiprocTCPBase" and self._requested_port is None
+        for attempt in range(1, (self.PORT_ATTEMPTS if chosen else 1) + 1):
+            if self.base == "multiprocTCPBase":
+                self.admin_port = bases.free_port(self.listen) if chosen else bases.check_port(self._requested_port, self.listen)
+                auth.install(self._secret, self.admin_port, self.log_defs["handlers"]["main"])  # before thespian forks its processes
+            caps = bases.capabilities(self.info, self.admin_port)
+            try:
+                return ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)
+            except InvalidActorAddress as exc:
+                if self.base == "multiprocTCPBase":
+                    auth.forget(self.admin_port)
+                if attempt < self.PORT_ATTEMPTS and chosen:
+                    log.warning("admin port %s was taken before the actor system could bind it; trying another", self.admin_port)
+                    continue
+                raise ConfigError(f"could not start the {self.base} actor system: {type(exc).__name__}: {exc}") from exc
+            except Exception as exc:
+                if self.base == "multiprocTCPBase":
+                    auth.forget(self.admin_port)
+                raise ConfigError(f"could not start the {self.base} actor system: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def _start_sentinel(self) -> None:
         """Watch the kernel and thespian's admin from this process (multiproc bases): either

@@ -17,6 +17,7 @@ from actors.jobs import (
     WorkerStatus,
     jobs_tree,
     new_job,
+    wait_for_workers,
 )
 from actors.limiter import Limit, LimiterServer, Stats
 from actors.stores.errors import NotFound
@@ -65,6 +66,7 @@ def audit(database):
 @pytest.fixture
 def jobs_rt(db_config, make_runtime):
     rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[jobs_spec(db_config)]))
+    wait_for_workers(rt, 2, timeout=30)  # start() returns before the pool's workers are up
     return rt
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import psutil
@@ -17,6 +18,7 @@ from supervision import (
     StartFailed,
     SupervisorSpec,
 )
+from supervision import bases
 from supervision.liveness import group_members
 from tests.support import MULTIPROC_BASES, CrashLoop, Echo, FailingInit, Journal, Nap, Quitter, Sleeper, Stubborn, wait_for
 
@@ -195,6 +197,38 @@ def test_bad_configuration_is_refused_clearly(make_runtime):
         make_runtime("multiprocTCPBase", admin_port=first.admin_port).start()
     with pytest.raises(ConfigError, match="admin_port"):
         make_runtime("multiprocQueueBase", admin_port=1999)
+
+
+def test_a_picked_admin_port_taken_before_thespian_binds_it_is_replaced_by_another(make_runtime, monkeypatch, caplog):
+    # the race seen in CI: the free port the runtime picked was bound by another program before
+    # thespian's admin could bind it, and the runtime failed to start
+    squatter = socket.socket()
+    squatter.bind((bases.LOOPBACK, 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    picked = iter([taken])
+    real = bases.free_port
+    monkeypatch.setattr(bases, "free_port", lambda host=bases.LOOPBACK: next(picked, None) or real(host))
+    try:
+        rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
+    finally:
+        squatter.close()
+    assert rt.admin_port != taken
+    assert rt.ask("echo", "hi") == "hi"
+    assert any("was taken before the actor system could bind it" in r.getMessage() for r in caplog.records)
+
+
+def test_admin_ports_are_picked_outside_the_kernels_ephemeral_range(tmp_path):
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("32768\t60999\n")
+    assert bases.admin_ports(str(ranges)) == range(61000, 65536)
+    ranges.write_text("1024 65000\n")  # a kernel that hands out nearly every port
+    assert bases.admin_ports(str(ranges)) == range(1024, 1024)
+    ranges.write_text("20000 65000\n")
+    assert bases.admin_ports(str(ranges)) == range(10000, 20000)
+    assert bases.admin_ports(str(tmp_path / "absent")) == range(61000, 65536)
+    for _ in range(20):
+        assert bases.free_port() in bases.admin_ports()
 
 
 def test_stop_is_idempotent_and_a_stopped_runtime_refuses_work(make_runtime):
