@@ -35,7 +35,7 @@ from typing import Any
 from thespian.actors import ActorSystem
 from thespian.actors import ExternalContext, InvalidActorAddress
 
-from supervision import auth, bases, discovery, guard, logs
+from supervision import auth, bases, discovery, guard, logs, stackroom
 from supervision.calls import LIVENESS_SLICE, Calls, reap_child
 from supervision.clients import job_client
 from supervision.logs import logger
@@ -202,6 +202,7 @@ class Runtime(Calls):
                 bases.bind_to(self.listen)
             if not self.info.in_process:
                 guard.install(ProcessIdentity.current())
+                stackroom.install()  # before thespian forks its processes
             self._system = self._start_system()
             try:
                 self._kernel = self._system.createActor(Kernel)
