@@ -309,3 +309,49 @@ def test_a_process_row_without_a_tree_is_rescued_by_a_runtime_whose_trees_all_ha
     wait_for(lambda: finished(database, [job_id]), timeout=30, what="the old worker's job rescued and run")
     job = jobs.get(job_id)
     assert (job.state, job.attempt) == ("completed", 1), job  # it never started: no attempt lost
+
+
+def test_the_jobs_of_a_renamed_trees_dead_worker_are_released_by_another_tree_after_orphan_after(db_config, database, make_runtime):
+    """A tree "mail" was renamed "emails" (same queue) while one of its workers was SIGKILLed:
+    rescue is per tree, nobody runs "mail" any more, so its process row stayed and its job stayed
+    running for ever. Once that row has been expired `orphan_after` seconds, any tree takes it."""
+    import subprocess
+    import sys
+
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import NewJob
+
+    jobs, processes = PgJobStore(database), PgProcessStore(database)
+    [job_id] = jobs.insert([NewJob("noop", queue="emails")])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # the old worker's pid: a process that is gone
+    old = processes.register("old-node:worker-1", ttl=0.5, pid=gone.pid, tree="mail")
+    [claimed] = jobs.claim("emails", old.id, 10)
+    assert claimed.id == job_id
+    with database.connection() as conn:
+        conn.execute("UPDATE processes SET expires_at = now() - interval '10 seconds' WHERE id = %s", (old.id,))
+        conn.commit()
+    # expired 10 s ago: too recent for orphan_after=60 (its own tree's rescuer could still come)
+    assert jobs.rescue(1.0, tree="emails", untreed=True, orphan_after=60).processes == ()
+    assert jobs.get(job_id).state == "running"
+    emails = jobs_tree(
+        db_config, handlers=HANDLERS, workers=1, queue="emails", name="emails", heartbeat_ttl=1.0, poll_interval=0.3, orphan_after=3.0
+    )
+    rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[emails]))
+    wait_for_workers(rt, 1, tree="emails")
+    wait_for(lambda: finished(database, [job_id]), timeout=30, what="the renamed tree's job released and run")
+    job = jobs.get(job_id)
+    assert (job.state, job.attempt) == ("completed", 1), job  # it never started: no attempt lost
+    stats = rt.ask("emails-rescuer", "stats")
+    assert stats["orphans"] == 1 and stats["killed"] == 0
+    with database.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM processes WHERE id = %s", (old.id,)).fetchone()["n"] == 0
+        conn.commit()
+
+
+def test_orphan_after_below_the_trees_own_lease_and_rescue_interval_is_refused(db_config):
+    with pytest.raises(SpecError, match=r"orphan_after.*above heartbeat_ttl \+ rescue_interval \(20 s\)"):
+        jobs_tree(db_config, handlers=HANDLERS, orphan_after=20)
+    with pytest.raises(SpecError, match="orphan_after"):
+        jobs_tree(db_config, handlers=HANDLERS, orphan_after="10 minutes")
+    assert jobs_tree(db_config, handlers=HANDLERS, orphan_after=None) is not None  # never

@@ -129,6 +129,22 @@ def check_timing(heartbeat_ttl: Any, rescue_interval: Any, *, cancel_grace: Any 
     return float(rescue_interval)
 
 
+def check_orphan_after(orphan_after: Any, heartbeat_ttl: float, rescue_interval: float) -> float | None:
+    """`orphan_after` (seconds a process of another job tree stays expired before this tree's
+    rescuer takes it; None: never), which must exceed this tree's ttl and rescue interval
+    together: a live tree's own rescuer must always come first."""
+    if orphan_after is None:
+        return None
+    floor = heartbeat_ttl + rescue_interval
+    if isinstance(orphan_after, bool) or not isinstance(orphan_after, (int, float)) or not math.isfinite(orphan_after) or orphan_after <= floor:
+        raise SpecError(
+            "orphan_after",
+            f"must be None or a number of seconds above heartbeat_ttl + rescue_interval ({floor:g} s), and above those of "
+            f"every other job tree on the database; got {orphan_after!r}",
+        )
+    return float(orphan_after)
+
+
 _OUTCOME_STATUSES = ("completed", "failed", "deferred")
 
 

@@ -13,12 +13,20 @@ Each job tree's rescuer declares dead only its own tree's processes (`processes.
 tree's settings (its workers' ttl, hence the grace after an outage; `kill_stuck`) are never
 applied to another tree's workers. A rescuer without a tree, and the default tree "jobs",
 also take the rows written without one.
+
+A tree that nobody runs any more (retired, renamed) has no rescuer: its dead workers' rows
+would stay, and their jobs stay running, for ever. So a process of another tree is taken too
+once it has been expired for `orphan_after` seconds (default 600), by a rescuer that has itself
+been reaching the database for that long (after an outage, live workers of every tree beat
+again first) on a server up for that long; such a process is never killed (`kill_stuck` is its
+own tree's setting), only its jobs released.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from actors.jobs.core import check_orphan_after
 from actors.jobs.errors import DatabaseWaiting
 from actors.jobs.messages import Rescue
 from actors.stores.config import DatabaseConfig
@@ -34,6 +42,8 @@ from supervision.specs import validate_name
 
 #: the job tree whose rescuer also takes process rows written without a tree
 DEFAULT_TREE = "jobs"
+#: seconds a process of another tree stays expired before any tree's rescuer takes it
+DEFAULT_ORPHAN_AFTER = 600.0
 
 log = logger("actors.jobs.rescuer")
 
@@ -44,15 +54,28 @@ class Rescuer(Server):
     heartbeating."""
 
     def init(
-        self, database: DatabaseConfig, interval: float = 1.0, kill_stuck: bool = True, outage_grace: float = 15.0, tree: str | None = None
+        self,
+        database: DatabaseConfig,
+        interval: float = 1.0,
+        kill_stuck: bool = True,
+        outage_grace: float = 15.0,
+        tree: str | None = None,
+        orphan_after: float | None = DEFAULT_ORPHAN_AFTER,
     ) -> None:
         """`outage_grace`: after the database comes back, wait this long (the workers'
         heartbeat ttl) before rescuing, so that live workers beat again first. `tree`: the job
-        tree whose processes this rescuer looks after (None: every process of the schema)."""
+        tree whose processes this rescuer looks after (None: every process of the schema).
+        `orphan_after`: also release the jobs of another tree's process expired this long (its
+        tree has no rescuer running); None: never. It must exceed every tree's heartbeat ttl
+        and rescue interval."""
         if tree is not None:
             validate_name(tree, "Rescuer tree")
+        orphan_after = check_orphan_after(orphan_after, outage_grace, interval)
         self.tree = tree
         self.outage_grace = outage_grace
+        self.orphan_after = orphan_after
+        #: since when (monotonic) this rescuer reaches the database without an outage
+        self.reaching_since = self.clock()
         self.outage = Outage()
         #: no rescue before this (monotonic): after an outage, live workers beat again first
         self.hold_until = 0.0
@@ -61,7 +84,7 @@ class Rescuer(Server):
         self.processes = PgProcessStore(self.database)
         self.interval = interval
         self.kill_stuck = kill_stuck
-        self.totals = {"passes": 0, "jobs": 0, "processes": 0, "killed": 0}
+        self.totals = {"passes": 0, "jobs": 0, "processes": 0, "killed": 0, "orphans": 0}
         self.arm_timer(self.clock() + interval)
 
     def handle(self, message: Any) -> Any:
@@ -87,6 +110,7 @@ class Rescuer(Server):
                 if self.outage.active:
                     lasted = self.outage.recovered(now)
                     self.hold_until = self.clock() + self.outage_grace
+                    self.reaching_since = self.clock()
                     log.warning("%s: the database is back after %.1f s; rescuing again in %.1f s", self.name, lasted, self.outage_grace)
                 self.report_status(None)
             if self.clock() >= self.hold_until:
@@ -103,7 +127,8 @@ class Rescuer(Server):
         self.processes.expire_dead_local(lambda pid, ticks: ProcessIdentity(pid, ticks or 0).is_alive())
         # rows without a tree (a worker of an older version, one started outside jobs_tree) are
         # every rescuer's: with only named trees they were nobody's, and their jobs stayed running
-        result = self.store.rescue(self.outage_grace, tree=self.tree, untreed=True)
+        orphans = self.orphan_after if self.tree is not None and self.clock() - self.reaching_since >= (self.orphan_after or 0) else None
+        result = self.store.rescue(self.outage_grace, tree=self.tree, untreed=True, orphan_after=orphans)
         self.totals["passes"] += 1
         self.totals["jobs"] += result.jobs
         self.totals["processes"] += len(result.processes)
@@ -113,6 +138,14 @@ class Rescuer(Server):
                 self.name, len(result.processes), result.jobs, result.unstarted, result.completed,
             )  # fmt: skip
         for process in result.processes:
+            if process.get("tree") not in (self.tree, None):
+                self.totals["orphans"] += 1
+                log.warning(
+                    "%s: worker process %s of job tree %r (pid %s on %s) expired more than %g s ago and that tree has no "
+                    "rescuer running: its jobs were released here",
+                    self.name, process["id"], process["tree"], process["pid"], process.get("host"), self.orphan_after,
+                )  # fmt: skip
+                continue
             if self.kill_stuck and process.get("host") == this_host():
                 identity = ProcessIdentity(process["pid"], process.get("start_ticks") or 0)
                 if identity.start_time and identity.kill():

@@ -26,8 +26,8 @@ from typing import Sequence
 import attrs
 
 from actors.jobs.completer import Completer
-from actors.jobs.core import check_timing
-from actors.jobs.rescuer import Rescuer
+from actors.jobs.core import check_orphan_after, check_timing
+from actors.jobs.rescuer import DEFAULT_ORPHAN_AFTER, Rescuer
 from actors.jobs.service import JobsService, PoolManager
 from actors.jobs.worker import Worker
 from actors.stores.config import DatabaseConfig
@@ -84,6 +84,7 @@ def jobs_tree(
     kill_grace: float = 5.0,
     claim_ahead: float = 0.5,
     release_after: float = 1.0,
+    orphan_after: float | None = DEFAULT_ORPHAN_AFTER,
 ) -> SupervisorSpec:
     """`handlers`: modules that define the job handlers (imported by every worker process).
     `heartbeat_ttl`: a worker that misses its heartbeats this long is considered dead and its jobs
@@ -93,11 +94,15 @@ def jobs_tree(
     share the database. `limiter`: the limiter that grants permits for kinds with a `limit_key`.
     `kill_stuck`: the rescuer kills a worker of this host whose lease expired while it is
     still alive (frozen); off, such a worker is left to notice by itself when it resumes.
-    `cancel_grace`, `kill_grace`, `claim_ahead`, `release_after`: see `Worker.init`."""
+    `cancel_grace`, `kill_grace`, `claim_ahead`, `release_after`: see `Worker.init`.
+    `orphan_after`: the rescuer also releases the jobs of another job tree's worker once its
+    lease has been expired this long (default 600 s; that tree has no rescuer running: retired
+    or renamed); None: never. It must exceed every tree's `heartbeat_ttl` + rescue interval."""
     handlers = tuple(handlers)
     validate_node(node, "jobs_tree.node")
     names = tree_names(name)
     rescue_every = check_timing(heartbeat_ttl, rescue_interval, cancel_grace=cancel_grace, kill_grace=kill_grace)
+    orphan_after = check_orphan_after(orphan_after, heartbeat_ttl, rescue_every)
     worker = ChildSpec(
         names.worker,
         Worker,
@@ -140,7 +145,14 @@ def jobs_tree(
             ChildSpec(
                 names.rescuer,
                 Rescuer,
-                kwargs={"database": database, "interval": rescue_every, "kill_stuck": kill_stuck, "outage_grace": heartbeat_ttl, "tree": name},
+                kwargs={
+                    "database": database,
+                    "interval": rescue_every,
+                    "kill_stuck": kill_stuck,
+                    "outage_grace": heartbeat_ttl,
+                    "tree": name,
+                    "orphan_after": orphan_after,
+                },
             ),
             SupervisorSpec(
                 names.worker_pool,

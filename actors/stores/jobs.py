@@ -55,7 +55,7 @@ class JobStore(Protocol):
 
     def write_outcomes(self, outcomes: Sequence[JobOutcome]) -> WriteResult: ...
 
-    def rescue(self, grace: float = 0.0, tree: str | None = None, untreed: bool = True) -> RescueResult: ...
+    def rescue(self, grace: float = 0.0, tree: str | None = None, untreed: bool = True, orphan_after: float | None = None) -> RescueResult: ...
 
     def longest_running(self, limit: int = 10) -> list[dict]: ...
 
@@ -218,12 +218,15 @@ class PgJobStore:
                 conn.execute(Q["notify"], {"channel": self.channel, "queue": queue})
         return released
 
-    def rescue(self, grace: float = 0.0, tree: str | None = None, untreed: bool = True) -> RescueResult:
+    def rescue(self, grace: float = 0.0, tree: str | None = None, untreed: bool = True, orphan_after: float | None = None) -> RescueResult:
         """Release the jobs of processes whose heartbeat expired (and of vanished ones); none
         is declared dead within `grace` seconds of the server's start (a restart). With
-        `tree`, only that job tree's processes (and, with `untreed`, those without a tree)."""
+        `tree`, only that job tree's processes (and, with `untreed`, those without a tree),
+        and with `orphan_after` also another tree's once expired that long (no rescuer of its
+        own runs)."""
+        params = {"grace": grace, "tree": tree, "untreed": untreed, "orphan_after": orphan_after}
         with self.database.transaction() as conn:
-            row = conn.execute(Q["rescue"], {"grace": grace, "tree": tree, "untreed": untreed}).fetchone()
+            row = conn.execute(Q["rescue"], params).fetchone()
             if row["jobs"]:
                 notify_events(conn, self.database.config.schema)
         return RescueResult(row["jobs"], tuple(row["processes"]), row["unstarted"], row["completed"])

@@ -155,10 +155,16 @@ WHERE id = %(id)s AND claimed_by = %(process)s AND attempt = %(attempt)s AND sta
 -- rows without a tree too when %(untreed)s, as every rescuer asks): each tree's rescuer applies its own settings
 -- (the grace is its workers' ttl; kill_stuck) to its own workers, never to another tree's.
 -- Jobs whose process row is gone are rescued by any tree: that worker is fenced already.
+-- A process of another tree is taken too once it has been expired for %(orphan_after)s seconds
+-- (NULL: never), on a server up at least that long: its own tree's rescuer would have taken
+-- it within one pass, so that tree has no rescuer running (retired, renamed, or never started
+-- again), and without this its jobs would stay running for ever.
 WITH dead AS (
-    SELECT id, host, pid, start_ticks FROM processes
+    SELECT id, host, pid, start_ticks, tree FROM processes
     WHERE expires_at < now() AND pg_postmaster_start_time() < now() - make_interval(secs => %(grace)s)
-      AND (%(tree)s::text IS NULL OR tree = %(tree)s::text OR (tree IS NULL AND %(untreed)s::boolean))
+      AND (%(tree)s::text IS NULL OR tree = %(tree)s::text OR (tree IS NULL AND %(untreed)s::boolean)
+           OR (expires_at < now() - make_interval(secs => %(orphan_after)s::float8)
+               AND pg_postmaster_start_time() < now() - make_interval(secs => %(orphan_after)s::float8)))
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
     SELECT j.id, j.claimed_by AS process, j.started_at IS NOT NULL AS started,
@@ -199,7 +205,7 @@ WITH dead AS (
     DELETE FROM processes AS p USING dead WHERE p.id = dead.id
       AND NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.claimed_by = p.id AND j.state = 'running'
                       AND j.id NOT IN (SELECT id FROM released))
-    RETURNING p.id, p.host, p.pid, p.start_ticks
+    RETURNING p.id, p.host, p.pid, p.start_ticks, p.tree
 ), logged AS (
     INSERT INTO events (type, data)
     SELECT CASE WHEN succeeded THEN 'job.completed' WHEN state = 'failed' THEN 'job.failed' ELSE 'job.rescued' END,
@@ -219,7 +225,7 @@ WITH dead AS (
 SELECT (SELECT count(*) FROM released) AS jobs,
        (SELECT count(*) FROM released WHERE NOT started) AS unstarted,
        (SELECT count(*) FROM released WHERE succeeded) AS completed,
-       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'host', host, 'pid', pid, 'start_ticks', start_ticks)), '[]')
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'host', host, 'pid', pid, 'start_ticks', start_ticks, 'tree', tree)), '[]')
         FROM gone) AS processes;
 
 -- name: longest_running
