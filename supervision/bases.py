@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import socket
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 import attrs
 
@@ -105,6 +107,8 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
+#: the lowest port picked below the ephemeral range (the well-known services live lower)
+PORT_FLOOR = 10000
 #: where Linux keeps the range it hands out to bind(port 0) and to connect()
 EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 
@@ -122,13 +126,18 @@ def admin_ports(range_file: str = EPHEMERAL_RANGE_FILE) -> range:
         return range(61000, 65536)
     if 65535 - high >= 1000:
         return range(high + 1, 65536)
-    return range(max(1024, low - 10000), low)
+    return range(max(PORT_FLOOR, low - 10000), low)  # empty when that leaves nothing: bind(0)
+
+
+#: seeded by the OS, never by a program: processes that seed `random` alike (a test runner,
+#: Hypothesis) must not all try the same ports
+_ports_random = random.SystemRandom()
 
 
 def free_port(host: str = LOOPBACK, ports: range | None = None) -> int:
     """A port on `host` that nothing is bound to, picked at random from `admin_ports()`."""
     candidates = ports if ports is not None else admin_ports()
-    for port in random.sample(candidates, min(64, len(candidates))):
+    for port in _ports_random.sample(candidates, min(64, len(candidates))):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as thespian binds it
             try:
@@ -139,6 +148,41 @@ def free_port(host: str = LOOPBACK, ports: range | None = None) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # that range is full
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+_launches = threading.local()
+_launch_lock = threading.Lock()
+
+
+def _record_admin_launches() -> None:
+    from thespian.system import multiprocCommon
+
+    with _launch_lock:
+        current = multiprocCommon.detach_child
+        if getattr(current, "records_admin_launches", False):
+            return
+
+        def detach_child(childref: Any) -> None:
+            recording = getattr(_launches, "pids", None)
+            if recording is not None and getattr(childref, "name", None) == "ThespianAdmin" and childref.pid:
+                recording.append(childref.pid)
+            current(childref)
+
+        detach_child.records_admin_launches = True  # type: ignore[attr-defined]
+        multiprocCommon.detach_child = detach_child
+
+
+@contextlib.contextmanager
+def admin_launches() -> Iterator[list[int]]:
+    """The pids of the admin launchers thespian forks in this thread meanwhile. Each leads the
+    process group of the actor system it started (`startAdmin` calls setsid), so a start that
+    failed can be swept by its group even when its admin came up too late to answer."""
+    _record_admin_launches()
+    _launches.pids = []
+    try:
+        yield _launches.pids
+    finally:
+        _launches.pids = None
 
 
 def check_port(port: Any, host: str = LOOPBACK) -> int:

@@ -222,26 +222,29 @@ class Runtime(Calls):
     def _start_system(self) -> ActorSystem:
         """thespian's actor system, on a port of our choosing unless one was given. A port we
         picked can be taken by another program before thespian's admin binds it (thespian then
-        waits 11 s for an admin that never answers): another port is tried."""
+        waits 11 s for an admin that never answers): another port is tried. Whatever a failed
+        attempt started (an admin that came up too late to answer, on a loaded machine) is
+        killed with its process group, and its launcher reaped."""
         chosen = self.base == "multiprocTCPBase" and self._requested_port is None
         for attempt in range(1, (self.PORT_ATTEMPTS if chosen else 1) + 1):
             if self.base == "multiprocTCPBase":
                 self.admin_port = bases.free_port(self.listen) if chosen else bases.check_port(self._requested_port, self.listen)
                 auth.install(self._secret, self.admin_port, self.log_defs["handlers"]["main"])  # before thespian forks its processes
             caps = bases.capabilities(self.info, self.admin_port)
-            try:
-                return ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)
-            except InvalidActorAddress as exc:
-                if self.base == "multiprocTCPBase":
-                    auth.forget(self.admin_port)
-                if attempt < self.PORT_ATTEMPTS and chosen:
-                    log.warning("admin port %s was taken before the actor system could bind it; trying another", self.admin_port)
-                    continue
-                raise ConfigError(f"could not start the {self.base} actor system: {type(exc).__name__}: {exc}") from exc
-            except Exception as exc:
-                if self.base == "multiprocTCPBase":
-                    auth.forget(self.admin_port)
-                raise ConfigError(f"could not start the {self.base} actor system: {type(exc).__name__}: {exc}") from exc
+            with bases.admin_launches() as launched:
+                try:
+                    return ActorSystem(self.base, caps, logDefs=self.log_defs, transientUnique=True)
+                except BaseException as exc:
+                    if self.base == "multiprocTCPBase":
+                        auth.forget(self.admin_port)
+                    for launcher in launched:
+                        _sweep_launch(launcher)
+                    if not isinstance(exc, Exception):
+                        raise
+                    if isinstance(exc, InvalidActorAddress) and chosen and attempt < self.PORT_ATTEMPTS:
+                        log.warning("no actor system answered on admin port %s (taken by another program, or too slow to start); trying another", self.admin_port)
+                        continue
+                    raise ConfigError(f"could not start the {self.base} actor system: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")
 
     def _start_sentinel(self) -> None:
@@ -630,6 +633,19 @@ def _check_seconds(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value) or value <= 0:
         raise SpecError(field, f"must be a positive number of seconds; got {value!r}")
     return float(value)
+
+
+def _sweep_launch(launcher: int) -> None:
+    """Kill the process group a failed start left (led by thespian's admin launcher, `launcher`),
+    and reap the launcher."""
+    deadline = time.monotonic() + 2.0
+    while group_members(launcher) and time.monotonic() < deadline:
+        try:
+            os.killpg(launcher, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            break
+        time.sleep(0.01)
+    reap_child(launcher)
 
 
 def _close_transport(system: ActorSystem | None) -> None:

@@ -14,10 +14,12 @@ frame is larger than any chunk's free space, so that CPython gives it a chunk of
 `ROOM` slots free above it. Every actor's loop then starts at the same place, with 64 KiB of
 frames (several hundred calls) before the next chunk boundary, however deep the caller was.
 Elsewhere (other Pythons, a fixed CPython) it is a function with many unused locals: harmless.
+Threads an actor starts itself begin with a fresh stack of their own and are not placed.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from typing import Any, Callable
@@ -58,13 +60,13 @@ run_with_room = _room_runner()
 
 
 def with_room(target: Callable[..., Any]) -> Callable[..., Any]:
-    """`target`, called inside the room-making frame."""
+    """`target`, called inside the room-making frame. It keeps `target`'s module and name, so
+    that pickle (the spawn and forkserver start methods) finds it where `target` was."""
 
+    @functools.wraps(target)
     def entry(*args: Any, **kwargs: Any) -> Any:
         return run_with_room(target, args, kwargs)
 
-    entry.__wrapped__ = target  # type: ignore[attr-defined]
-    entry.__name__ = getattr(target, "__name__", "entry")
     return entry
 
 

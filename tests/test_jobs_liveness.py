@@ -349,9 +349,43 @@ def test_the_jobs_of_a_renamed_trees_dead_worker_are_released_by_another_tree_af
         conn.commit()
 
 
-def test_orphan_after_below_the_trees_own_lease_and_rescue_interval_is_refused(db_config):
+def rescuer_orphan_after(spec):
+    return next(child for child in spec.children if child.name.endswith("rescuer")).kwargs["orphan_after"]
+
+
+def test_orphan_after_below_the_trees_own_lease_and_rescue_interval_is_refused_and_auto_follows_long_leases(db_config):
     with pytest.raises(SpecError, match=r"orphan_after.*above heartbeat_ttl \+ rescue_interval \(20 s\)"):
         jobs_tree(db_config, handlers=HANDLERS, orphan_after=20)
     with pytest.raises(SpecError, match="orphan_after"):
         jobs_tree(db_config, handlers=HANDLERS, orphan_after="10 minutes")
-    assert jobs_tree(db_config, handlers=HANDLERS, orphan_after=None) is not None  # never
+    assert rescuer_orphan_after(jobs_tree(db_config, handlers=HANDLERS, orphan_after=None)) is None  # never
+    assert rescuer_orphan_after(jobs_tree(db_config, handlers=HANDLERS)) == 600.0
+    # a tree with long leases, valid before orphan_after existed, still is: "auto" grows with them
+    assert rescuer_orphan_after(jobs_tree(db_config, handlers=HANDLERS, heartbeat_ttl=600.0)) == 4 * (600.0 + 200.0)
+
+
+def test_another_trees_worker_with_long_leases_is_only_taken_after_four_of_them(database):
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import NewJob
+
+    jobs, processes = PgJobStore(database), PgProcessStore(database)
+    [job_id] = jobs.insert([NewJob("noop", queue="reports")])
+    slow = processes.register("elsewhere:worker-1", ttl=100.0, pid=1, tree="reports")  # pid 1: never this test's to kill
+    jobs.claim("reports", slow.id, 1)
+    with database.connection() as conn:
+        # its lease (100 s) ran out 300 s ago: past orphan_after=60, not past 4 leases (400 s)
+        conn.execute("UPDATE processes SET heartbeat_at = now() - interval '400 seconds', expires_at = now() - interval '300 seconds' WHERE id = %s", (slow.id,))
+        conn.commit()
+    assert jobs.rescue(0.0, tree="jobs", orphan_after=60).processes == ()
+    with database.connection() as conn:
+        conn.execute("UPDATE processes SET heartbeat_at = now() - interval '600 seconds', expires_at = now() - interval '500 seconds' WHERE id = %s", (slow.id,))
+        conn.commit()
+    assert [p["id"] for p in jobs.rescue(0.0, tree="jobs", orphan_after=60).processes] == [slow.id]
+    assert jobs.get(job_id).state == "available"
+    # and never with orphan_after None, however long ago
+    [again] = jobs.claim("reports", processes.register("elsewhere:worker-2", ttl=1.0, pid=1, tree="reports").id, 1)
+    with database.connection() as conn:
+        conn.execute("UPDATE processes SET heartbeat_at = now() - interval '1 day', expires_at = now() - interval '1 day' WHERE tree = 'reports'")
+        conn.commit()
+    assert jobs.rescue(0.0, tree="jobs", orphan_after=None).processes == ()
+    assert jobs.get(again.id).state == "running"

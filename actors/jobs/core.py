@@ -129,18 +129,26 @@ def check_timing(heartbeat_ttl: Any, rescue_interval: Any, *, cancel_grace: Any 
     return float(rescue_interval)
 
 
+#: `orphan_after="auto"`: this many seconds, or more for a tree with long leases
+ORPHAN_AFTER_FLOOR = 600.0
+#: ... at least this many of the tree's own (heartbeat ttl + rescue interval)
+ORPHAN_AFTER_LEASES = 4
+
+
 def check_orphan_after(orphan_after: Any, heartbeat_ttl: float, rescue_interval: float) -> float | None:
-    """`orphan_after` (seconds a process of another job tree stays expired before this tree's
-    rescuer takes it; None: never), which must exceed this tree's ttl and rescue interval
-    together: a live tree's own rescuer must always come first."""
+    """`orphan_after`: seconds a process of another job tree stays expired before this tree's
+    rescuer takes it; None: never; "auto": `ORPHAN_AFTER_FLOOR`, or 4 of this tree's ttl +
+    rescue interval if that is longer. A number must exceed this tree's ttl and rescue interval
+    together (and another tree's process is only taken past 4 of its own leases anyway)."""
     if orphan_after is None:
         return None
     floor = heartbeat_ttl + rescue_interval
+    if orphan_after == "auto":
+        return max(ORPHAN_AFTER_FLOOR, ORPHAN_AFTER_LEASES * floor)
     if isinstance(orphan_after, bool) or not isinstance(orphan_after, (int, float)) or not math.isfinite(orphan_after) or orphan_after <= floor:
         raise SpecError(
             "orphan_after",
-            f"must be None or a number of seconds above heartbeat_ttl + rescue_interval ({floor:g} s), and above those of "
-            f"every other job tree on the database; got {orphan_after!r}",
+            f'must be "auto", None or a number of seconds above heartbeat_ttl + rescue_interval ({floor:g} s); got {orphan_after!r}',
         )
     return float(orphan_after)
 

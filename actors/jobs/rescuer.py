@@ -16,7 +16,8 @@ also take the rows written without one.
 
 A tree that nobody runs any more (retired, renamed) has no rescuer: its dead workers' rows
 would stay, and their jobs stay running, for ever. So a process of another tree is taken too
-once it has been expired for `orphan_after` seconds (default 600), by a rescuer that has itself
+once it has been expired for `orphan_after` seconds (default 600) and for at least 4 of its own
+leases (a tree with long leases waits longer), by a rescuer that has itself
 been reaching the database for that long (after an outage, live workers of every tree beat
 again first) on a server up for that long; such a process is never killed (`kill_stuck` is its
 own tree's setting), only its jobs released.
@@ -42,8 +43,6 @@ from supervision.specs import validate_name
 
 #: the job tree whose rescuer also takes process rows written without a tree
 DEFAULT_TREE = "jobs"
-#: seconds a process of another tree stays expired before any tree's rescuer takes it
-DEFAULT_ORPHAN_AFTER = 600.0
 
 log = logger("actors.jobs.rescuer")
 
@@ -60,14 +59,14 @@ class Rescuer(Server):
         kill_stuck: bool = True,
         outage_grace: float = 15.0,
         tree: str | None = None,
-        orphan_after: float | None = DEFAULT_ORPHAN_AFTER,
+        orphan_after: float | str | None = "auto",
     ) -> None:
         """`outage_grace`: after the database comes back, wait this long (the workers'
         heartbeat ttl) before rescuing, so that live workers beat again first. `tree`: the job
         tree whose processes this rescuer looks after (None: every process of the schema).
-        `orphan_after`: also release the jobs of another tree's process expired this long (its
-        tree has no rescuer running); None: never. It must exceed every tree's heartbeat ttl
-        and rescue interval."""
+        `orphan_after`: also release the jobs of another tree's process expired this long and
+        at least 4 of its own leases (its tree has no rescuer reaching the database); "auto":
+        600 s or 4 x (`outage_grace` + `interval`) if longer; None: never."""
         if tree is not None:
             validate_name(tree, "Rescuer tree")
         orphan_after = check_orphan_after(orphan_after, outage_grace, interval)
@@ -141,8 +140,8 @@ class Rescuer(Server):
             if process.get("tree") not in (self.tree, None):
                 self.totals["orphans"] += 1
                 log.warning(
-                    "%s: worker process %s of job tree %r (pid %s on %s) expired more than %g s ago and that tree has no "
-                    "rescuer running: its jobs were released here",
+                    "%s: worker process %s of job tree %r (pid %s on %s) expired more than %g s ago and no rescuer of "
+                    "that tree reached the database since: its row was removed here and any jobs it held released",
                     self.name, process["id"], process["tree"], process["pid"], process.get("host"), self.orphan_after,
                 )  # fmt: skip
                 continue

@@ -27,7 +27,7 @@ import attrs
 
 from actors.jobs.completer import Completer
 from actors.jobs.core import check_orphan_after, check_timing
-from actors.jobs.rescuer import DEFAULT_ORPHAN_AFTER, Rescuer
+from actors.jobs.rescuer import Rescuer
 from actors.jobs.service import JobsService, PoolManager
 from actors.jobs.worker import Worker
 from actors.stores.config import DatabaseConfig
@@ -84,7 +84,7 @@ def jobs_tree(
     kill_grace: float = 5.0,
     claim_ahead: float = 0.5,
     release_after: float = 1.0,
-    orphan_after: float | None = DEFAULT_ORPHAN_AFTER,
+    orphan_after: float | str | None = "auto",
 ) -> SupervisorSpec:
     """`handlers`: modules that define the job handlers (imported by every worker process).
     `heartbeat_ttl`: a worker that misses its heartbeats this long is considered dead and its jobs
@@ -95,9 +95,12 @@ def jobs_tree(
     `kill_stuck`: the rescuer kills a worker of this host whose lease expired while it is
     still alive (frozen); off, such a worker is left to notice by itself when it resumes.
     `cancel_grace`, `kill_grace`, `claim_ahead`, `release_after`: see `Worker.init`.
-    `orphan_after`: the rescuer also releases the jobs of another job tree's worker once its
-    lease has been expired this long (default 600 s; that tree has no rescuer running: retired
-    or renamed); None: never. It must exceed every tree's `heartbeat_ttl` + rescue interval."""
+    `orphan_after`: this tree's rescuer also releases the jobs of another job tree's worker
+    once that worker's lease has been expired this long, and at least 4 of its own leases (that
+    tree has no rescuer reaching the database: retired, renamed, or cut off that long); "auto"
+    (default): 600 s, or 4 x (`heartbeat_ttl` + rescue interval) if longer; None: never (this
+    tree then takes no other tree's workers; whether other trees take this one's is their
+    setting)."""
     handlers = tuple(handlers)
     validate_node(node, "jobs_tree.node")
     names = tree_names(name)

@@ -156,14 +156,16 @@ WHERE id = %(id)s AND claimed_by = %(process)s AND attempt = %(attempt)s AND sta
 -- (the grace is its workers' ttl; kill_stuck) to its own workers, never to another tree's.
 -- Jobs whose process row is gone are rescued by any tree: that worker is fenced already.
 -- A process of another tree is taken too once it has been expired for %(orphan_after)s seconds
--- (NULL: never), on a server up at least that long: its own tree's rescuer would have taken
--- it within one pass, so that tree has no rescuer running (retired, renamed, or never started
--- again), and without this its jobs would stay running for ever.
+-- (NULL: never) and for 4 of its own leases (expires_at - heartbeat_at), on a server up at
+-- least that long: its own tree's rescuer would have taken it within one pass, so that tree
+-- has no rescuer reaching the database (retired, renamed, or cut off that long), and without
+-- this its jobs would stay running for ever.
 WITH dead AS (
     SELECT id, host, pid, start_ticks, tree FROM processes
     WHERE expires_at < now() AND pg_postmaster_start_time() < now() - make_interval(secs => %(grace)s)
       AND (%(tree)s::text IS NULL OR tree = %(tree)s::text OR (tree IS NULL AND %(untreed)s::boolean)
-           OR (expires_at < now() - make_interval(secs => %(orphan_after)s::float8)
+           OR (%(orphan_after)s::float8 IS NOT NULL
+               AND expires_at < now() - greatest(make_interval(secs => %(orphan_after)s::float8), 4 * (expires_at - heartbeat_at))
                AND pg_postmaster_start_time() < now() - make_interval(secs => %(orphan_after)s::float8)))
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
