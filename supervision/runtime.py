@@ -490,6 +490,7 @@ class Runtime(Calls):
             self._close_contexts()
             self._sweep_group()
             _close_transport(system)
+            auth.forget(self.admin_port)
             _live_runtimes.discard(self)
 
     def _detach(self) -> None:

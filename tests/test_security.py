@@ -343,3 +343,13 @@ def test_a_frame_announcing_a_huge_size_without_the_secret_is_dropped_before_its
             for _ in range(1000):  # up to 64 MB, far beyond the socket buffers
                 stranger.sendall(b"\0" * 65536)
     assert rt.ask("echo", "still serving") == "still serving"
+
+
+def test_a_runtime_forgets_its_secret_however_it_ends(make_runtime):
+    # a crashed runtime's key stayed installed: a later runtime of this process that picked the
+    # same admin port would have signed with, and accepted, the dead one's secret
+    crashed, stopped = make_runtime("multiprocTCPBase").start(), make_runtime("multiprocTCPBase").start()
+    assert {crashed.admin_port, stopped.admin_port} <= set(auth.SIGNER.keys)
+    crashed.crash()
+    stopped.stop()
+    assert crashed.admin_port not in auth.SIGNER.keys and stopped.admin_port not in auth.SIGNER.keys
