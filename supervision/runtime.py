@@ -487,11 +487,13 @@ class Runtime(Calls):
             if self.name is not None and self._kernel_identity is not None:
                 discovery.withdraw(self.name, self._kernel_identity.pid)
             system, self._system = self._system, None
+            leader = self._group  # thespian's admin launcher: our child, reaped once its group is gone
             self._close_contexts()
             self._sweep_group()
             _close_transport(system)
             auth.forget(self.admin_port)
             _live_runtimes.discard(self)
+            reap_child(leader)
 
     def _detach(self) -> None:
         """Let go of another process's system without stopping it."""

@@ -345,11 +345,14 @@ def test_a_frame_announcing_a_huge_size_without_the_secret_is_dropped_before_its
     assert rt.ask("echo", "still serving") == "still serving"
 
 
-def test_a_runtime_forgets_its_secret_however_it_ends(make_runtime):
+def test_a_runtime_forgets_its_secret_and_reaps_its_launcher_however_it_ends(make_runtime):
     # a crashed runtime's key stayed installed: a later runtime of this process that picked the
     # same admin port would have signed with, and accepted, the dead one's secret
     crashed, stopped = make_runtime("multiprocTCPBase").start(), make_runtime("multiprocTCPBase").start()
     assert {crashed.admin_port, stopped.admin_port} <= set(auth.SIGNER.keys)
+    launcher = crashed._group  # thespian's admin launcher leads the group, a child of this process
     crashed.crash()
     stopped.stop()
     assert crashed.admin_port not in auth.SIGNER.keys and stopped.admin_port not in auth.SIGNER.keys
+    with pytest.raises(ChildProcessError):  # and crash() reaped it: no zombie per crash in a REPL
+        os.waitpid(launcher, os.WNOHANG)
