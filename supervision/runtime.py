@@ -640,7 +640,13 @@ def _check_seconds(field: str, value: Any) -> float:
 
 def _sweep_launch(launcher: int) -> None:
     """Kill the process group a failed start left (led by thespian's admin launcher, `launcher`),
-    and reap the launcher."""
+    and reap the launcher. The launcher itself goes first: until it has called setsid it leads
+    no group, and killed it forks no admin (it is our child: its pid is not reused before the
+    reap)."""
+    try:
+        os.kill(launcher, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     deadline = time.monotonic() + 2.0
     while group_members(launcher) and time.monotonic() < deadline:
         try:

@@ -135,7 +135,10 @@ def test_dynamic_children_start_and_terminate_at_run_time(make_runtime, base):
     assert rt.count_children("pool") == {"specs": 4, "active": 4, "supervisors": 0, "workers": 4}
     assert rt.ask("worker-2", "hi") == "hi"
     rt.kill("worker-2")
-    wait_for(lambda: restarts(rt, "worker-2") == 1, what="dynamic child restarted")
+    # >= then ==: a second restart for one death (it failed once in CI on the queue base, as a
+    # timeout that said nothing) is then a failure naming what the tree showed
+    wait_for(lambda: (restarts(rt, "worker-2") or 0) >= 1, what="dynamic child restarted")
+    assert restarts(rt, "worker-2") == 1, rt.tree().find("worker-2")
     rt.terminate_child("pool", "worker-1")
     assert [c.name for c in rt.which_children("pool")] == ["worker-2", "worker-3", "special"]
     with pytest.raises(NoSuchName):
@@ -226,13 +229,20 @@ def test_an_admin_too_slow_to_answer_is_killed_before_another_port_is_tried(make
 
     from thespian.system import multiprocCommon
 
-    patient = multiprocCommon.MAX_ADMIN_STARTUP_DELAY
+    patient, start_admin = multiprocCommon.MAX_ADMIN_STARTUP_DELAY, multiprocCommon.startAdmin
     picked = []
     real = bases.free_port
 
+    def late_admin(*args, **kwargs):  # runs in the forked admin process
+        time.sleep(1.0)
+        return start_admin(*args, **kwargs)
+
     def pick(host=bases.LOOPBACK):
-        # thespian gives the first attempt's admin 1 ms to report, every later one the usual wait
-        monkeypatch.setattr(multiprocCommon, "MAX_ADMIN_STARTUP_DELAY", timedelta(milliseconds=1) if not picked else patient)
+        # the first attempt's admin comes up 1 s late and thespian waits 0.2 s for it; every
+        # later attempt is as usual
+        first = not picked
+        monkeypatch.setattr(multiprocCommon, "MAX_ADMIN_STARTUP_DELAY", timedelta(seconds=0.2) if first else patient)
+        monkeypatch.setattr(multiprocCommon, "startAdmin", late_admin if first else start_admin)
         picked.append(real(host))
         return picked[-1]
 
@@ -252,7 +262,8 @@ def test_an_admin_too_slow_to_answer_is_killed_before_another_port_is_tried(make
     rt = make_runtime("multiprocTCPBase").start(SupervisorSpec("root", children=[ChildSpec("echo", Echo)]))
     assert len(picked) >= 2 and rt.admin_port == picked[-1]
     assert rt.ask("echo", "hi") == "hi"
-    wait_for(lambda: not any(bases.port_in_use(port) for port in picked[:-1]), timeout=5, what="the slow admin gone from its port")
+    time.sleep(1.5)  # past the moment the late admin would have bound its port, had it lived
+    assert not any(bases.port_in_use(port) for port in picked[:-1]), "the late admin listens on"
     failed = [pid for attempt in launches[:-1] for pid in attempt]
     assert failed, launches
     for pid in failed:  # reaped: no longer a child of this process, not even a zombie
