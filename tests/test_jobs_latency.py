@@ -74,6 +74,39 @@ def test_a_job_enqueued_into_an_idle_worker_runs_without_waiting_for_its_poll(db
     assert completion_events(database) == 4
 
 
+def test_a_job_enqueued_while_the_idle_workers_claim_runs_is_claimed_without_its_poll(db_config, database, make_runtime):
+    """PostgreSQL sends a NOTIFY that comes while the worker's claim runs on its LISTEN
+    connection with the claim's answer, and psycopg keeps it: the socket is then quiet, and a
+    worker that looked at it again only at its next poll left that job waiting 600 s (seen once
+    in CI, the first enqueue meeting the worker's start-up claim). A trigger holds one claim
+    0.5 s, after its snapshot, while the second job is enqueued."""
+    with database.connection() as conn:
+        conn.execute(
+            """CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$"""
+        )
+        conn.execute(
+            """CREATE TRIGGER slow_claim BEFORE UPDATE ON jobs FOR EACH ROW
+               WHEN (NEW.state = 'running' AND OLD.state = 'available' AND NEW.payload ? 'slow')
+               EXECUTE FUNCTION slow_claim()"""
+        )
+        conn.commit()
+    rt = start(make_runtime, db_config, poll_interval=NEVER, worker_options={"notify_check": NEVER})
+    wait_for(lambda: rt.ask("worker-1", WorkerStatus()), timeout=20, what="the worker")
+    slow = rt.enqueue("noop", {"slow": True})
+    wait_for(lambda: states(database, [slow]) == ["running"] or _claim_waits(database), timeout=10, what="the slow claim")
+    late = rt.enqueue("noop")  # committed while that claim sleeps, after its snapshot
+    wait_for(lambda: done(database, [slow, late]), timeout=20, what="the job enqueued during the claim")
+
+
+def _claim_waits(database):
+    """A backend is inside the slow trigger's pg_sleep."""
+    with database.connection() as conn:
+        n = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'").fetchone()["n"]
+        conn.commit()
+    return n > 0
+
+
 def test_outcomes_under_load_travel_and_are_written_in_batches(db_config, database, make_runtime):
     """1,000 jobs into one worker: far fewer completer messages and writes than jobs. (The
     worker writes its batches itself and tells the completer, which publishes them: its count

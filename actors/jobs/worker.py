@@ -376,6 +376,8 @@ class Worker(WakeOnReadable, Server):
                 self.send(self.myAddress, Continue("slice"))
                 return
             if not self.claim():
+                if self.want_claim:
+                    continue  # notified while that claim ran: claim again (the slice bounds it)
                 if not self.write_idle():  # the outcomes held back for this claim
                     self.mark_ended()
                     self.send_outcomes()
@@ -398,7 +400,13 @@ class Worker(WakeOnReadable, Server):
         jobs = self.jobs.claim(self.queue, self.process.id, limit, conn=self.listener)
         with self.state.lock:
             self.claimed.extend(jobs)
-        return self._claimed(len(jobs), limit)
+        got = self._claimed(len(jobs), limit)
+        # a NOTIFY that came while the claim ran arrived with its answer, and psycopg keeps it:
+        # the socket is quiet now, so look here, or its job (committed after the claim's
+        # snapshot) waits for the next poll
+        if not self.want_claim and self._notified():
+            self.want_claim = True
+        return got
 
     def _claimed(self, count: int, limit: int) -> int:
         self.counts["claimed"] += count
