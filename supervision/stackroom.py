@@ -2,9 +2,9 @@
 
 CPython 3.11 keeps the frames of a thread in chunks of 16 KiB, and frees a chunk as soon as
 the frame at its start returns (python/cpython#142183: a one-chunk cache, merged in March 2026,
-fixes it in the 3.13 and 3.14 releases made after that; 3.11 and 3.12 keep it). A loop whose frames sit just below a chunk's end crosses into a new
-chunk on every call it makes: an mmap, page faults on the new pages and a munmap, thousands of
-times a second. An actor process inherits the stack of the process that forked it, so where
+fixes it in the 3.13 and 3.14 releases made after that; 3.11 and 3.12 keep it). A loop whose
+frames sit just below a chunk's end crosses into a new chunk on every call it makes: an mmap,
+page faults on the new pages and a munmap, thousands of times a second. An actor process inherits the stack of the process that forked it, so where
 its loop sits depends on how deep the program was when it started the runtime: a job worker
 forked under a program one frame deeper ran half as fast (5,600 against 11,000 no-op jobs/s,
 74,000 page faults a second against 700; docs/NOTES.md, "Frame stack chunks").
