@@ -389,3 +389,35 @@ def test_another_trees_worker_with_long_leases_is_only_taken_after_four_of_them(
         conn.commit()
     assert jobs.rescue(0.0, tree="jobs", orphan_after=None).processes == ()
     assert jobs.get(again.id).state == "running"
+
+
+def test_a_server_that_just_started_gives_no_other_trees_worker_to_the_orphan_rule(own_pg):
+    """After a restart every lease looks expired for as long as the server was down: another
+    tree's worker is only taken once the server has been up `orphan_after` seconds (its own
+    tree's live workers beat again first)."""
+    import uuid
+
+    from actors.stores.config import DatabaseConfig
+    from actors.stores.database import Database
+    from actors.stores.migrate import Migrator
+    from actors.stores.processes import PgProcessStore
+    from actors.stores.rows import NewJob
+
+    own_pg.restart()  # a server up for a moment only
+    config = DatabaseConfig(own_pg.dsn, schema=f"o_{uuid.uuid4().hex[:10]}")
+    with Database(config) as database:
+        Migrator(database).apply()
+        jobs, processes = PgJobStore(database), PgProcessStore(database)
+        [job_id] = jobs.insert([NewJob("noop", queue="reports")])
+        other = processes.register("elsewhere:worker-1", ttl=1.0, pid=1, tree="reports")
+        jobs.claim("reports", other.id, 1)
+        with database.connection() as conn:
+            conn.execute("UPDATE processes SET heartbeat_at = now() - interval '1 day', expires_at = now() - interval '1 day'")
+            up = conn.execute("SELECT extract(epoch FROM now() - pg_postmaster_start_time()) AS s").fetchone()["s"]
+            conn.commit()
+        orphan_after = float(up) + 3.0  # the server is younger than this
+        assert jobs.rescue(0.0, tree="jobs", orphan_after=orphan_after).processes == ()
+        assert jobs.get(job_id).state == "running"
+        # once the server is that old, the row is taken
+        wait_for(lambda: jobs.rescue(0.0, tree="jobs", orphan_after=orphan_after).processes, timeout=15, what="the orphan taken")
+        assert jobs.get(job_id).state == "available"
