@@ -107,6 +107,33 @@ def _claim_waits(database):
     return n > 0
 
 
+def test_a_short_jobs_outcome_never_waits_behind_the_long_job_claimed_after_it(db_config, database, make_runtime, tmp_path):
+    """One claim took a job that fails at once and a long one: the failure's outcome (its
+    retry) was held until the long handler returned, 60 s later (a CI run of the observer's
+    browser test). The heartbeat now writes what is held once the running handler has taken
+    `flush_after` (0.1 s)."""
+    from actors.jobs import new_job, wait_for_workers
+
+    rt = start(make_runtime, db_config)
+    wait_for_workers(rt, 1)
+    path = str(tmp_path / "log")
+    short, long = rt.enqueue_many([new_job("noop", {}, priority=5), new_job("cooperative", {"path": path, "seconds": 6.0})])
+    wait_for(lambda: any(line.startswith("start") for line in _lines(path)), timeout=10, what="the long job to start")
+    wait_for(lambda: done(database, [short]), timeout=3, what="the short job's outcome, while the long one runs")
+    assert states(database, [long]) == ["running"]  # still in its handler: the heartbeat wrote it
+    wait_for(lambda: done(database, [short, long]), timeout=20, what="both jobs")
+    assert rt.ask("worker-1", WorkerStatus())["flushed_behind"] >= 1
+    assert completion_events(database) == 2
+
+
+def _lines(path):
+    try:
+        with open(path) as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
 def test_outcomes_under_load_travel_and_are_written_in_batches(db_config, database, make_runtime):
     """1,000 jobs into one worker: far fewer completer messages and writes than jobs. (The
     worker writes its batches itself and tells the completer, which publishes them: its count

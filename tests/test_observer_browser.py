@@ -238,9 +238,11 @@ def test_a_read_only_page_shows_no_action_buttons_and_says_why(make_runtime, db_
     rt = make_runtime(log_level="CRITICAL")
     rt.start(system_spec(db_config, workers=2, cancel_grace=2.0))
     failed = rt.enqueue("always_fails", {})
-    running = rt.enqueue("cooperative", {"path": str(tmp_path / "log"), "seconds": 60})
     with serve(rt, db_config, read_only=True) as observer:
         wait_for(lambda: job_row(observer.database, failed)["state"] == "failed", timeout=20, what="the job to fail")
+        # enqueued once the other has failed: one worker's claim could take both, and the
+        # failure's retry would then wait behind the 60 s job (docs/NOTES.md, "held behind")
+        running = rt.enqueue("cooperative", {"path": str(tmp_path / "log"), "seconds": 60})
         wait_for(lambda: job_row(observer.database, running)["state"] == "running", timeout=20, what="the job to run")
         page = launch().new_page(viewport={"width": 1280, "height": 900})
         page.goto(observer.url)

@@ -68,6 +68,12 @@ class WorkerState:
     #: ids that came on the cancel channel (every cancelled running job of the schema): a
     #: claimed job among them is marked synchronously, so it is not started (see worker.run)
     cancelled_ids: set = attrs.field(factory=set)
+    #: outcomes of jobs that ended before the running one, parked by the main thread as the
+    #: handler starts: the heartbeat writes them once that handler has run `flush_after`, so a
+    #: short job's outcome never waits behind a long one (the main thread takes them back)
+    parked: list | None = None
+    #: what the heartbeat wrote of them: (batch, WriteResult or the exception), for the main thread
+    flushed: list = attrs.field(factory=list)
 
     def note_cancelled(self, payloads: list[str]) -> None:
         if len(self.cancelled_ids) > 10_000:  # ids of other workers' jobs pile up: forget them
@@ -99,6 +105,7 @@ class Heartbeat(threading.Thread):
         release_after: float = 1.0,
         cancel_grace: float = 5.0,
         kill_grace: float = 5.0,
+        flush_after: float = 0.1,
     ) -> None:
         super().__init__(name=f"heartbeat-{process_id}", daemon=True)
         self.database = database
@@ -110,6 +117,7 @@ class Heartbeat(threading.Thread):
         self.tick = min(0.25, self.every)
         self.state = state
         self.release_after = release_after
+        self.flush_after = flush_after
         self.cancel_grace = cancel_grace
         self.kill_grace = kill_grace
         self.halt = threading.Event()
@@ -146,6 +154,7 @@ class Heartbeat(threading.Thread):
                     failures = 0
                     self.state.beat_failing = False
                 self.release_if_long(current)
+                self.flush_if_long(current)
             except StoreError as exc:
                 failures += 1
                 self.state.beat_failing = True
@@ -199,6 +208,21 @@ class Heartbeat(threading.Thread):
             raise
         self.state.released += len(released)
         log.info("worker process %s: released %d unstarted jobs while job %s runs long", self.process_id, len(released), current[0].id)
+
+    def flush_if_long(self, current: tuple[ClaimedJob, JobContext] | None) -> None:
+        """Write the outcomes parked behind a handler that has run `flush_after` (fenced, with
+        their events, in one transaction); the result, or the failure, goes back to the main
+        thread, which tells the completer or puts the batch back."""
+        if current is None or current[1].elapsed < self.flush_after or not self.state.parked:
+            return
+        with self.state.lock:
+            batch, self.state.parked = self.state.parked, None
+        try:
+            result: Any = self.jobs.write_outcomes(batch)
+        except Exception as exc:  # noqa: BLE001 - the main thread decides (an outage: the completer)
+            result = exc
+        with self.state.lock:
+            self.state.flushed.append((batch, result))
 
     def enforce(self, now: float) -> None:
         """Interrupt, then end, a handler running work that is no longer its own or past its timeout."""

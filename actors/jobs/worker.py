@@ -192,7 +192,7 @@ class Worker(WakeOnReadable, Server):
         self.want_claim = True
         self.paused = False
         self.next_poll = self.clock() + self.poll_interval
-        self.counts = {"claimed": 0, "completed": 0, "failed": 0, "deferred": 0, "resent": 0, "cancelled": 0, "not_ours": 0, "pipelined": 0, "paused": 0, "claimed_early": 0, "written_behind": 0}
+        self.counts = {"claimed": 0, "completed": 0, "failed": 0, "deferred": 0, "resent": 0, "cancelled": 0, "not_ours": 0, "pipelined": 0, "paused": 0, "claimed_early": 0, "written_behind": 0, "flushed_behind": 0}
         signal.signal(signal.SIGALRM, _alarm)
         self.connect()
         # resolve the completer's address now: an outcome sent while the next handler runs must
@@ -457,8 +457,19 @@ class Worker(WakeOnReadable, Server):
             self.claimed.extend(jobs)
         return len(jobs)
 
+    def take_flushed(self) -> None:
+        """Take back the writes the heartbeat made of outcomes parked behind a long handler."""
+        if not self.state.flushed:
+            return
+        with self.state.lock:
+            flushed, self.state.flushed = self.state.flushed, []
+        for batch, result in flushed:
+            self.counts["flushed_behind"] += 1
+            self._written(batch, result)
+
     def take_overlapped(self) -> None:
         """Take back what finished off the main thread: an early claim, an outcome write."""
+        self.take_flushed()
         done, count = self.early.poll()
         if done:
             self._claimed(count, self.early.context)
@@ -625,9 +636,12 @@ class Worker(WakeOnReadable, Server):
             error = f"no handler for kind {job.kind!r} in worker {self.name}"
         else:
             context = JobContext(job.id, job.kind, job.queue, job.attempt, job.max_attempts, job_type.timeout)
+            park = bool(self.outcomes) and self._writes_itself()
             with self.state.lock:
                 self.state.current = (job, context)
                 self.state.interrupt = None
+                if park:  # written by the heartbeat if this handler runs long (flush_if_long)
+                    self.state.parked, self.outcomes = self.outcomes, []
             job_context._set(context)
             self.state.in_handler = True
             signal.setitimer(signal.ITIMER_REAL, job_type.timeout)
@@ -650,6 +664,11 @@ class Worker(WakeOnReadable, Server):
                 with self.state.lock:
                     self.state.current = None
                     self.state.interrupt = None
+                    back, self.state.parked = self.state.parked, None
+                if back:
+                    back.extend(self.outcomes)  # none: the main thread added nothing meanwhile
+                    self.outcomes = back
+            self.take_flushed()
             cancelled = cancelled or context.cancelled
             if failure is not None:
                 # described here, with the timer and the cancel interrupt off (SIGALRM raises
@@ -761,6 +780,10 @@ class Worker(WakeOnReadable, Server):
                 self.outcomes = list(batch) + self.outcomes
         self.early.close()
         self.behind.close()
+        with self.state.lock:  # a write the heartbeat made (it has stopped): failed ones go again
+            flushed, self.state.flushed = self.state.flushed, []
+            parked, self.state.parked = self.state.parked, None
+        self.outcomes = (parked or []) + [o for batch, result in flushed if isinstance(result, Exception) for o in batch] + self.outcomes
         try:
             self.mark_ended()  # the answers first: outcomes of jobs that were not ours are dropped
         except Exception:  # noqa: BLE001 - the outcomes are fenced anyway
