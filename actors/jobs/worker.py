@@ -780,10 +780,13 @@ class Worker(WakeOnReadable, Server):
                 self.outcomes = list(batch) + self.outcomes
         self.early.close()
         self.behind.close()
-        with self.state.lock:  # a write the heartbeat made (it has stopped): failed ones go again
+        with self.state.lock:  # writes the heartbeat made (it has stopped): failed ones go again
             flushed, self.state.flushed = self.state.flushed, []
             parked, self.state.parked = self.state.parked, None
         self.outcomes = (parked or []) + [o for batch, result in flushed if isinstance(result, Exception) for o in batch] + self.outcomes
+        for _batch, result in flushed:
+            if not isinstance(result, Exception):
+                self._wrote(result)  # the completer publishes them, as for every other write
         try:
             self.mark_ended()  # the answers first: outcomes of jobs that were not ours are dropped
         except Exception:  # noqa: BLE001 - the outcomes are fenced anyway
