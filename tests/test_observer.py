@@ -67,7 +67,8 @@ def test_metrics_parse_and_their_counters_move_when_actors_restart_and_jobs_fini
             failed = sample(m, "thespian_otp_jobs_finished_total", kind="always_fails", outcome="failed")
             # the table's figures are read at most every database_interval (1 s): they follow
             in_table = sample(m, "thespian_otp_jobs", queue="default", kind="work", state="completed")
-            return m if done == 5 and failed == 1 and in_table == 5 else None
+            failed_in_table = sample(m, "thespian_otp_jobs", queue="default", kind="always_fails", state="failed")
+            return m if done == 5 and failed == 1 and in_table == 5 and failed_in_table == 1 else None
 
         # job events are read in commit-safe order: another session's long transaction on a
         # shared server holds them back (15 s seen), hence 60 s
